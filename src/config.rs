@@ -1,0 +1,439 @@
+//! Typed settings and the layered loader (PROTOCOL.md §1).
+//!
+//! Layers, later wins: the embedded `config/default.toml` → `<dir>/default.toml` → `<dir>/$CHORUS_ENV.toml`
+//! → environment variables `CHORUS__SECTION__KEY` → CLI overrides. The environment is passed in as a map
+//! so tests never call `set_var`. [`Settings::validate`] names the offending key on every error, and
+//! [`Settings::masked`] is the only way settings are printed (secrets hidden).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The defaults, compiled in so the binary runs from anywhere.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: Http,
+    pub node: Node,
+    pub database: Database,
+    pub redis: Redis,
+    pub auth: Auth,
+    pub limits: Limits,
+    pub session: Session,
+    pub room: Room,
+    pub cluster: Cluster,
+    pub shutdown: Shutdown,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    pub bind: String,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub url: String,
+    pub read_url: String,
+    pub pool_size: usize,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    pub url: String,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    pub jwt_secret: String,
+    pub allowed_origins: String,
+    pub audience: String,
+    pub issuer: String,
+    pub leeway_s: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub max_body_bytes: usize,
+    pub msgs_per_sec: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Session {
+    pub heartbeat_ms: u64,
+    pub timeout_ms: u64,
+    pub queue_max: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Room {
+    pub max_catchup: i64,
+    pub idle_stop_ms: u64,
+    pub batch_max: usize,
+    pub gap_repair_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub heartbeat_ms: u64,
+    pub dead_after_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shutdown {
+    pub drain_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub format: String,
+    pub level: String,
+}
+
+/// A configuration problem, always naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("config key `{key}`: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where to look for `default.toml` and `$CHORUS_ENV.toml`: the given folder, else `./config`, else the
+/// package's own `config/` folder; `None` means only the embedded defaults apply.
+pub fn find_config_dir(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(dir) = explicit {
+        return Some(dir.to_path_buf());
+    }
+    let candidates = [
+        PathBuf::from("config"),
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config")),
+    ];
+    candidates
+        .into_iter()
+        .find(|d| d.join("default.toml").is_file())
+}
+
+impl Settings {
+    /// Builds settings from the layers. `env` is the process environment (or a test's map);
+    /// `overrides` are `section.key = value` pairs from the CLI, applied last.
+    pub fn load(
+        dir: Option<&Path>,
+        env: &HashMap<String, String>,
+        overrides: &[(String, String)],
+    ) -> Result<Settings, ConfigError> {
+        use config::{Config, Environment, File, FileFormat};
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(dir) = dir {
+            builder = builder.add_source(File::from(dir.join("default.toml")).required(false));
+            if let Some(name) = env.get("CHORUS_ENV").filter(|n| !n.is_empty()) {
+                let path = dir.join(format!("{name}.toml"));
+                if !path.is_file() {
+                    return Err(ConfigError::new(
+                        "CHORUS_ENV",
+                        format!("{} does not exist", path.display()),
+                    ));
+                }
+                builder = builder.add_source(File::from(path));
+            }
+        }
+        let chorus_env: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("CHORUS__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix("CHORUS")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(chorus_env)),
+        );
+        for (key, value) in overrides {
+            builder = builder
+                .set_override(key.as_str(), value.as_str())
+                .map_err(|e| ConfigError::new(key, e.to_string()))?;
+        }
+        let raw = builder.build().map_err(from_config_error)?;
+        let mut settings: Settings = raw.try_deserialize().map_err(from_config_error)?;
+        if settings.node.id.is_empty() {
+            settings.node.id = default_node_id();
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Standalone = no Postgres and no Redis: the embedded demo mode.
+    pub fn standalone(&self) -> bool {
+        self.database.url.is_empty() && self.redis.url.is_empty()
+    }
+
+    pub fn bind_addr(&self) -> SocketAddr {
+        // validate() guarantees this parses.
+        self.http
+            .bind
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    pub fn allowed_origins(&self) -> Vec<String> {
+        self.auth
+            .allowed_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Checks every value a running node relies on; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.http.bind.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::new(
+                "http.bind",
+                format!("`{}` is not an address like 127.0.0.1:8080", self.http.bind),
+            ));
+        }
+        if self.node.id.is_empty() || self.node.id.len() > 128 {
+            return Err(ConfigError::new("node.id", "must be 1-128 characters"));
+        }
+        for (key, url) in [
+            ("database.url", &self.database.url),
+            ("database.read_url", &self.database.read_url),
+        ] {
+            if !url.is_empty() && url.parse::<tokio_postgres::Config>().is_err() {
+                return Err(ConfigError::new(key, "is not a valid Postgres URL"));
+            }
+        }
+        if !self.database.read_url.is_empty() && self.database.url.is_empty() {
+            return Err(ConfigError::new(
+                "database.read_url",
+                "needs database.url (a reader without a writer)",
+            ));
+        }
+        let redis_scheme_ok = ["redis://", "rediss://"]
+            .iter()
+            .any(|p| self.redis.url.starts_with(p));
+        if !self.redis.url.is_empty() && !redis_scheme_ok {
+            return Err(ConfigError::new(
+                "redis.url",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        if self.redis.prefix.is_empty() {
+            return Err(ConfigError::new("redis.prefix", "must not be empty"));
+        }
+        if !self.standalone() && self.auth.jwt_secret.len() < 16 {
+            return Err(ConfigError::new(
+                "auth.jwt_secret",
+                "must be set (at least 16 bytes) when database.url or redis.url is set",
+            ));
+        }
+        let positive: [(&str, u64); 12] = [
+            ("database.pool_size", self.database.pool_size as u64),
+            ("database.timeout_ms", self.database.timeout_ms),
+            ("limits.max_frame_bytes", self.limits.max_frame_bytes as u64),
+            ("limits.max_body_bytes", self.limits.max_body_bytes as u64),
+            ("limits.msgs_per_sec", self.limits.msgs_per_sec as u64),
+            ("limits.burst", self.limits.burst as u64),
+            ("session.heartbeat_ms", self.session.heartbeat_ms),
+            ("session.queue_max", self.session.queue_max as u64),
+            ("room.max_catchup", self.room.max_catchup.max(0) as u64),
+            ("room.batch_max", self.room.batch_max as u64),
+            ("cluster.heartbeat_ms", self.cluster.heartbeat_ms),
+            ("shutdown.drain_ms", self.shutdown.drain_ms),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+        }
+        if self.limits.max_body_bytes >= self.limits.max_frame_bytes {
+            return Err(ConfigError::new(
+                "limits.max_body_bytes",
+                "must be smaller than limits.max_frame_bytes",
+            ));
+        }
+        if self.session.timeout_ms <= self.session.heartbeat_ms {
+            return Err(ConfigError::new(
+                "session.timeout_ms",
+                "must be greater than session.heartbeat_ms",
+            ));
+        }
+        if self.cluster.dead_after_ms <= self.cluster.heartbeat_ms {
+            return Err(ConfigError::new(
+                "cluster.dead_after_ms",
+                "must be greater than cluster.heartbeat_ms",
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::new(
+                "log.format",
+                "must be \"text\" or \"json\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML with secrets replaced, for `chorus check-config` and logs.
+    pub fn masked(&self) -> String {
+        let mut copy = self.clone();
+        if !copy.auth.jwt_secret.is_empty() {
+            copy.auth.jwt_secret = "***".into();
+        }
+        copy.database.url = mask_url(&copy.database.url);
+        copy.database.read_url = mask_url(&copy.database.read_url);
+        copy.redis.url = mask_url(&copy.redis.url);
+        toml::to_string(&copy).unwrap_or_else(|e| format!("# cannot render settings: {e}"))
+    }
+}
+
+/// Replaces the password in `scheme://user:password@host/...` with `***`.
+fn mask_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_owned();
+    };
+    let creds = &rest[..at];
+    match creds.find(':') {
+        Some(colon) => format!(
+            "{}://{}:***@{}",
+            &url[..scheme_end],
+            &creds[..colon],
+            &rest[at + 1..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+fn default_node_id() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    format!("{host}-{suffix}")
+}
+
+/// config-rs errors mention the key in their text (`... for key `limits.burst``); keep that text and
+/// pull the key out so `check-config` can name it on its own line.
+fn from_config_error(e: config::ConfigError) -> ConfigError {
+    let text = e.to_string();
+    let key = text
+        .split("key `")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .or_else(|| {
+            text.split("field `")
+                .nth(1)
+                .and_then(|s| s.split('`').next())
+        })
+        .unwrap_or("?")
+        .to_owned();
+    ConfigError { key, message: text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_are_standalone() {
+        let s = Settings::load(None, &env(&[]), &[]).expect("defaults are valid");
+        assert_eq!(s.http.bind, "127.0.0.1:8080");
+        assert!(s.standalone());
+        assert_eq!(s.limits.max_frame_bytes, 65536);
+        assert_eq!(s.session.queue_max, 1024);
+        assert!(!s.node.id.is_empty());
+    }
+
+    #[test]
+    fn env_overrides_file_and_cli_overrides_env() {
+        let e = env(&[
+            ("CHORUS__HTTP__BIND", "0.0.0.0:9000"),
+            ("CHORUS__LIMITS__BURST", "7"),
+            ("CHORUS__REDIS__PREFIX", "t1"),
+        ]);
+        let s = Settings::load(None, &e, &[("limits.burst".into(), "9".into())]).unwrap();
+        assert_eq!(s.http.bind, "0.0.0.0:9000");
+        assert_eq!(s.redis.prefix, "t1");
+        assert_eq!(s.limits.burst, 9);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = env(&[("CHORUS__LIMITS__BURST", "lots")]);
+        let err = Settings::load(None, &e, &[]).unwrap_err();
+        assert_eq!(err.key, "limits.burst", "{err}");
+
+        let e = env(&[("CHORUS__HTTP__BIND", "nowhere")]);
+        assert_eq!(Settings::load(None, &e, &[]).unwrap_err().key, "http.bind");
+
+        let e = env(&[("CHORUS__DATABASE__URL", "postgres://localhost/x")]);
+        assert_eq!(
+            Settings::load(None, &e, &[]).unwrap_err().key,
+            "auth.jwt_secret"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Settings::load(None, &env(&[("CHORUS__HTTP__BINDD", "x")]), &[]).unwrap_err();
+        assert!(err.message.contains("bindd"), "{err}");
+    }
+
+    #[test]
+    fn masked_hides_secrets() {
+        let e = env(&[
+            ("CHORUS__AUTH__JWT_SECRET", "0123456789abcdef-secret"),
+            ("CHORUS__DATABASE__URL", "postgres://app:hunter2@db/chorus"),
+        ]);
+        let text = Settings::load(None, &e, &[]).unwrap().masked();
+        assert!(
+            !text.contains("hunter2") && !text.contains("abcdef-secret"),
+            "{text}"
+        );
+        assert!(text.contains("postgres://app:***@db/chorus"), "{text}");
+    }
+}

@@ -1,0 +1,28 @@
+//! `/healthz` (alive), `/readyz` (can serve: store reachable, not draining) and `/metrics`.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::node::Shared;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(shared: web::Data<Shared>) -> HttpResponse {
+    if shared.draining() {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "reason": "draining"}));
+    }
+    if shared.store.ping().await.is_err() {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "reason": "store unreachable"}));
+    }
+    HttpResponse::Ok().json(json!({"status": "ready", "node": shared.node_id}))
+}
+
+pub async fn metrics(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(shared.metrics.render())
+}

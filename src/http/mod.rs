@@ -1,0 +1,133 @@
+//! HTTP surface (PROTOCOL.md §3–4): routes, the JSON error shape, token extraction and the access
+//! log. The access log records method, path (never the query, which may hold `access_token`),
+//! status and time: no tokens or bodies are ever logged.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use futures_util::FutureExt;
+
+use crate::auth::Identity;
+use crate::node::Shared;
+use crate::protocol::ErrorCode;
+use crate::store::StoreError;
+
+pub mod health;
+pub mod rest;
+pub mod ws;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::new(ErrorCode::BadRequest, format!("bad query: {e}")).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|e, _| {
+        ApiError::new(ErrorCode::BadRequest, format!("bad path: {e}")).into()
+    }))
+    .service(
+        web::scope("")
+            .wrap_fn(|req, srv| {
+                let (start, method, path) =
+                    (Instant::now(), req.method().clone(), req.path().to_owned());
+                srv.call(req).map(move |res| {
+                    if let Ok(r) = &res {
+                        tracing::debug!(%method, %path, status = r.status().as_u16(),
+                            ms = start.elapsed().as_millis() as u64, "http request");
+                    }
+                    res
+                })
+            })
+            .route("/ws", web::get().to(ws::upgrade))
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz))
+            .route("/metrics", web::get().to(health::metrics))
+            .route(
+                "/api/rooms/{room}/messages",
+                web::post().to(rest::post_message),
+            )
+            .route("/api/rooms/{room}/messages", web::get().to(rest::history))
+            .route("/api/rooms/{room}/presence", web::get().to(rest::presence))
+            .default_service(web::to(|| async {
+                ApiError::new(ErrorCode::NotFound, "no such route").error_response()
+            })),
+    );
+}
+
+/// `{"error":{"code","message"}}` with the status the code implies (PROTOCOL.md §4).
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "store request failed");
+        match e {
+            StoreError::Unavailable(_) => {
+                ApiError::new(ErrorCode::Unavailable, "store unavailable, retry")
+            }
+            StoreError::Internal(_) => ApiError::new(ErrorCode::Internal, "internal error"),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.code.http_status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if let Some(s) = self.retry_after_s {
+            res.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        res.json(
+            serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}}),
+        )
+    }
+}
+
+/// The token from `Authorization: Bearer …` or, for browsers, `?access_token=…`.
+pub fn authenticate(req: &HttpRequest, shared: &Shared) -> Result<Identity, ApiError> {
+    let from_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_owned());
+    let token = from_header.or_else(|| {
+        web::Query::<HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("access_token").cloned())
+    });
+    let token =
+        token.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
+    shared
+        .auth
+        .verify(&token)
+        .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "invalid or expired token"))
+}

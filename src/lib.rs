@@ -1,0 +1,46 @@
+//! # Chorus: an actor-based realtime messaging node
+//!
+//! Clients talk to any node over WebSocket (or REST); every message is committed to the store with a
+//! per-room `seq` before anyone is told about it, and fanned out in `seq` order. The wire contract is
+//! `PROTOCOL.md` (shipped in the repo's shared docs); this page is the map of the code.
+//!
+//! ```text
+//! client ─text─▶ session/  decode ClientFrame, check limits and rights
+//!                   │ Post { message, reply }
+//!                   ▼
+//!                room/  Room actor (one per active room per node)
+//!                   ├─▶ store/  append → seq        (one transaction per batch: group commit)
+//!                   └─▶ members: ToSession::Frame(shared bytes) ─▶ session/ ─▶ socket
+//! ```
+//!
+//! ## Glossary
+//! - **Session**: one WebSocket connection (an actor). **Room**: one chat room's actor on one node.
+//! - **seq**: a message's position in its room, from 1, gap-free, assigned in the commit.
+//! - **epoch**: a room history's identity; a `since` from another epoch cannot be trusted.
+//! - **backfill**: the messages after a join's `since`, read from the store before going live.
+//! - **Store**: the durable history seam (Postgres, or in-memory for standalone mode and tests).
+//!
+//! ## Modules
+//! - [`config`]: typed, layered settings; [`ids`]: validated identifiers; [`auth`]: JWT identity.
+//! - [`protocol`]: client and server frames, error and close codes.
+//! - [`http`]: routes (WebSocket upgrade, REST, health, metrics).
+//! - [`session`]: the Session actor; [`room`]: the Room actor and registry; [`store`]: the Store seam.
+//! - [`node`]: builds and runs one node; [`metrics`]: per-node Prometheus registry;
+//!   [`telemetry`]: logging.
+//!
+//! ## Guarantees
+//! For every joined room a client receives messages in strictly increasing `seq` order, without gaps
+//! or duplicates, from its join point (or `since`) for as long as the connection lives. An `ack` is
+//! sent only after the commit. A dependency failure is an `unavailable` error, never a silent loss.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod metrics;
+pub mod node;
+pub mod protocol;
+pub mod room;
+pub mod session;
+pub mod store;
+pub mod telemetry;

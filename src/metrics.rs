@@ -1,0 +1,148 @@
+//! Per-node Prometheus registry with the names of PROTOCOL.md §5 (several nodes fit in one test
+//! process because nothing is global). No user, room or session ids are ever label values.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Cheap to clone: every field is a handle to a shared metric.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Arc<Registry>,
+    pub sessions: IntGauge,
+    pub rooms_active: IntGauge,
+    pub messages_posted: IntCounter,
+    pub messages_delivered: IntCounter,
+    pub delivery_seconds: Histogram,
+    pub store_seconds: HistogramVec,
+    pub bridge_connected: IntGauge,
+    pub bridge_published: IntCounter,
+    pub bridge_received: IntCounter,
+    pub gaps_repaired: IntCounter,
+    pub cluster_nodes: IntGauge,
+    pub session_closes: IntCounterVec,
+    pub rate_limited: IntCounter,
+    pub slow_consumers: IntCounter,
+    pub backfill_messages: IntCounter,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let delivery_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "chorus_message_delivery_seconds",
+                "Time from commit to the frame being written to the socket",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(delivery_seconds.clone()))
+            .expect("unique metric");
+        let store_seconds = HistogramVec::new(
+            HistogramOpts::new("chorus_store_seconds", "Store operation latency")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["op"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_seconds.clone()))
+            .expect("unique metric");
+        let session_closes = IntCounterVec::new(
+            Opts::new(
+                "chorus_session_closes_total",
+                "Sessions closed by the server, by close code",
+            ),
+            &["code"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(session_closes.clone()))
+            .expect("unique metric");
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = registry.register(Box::new(pc));
+        }
+        Metrics {
+            sessions: gauge("chorus_sessions", "Open WebSocket sessions"),
+            rooms_active: gauge("chorus_rooms_active", "Room actors running on this node"),
+            messages_posted: counter(
+                "chorus_messages_posted_total",
+                "Messages committed by this node",
+            ),
+            messages_delivered: counter(
+                "chorus_messages_delivered_total",
+                "Message frames written to sockets",
+            ),
+            delivery_seconds,
+            store_seconds,
+            bridge_connected: gauge(
+                "chorus_bridge_connected",
+                "1 while the Redis bridge is connected",
+            ),
+            bridge_published: counter(
+                "chorus_bridge_published_total",
+                "Envelopes published to Redis",
+            ),
+            bridge_received: counter(
+                "chorus_bridge_received_total",
+                "Envelopes received from Redis",
+            ),
+            gaps_repaired: counter(
+                "chorus_gaps_repaired_total",
+                "Messages fetched from the store to fill a gap",
+            ),
+            cluster_nodes: gauge("chorus_cluster_nodes", "Live nodes seen via heartbeats"),
+            session_closes,
+            rate_limited: counter(
+                "chorus_rate_limited_total",
+                "Frames or requests refused by rate limits",
+            ),
+            slow_consumers: counter(
+                "chorus_slow_consumers_total",
+                "Sessions closed as slow consumers",
+            ),
+            backfill_messages: counter(
+                "chorus_backfill_messages_total",
+                "Messages replayed to joins with `since`",
+            ),
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,194 @@
+//! Builds and runs one Chorus node: store, room registry, metrics, auth and the HTTP server.
+//! Nothing is global, so several nodes fit in one test process.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::auth::Auth;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::room::{Registry, RoomDeps, SessionId};
+use crate::session::{CloseSession, Session};
+use crate::store::{self, MemoryStore, Metered, PostgresStore, Store};
+
+/// State every request handler and actor of a node shares.
+pub struct Shared {
+    pub settings: Settings,
+    pub node_id: String,
+    pub store: Arc<dyn Store>,
+    pub rooms: Registry,
+    pub metrics: Metrics,
+    pub auth: Auth,
+    pub allowed_origins: Vec<String>,
+    draining: AtomicBool,
+    sessions: Mutex<HashMap<SessionId, Addr<Session>>>,
+    /// REST sends: the same token bucket as a WebSocket connection, per user on this node.
+    pub rest_limiter: DefaultKeyedRateLimiter<String>,
+}
+
+impl Shared {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn register_session(&self, id: SessionId, addr: Addr<Session>) {
+        self.metrics.sessions.inc();
+        self.sessions_map().insert(id, addr);
+    }
+
+    pub fn unregister_session(&self, id: &SessionId) {
+        if self.sessions_map().remove(id).is_some() {
+            self.metrics.sessions.dec();
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions_map().len()
+    }
+
+    fn sessions_map(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Addr<Session>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running node.
+pub struct Node {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    /// Standalone mode without a configured secret: a ready token for user "demo".
+    pub demo_token: Option<String>,
+    server: ServerHandle,
+    arbiters: Vec<Arbiter>,
+}
+
+impl Node {
+    /// Starts a node inside the current actix System. Applies migrations first when Postgres is used.
+    pub async fn start(settings: Settings) -> anyhow::Result<Node> {
+        let metrics = Metrics::new();
+        let store: Arc<dyn Store> = if settings.database.url.is_empty() {
+            Arc::new(Metered::new(MemoryStore::new(), metrics.clone()))
+        } else {
+            store::migrate::run(&settings.database.url)
+                .await
+                .context("applying migrations at start")?;
+            let pg = PostgresStore::new(&settings.database).context("building Postgres pools")?;
+            Arc::new(Metered::new(pg, metrics.clone()))
+        };
+
+        let mut demo_token = None;
+        let secret = if settings.auth.jwt_secret.is_empty() {
+            format!("{}{}", crate::ids::random_id(), crate::ids::random_id())
+        } else {
+            settings.auth.jwt_secret.clone()
+        };
+        let auth = Auth::new(secret.as_bytes(), &settings.auth);
+        if settings.auth.jwt_secret.is_empty() {
+            demo_token = Some(auth.issue(
+                "demo",
+                Some("Demo"),
+                Duration::from_secs(24 * 3600),
+                None,
+                None,
+            ));
+        }
+
+        let threads = match settings.http.workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            n => n,
+        };
+        let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let registry = Registry::new(
+            RoomDeps {
+                store: store.clone(),
+                metrics: metrics.clone(),
+                settings: settings.room.clone(),
+            },
+            arbiters.iter().map(|a| a.handle()).collect(),
+        );
+        let limits = &settings.limits;
+        let quota = Quota::per_second(
+            std::num::NonZeroU32::new(limits.msgs_per_sec.max(1))
+                .unwrap_or(std::num::NonZeroU32::MIN),
+        )
+        .allow_burst(
+            std::num::NonZeroU32::new(limits.burst.max(1)).unwrap_or(std::num::NonZeroU32::MIN),
+        );
+        let shared = Arc::new(Shared {
+            node_id: settings.node.id.clone(),
+            allowed_origins: settings.allowed_origins(),
+            store,
+            rooms: registry,
+            metrics,
+            auth,
+            draining: AtomicBool::new(false),
+            sessions: Mutex::new(HashMap::new()),
+            rest_limiter: RateLimiter::keyed(quota),
+            settings,
+        });
+
+        let listener = TcpListener::bind(shared.settings.bind_addr())
+            .with_context(|| format!("binding http.bind {}", shared.settings.http.bind))?;
+        let addr = listener.local_addr()?;
+        let data = web::Data::from(shared.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(crate::http::routes)
+        })
+        .workers(threads)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        tracing::info!(addr = %addr, node = %shared.node_id, store = shared.store.backend(), "listening addr={addr}");
+        Ok(Node {
+            addr,
+            shared,
+            demo_token,
+            server: handle,
+            arbiters,
+        })
+    }
+
+    /// Graceful drain (PROTOCOL.md §6): readiness turns 503 and new sockets are refused at once, then
+    /// every session is closed with 1012, spread evenly over `drain_ms`, and the server stops.
+    pub async fn drain(&self, drain: Duration) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        let sessions: Vec<Addr<Session>> = self.shared.sessions_map().values().cloned().collect();
+        tracing::info!(
+            sessions = sessions.len(),
+            drain_ms = drain.as_millis() as u64,
+            "draining"
+        );
+        let gap = drain / (sessions.len().max(1) as u32);
+        for addr in sessions {
+            addr.do_send(CloseSession(crate::protocol::CloseCode::Draining));
+            tokio::time::sleep(gap).await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.shared.session_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the HTTP server and the room threads.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Decoding one client text frame into a [`Request`] (PROTOCOL.md §3, "Client → server").
+//!
+//! Every failure becomes a [`FrameError`] carrying the frame's `ref` when it could be read, so the
+//! session replies with an `error` frame and keeps the connection open. Unknown fields are ignored
+//! (forward compatibility); `null` counts as absent. The same field rules serve the REST API.
+
+use serde_json::{Map, Value};
+
+use super::codes::ErrorCode;
+use crate::ids::{RoomId, Seq};
+
+pub const MAX_REF_CHARS: usize = 64;
+pub const MAX_CLIENT_MSG_ID_CHARS: usize = 128;
+pub const DEFAULT_HISTORY_LIMIT: usize = 50;
+pub const MAX_HISTORY_LIMIT: usize = 200;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    Join {
+        room: RoomId,
+        since: Option<Seq>,
+        epoch: Option<String>,
+    },
+    Leave {
+        room: RoomId,
+    },
+    Send {
+        room: RoomId,
+        body: String,
+        client_msg_id: Option<String>,
+    },
+    History {
+        room: RoomId,
+        before: Option<Seq>,
+        limit: usize,
+    },
+    Typing {
+        room: RoomId,
+    },
+    Ping,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub r#ref: Option<String>,
+    pub frame: ClientFrame,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameError {
+    pub r#ref: Option<String>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> FrameError {
+    FrameError {
+        r#ref: None,
+        code,
+        message: message.into(),
+    }
+}
+
+/// Decodes one text frame. `max_body_bytes` is `limits.max_body_bytes`.
+pub fn decode(text: &str, max_body_bytes: usize) -> Result<Request, FrameError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| err(ErrorCode::BadRequest, format!("malformed JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(err(ErrorCode::BadRequest, "a frame must be a JSON object"));
+    };
+    let r#ref = match obj.get("ref") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() <= MAX_REF_CHARS => Some(s.clone()),
+        Some(_) => {
+            return Err(err(
+                ErrorCode::BadRequest,
+                "`ref` must be a string of at most 64 characters",
+            ));
+        }
+    };
+    decode_frame(&obj, max_body_bytes)
+        .map(|frame| Request {
+            r#ref: r#ref.clone(),
+            frame,
+        })
+        .map_err(|mut e| {
+            e.r#ref = r#ref;
+            e
+        })
+}
+
+fn decode_frame(obj: &Map<String, Value>, max_body: usize) -> Result<ClientFrame, FrameError> {
+    let kind = match obj.get("type") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(err(ErrorCode::BadRequest, "`type` must be a string")),
+        None => return Err(err(ErrorCode::BadRequest, "missing field `type`")),
+    };
+    Ok(match kind {
+        "join" => ClientFrame::Join {
+            room: room(obj)?,
+            since: opt_seq(obj, "since")?,
+            epoch: opt_string(obj, "epoch")?,
+        },
+        "leave" => ClientFrame::Leave { room: room(obj)? },
+        "send" => {
+            let room = room(obj)?;
+            let body = match obj.get("body") {
+                Some(Value::String(s)) => s.clone(),
+                None | Some(Value::Null) => {
+                    return Err(err(ErrorCode::BadRequest, "missing field `body`"));
+                }
+                Some(_) => return Err(err(ErrorCode::InvalidBody, "`body` must be a string")),
+            };
+            validate_body(&body, max_body).map_err(|(c, m)| err(c, m))?;
+            let client_msg_id = opt_string(obj, "client_msg_id")?;
+            if let Some(id) = &client_msg_id {
+                validate_client_msg_id(id).map_err(|(c, m)| err(c, m))?;
+            }
+            ClientFrame::Send {
+                room,
+                body,
+                client_msg_id,
+            }
+        }
+        "history" => ClientFrame::History {
+            room: room(obj)?,
+            before: opt_seq(obj, "before")?,
+            limit: history_limit(opt_seq(obj, "limit")?),
+        },
+        "typing" => ClientFrame::Typing { room: room(obj)? },
+        "ping" => ClientFrame::Ping,
+        other => {
+            let shown: String = other.chars().take(32).collect();
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("unknown frame type `{shown}`"),
+            ));
+        }
+    })
+}
+
+/// Body rules shared by WebSocket and REST: a non-empty string of at most `max` bytes.
+pub fn validate_body(body: &str, max: usize) -> Result<(), (ErrorCode, String)> {
+    if body.is_empty() {
+        return Err((ErrorCode::InvalidBody, "`body` must not be empty".into()));
+    }
+    if body.len() > max {
+        return Err((
+            ErrorCode::BodyTooLarge,
+            format!("`body` is larger than {max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_client_msg_id(id: &str) -> Result<(), (ErrorCode, String)> {
+    let n = id.chars().count();
+    if n == 0 || n > MAX_CLIENT_MSG_ID_CHARS {
+        return Err((
+            ErrorCode::BadRequest,
+            "`client_msg_id` must be 1-128 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Clamps a requested page size to 1..=200 (default 50).
+pub fn history_limit(requested: Option<Seq>) -> usize {
+    match requested {
+        None => DEFAULT_HISTORY_LIMIT,
+        Some(n) => (n.max(1) as usize).min(MAX_HISTORY_LIMIT),
+    }
+}
+
+fn room(obj: &Map<String, Value>) -> Result<RoomId, FrameError> {
+    match obj.get("room") {
+        Some(Value::String(s)) => RoomId::parse(s).ok_or_else(|| {
+            err(
+                ErrorCode::InvalidRoom,
+                "room ids match ^[A-Za-z0-9_.:-]{1,128}$",
+            )
+        }),
+        None | Some(Value::Null) => Err(err(ErrorCode::BadRequest, "missing field `room`")),
+        Some(_) => Err(err(ErrorCode::InvalidRoom, "`room` must be a string")),
+    }
+}
+
+fn opt_seq(obj: &Map<String, Value>, key: &str) -> Result<Option<Seq>, FrameError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(v) if v >= 0 => Ok(Some(v)),
+            _ => Err(err(
+                ErrorCode::BadRequest,
+                format!("`{key}` must be a non-negative integer"),
+            )),
+        },
+        Some(_) => Err(err(
+            ErrorCode::BadRequest,
+            format!("`{key}` must be a non-negative integer"),
+        )),
+    }
+}
+
+fn opt_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, FrameError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= 256 => Ok(Some(s.clone())),
+        Some(_) => Err(err(
+            ErrorCode::BadRequest,
+            format!("`{key}` must be a string of at most 256 bytes"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        decode(text, 16).unwrap_err().code
+    }
+
+    #[test]
+    fn decodes_every_client_frame() {
+        let r = decode(
+            r#"{"type":"join","room":"a","since":3,"epoch":"e","ref":"1"}"#,
+            16,
+        )
+        .unwrap();
+        assert_eq!(r.r#ref.as_deref(), Some("1"));
+        assert!(matches!(r.frame, ClientFrame::Join { since: Some(3), .. }));
+        let r = decode(
+            r#"{"type":"send","room":"a","body":"hi","client_msg_id":"c"}"#,
+            16,
+        )
+        .unwrap();
+        assert!(matches!(r.frame, ClientFrame::Send { ref body, .. } if body == "hi"));
+        let r = decode(r#"{"type":"history","room":"a","limit":1000}"#, 16).unwrap();
+        assert!(matches!(
+            r.frame,
+            ClientFrame::History {
+                limit: 200,
+                before: None,
+                ..
+            }
+        ));
+        assert_eq!(
+            decode(r#"{"type":"ping"}"#, 16).unwrap().frame,
+            ClientFrame::Ping
+        );
+        assert!(decode(r#"{"type":"leave","room":"a"}"#, 16).is_ok());
+        assert!(decode(r#"{"type":"typing","room":"a","extra":[1]}"#, 16).is_ok());
+    }
+
+    #[test]
+    fn bad_frames_get_their_codes_and_keep_the_ref() {
+        assert_eq!(code("{not json"), ErrorCode::BadRequest);
+        assert_eq!(code("[1,2]"), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"type":"join","room":"a b"}"#),
+            ErrorCode::InvalidRoom
+        );
+        assert_eq!(
+            code(r#"{"type":"send","room":"a","body":5}"#),
+            ErrorCode::InvalidBody
+        );
+        assert_eq!(
+            code(r#"{"type":"send","room":"a","body":""}"#),
+            ErrorCode::InvalidBody
+        );
+        assert_eq!(
+            code(r#"{"type":"send","room":"a","body":"0123456789abcdefX"}"#),
+            ErrorCode::BodyTooLarge
+        );
+        assert_eq!(
+            code(r#"{"type":"join","room":"a","since":-1}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"join","room":"a","since":1e40}"#),
+            ErrorCode::BadRequest
+        );
+        let e = decode(r#"{"type":"join","ref":"r7"}"#, 16).unwrap_err();
+        assert_eq!(e.r#ref.as_deref(), Some("r7"));
+        let long_ref = format!(r#"{{"type":"ping","ref":"{}"}}"#, "x".repeat(65));
+        assert_eq!(code(&long_ref), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(code(&deep), ErrorCode::BadRequest);
+    }
+}

@@ -1,0 +1,120 @@
+//! Server → client frames (PROTOCOL.md §3). A frame is serialised once into a shared [`ByteString`]
+//! and the same bytes go to every recipient: `type` is always the first key.
+
+use bytestring::ByteString;
+use serde::Serialize;
+
+use crate::ids::{RoomId, Seq};
+use crate::store::Message;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct PresenceUser {
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    Hello {
+        protocol: u32,
+        node: &'a str,
+        session: &'a str,
+        user: &'a str,
+        heartbeat_ms: u64,
+    },
+    Joined {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        r#ref: Option<&'a str>,
+        room: &'a RoomId,
+        epoch: &'a str,
+        last_seq: Seq,
+        recovered: bool,
+    },
+    Message(&'a Message),
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        r#ref: Option<&'a str>,
+        room: &'a RoomId,
+        seq: Seq,
+        id: &'a str,
+        ts: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<&'a str>,
+        duplicate: bool,
+    },
+    Left {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        r#ref: Option<&'a str>,
+        room: &'a RoomId,
+    },
+    History {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        r#ref: Option<&'a str>,
+        room: &'a RoomId,
+        messages: &'a [Message],
+    },
+    Presence {
+        room: &'a RoomId,
+        users: &'a [PresenceUser],
+    },
+    PresenceDiff {
+        room: &'a RoomId,
+        joins: &'a [PresenceUser],
+        leaves: &'a [PresenceUser],
+    },
+    Typing {
+        room: &'a RoomId,
+        user: &'a str,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        r#ref: Option<&'a str>,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        r#ref: Option<&'a str>,
+        code: &'static str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// Serialises the frame once; clone the result to share it (a reference-count bump, no copy).
+    pub fn encode(&self) -> ByteString {
+        match serde_json::to_string(self) {
+            Ok(s) => ByteString::from(s),
+            // Serialising these plain structs cannot fail; keep actor code free of panics anyway.
+            Err(_) => ByteString::from_static(
+                r#"{"type":"error","code":"internal","message":"encoding failed"}"#,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_comes_first_and_absent_options_are_omitted() {
+        let room = RoomId::parse("r").unwrap();
+        let f = ServerFrame::Joined {
+            r#ref: Some("1"),
+            room: &room,
+            epoch: "e",
+            last_seq: 4,
+            recovered: true,
+        }
+        .encode();
+        assert_eq!(
+            &*f,
+            r#"{"type":"joined","ref":"1","room":"r","epoch":"e","last_seq":4,"recovered":true}"#
+        );
+        let f = ServerFrame::Pong { r#ref: None }.encode();
+        assert_eq!(&*f, r#"{"type":"pong"}"#);
+    }
+}

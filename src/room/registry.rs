@@ -1,0 +1,112 @@
+//! The room registry: one Room actor per active room on this node, started on first use on one of
+//! the node's room arbiters (threads), chosen by hashing the room id. A room removes itself when it
+//! idles out; callers that raced with that retry on a fresh actor ([`Registry::post`], [`Registry::join`]).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::Room;
+use super::messages::{Join, Post};
+use crate::config;
+use crate::ids::RoomId;
+use crate::metrics::Metrics;
+use crate::store::{Appended, NewMessage, Store, StoreError};
+
+/// What every room of a node shares.
+#[derive(Clone)]
+pub struct RoomDeps {
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    pub settings: config::Room,
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    rooms: Arc<Mutex<HashMap<RoomId, Addr<Room>>>>,
+    arbiters: Arc<Vec<ArbiterHandle>>,
+    hasher: RandomState,
+    pub deps: RoomDeps,
+}
+
+const ATTEMPTS: usize = 3;
+
+impl Registry {
+    pub fn new(deps: RoomDeps, arbiters: Vec<ArbiterHandle>) -> Registry {
+        Registry {
+            rooms: Arc::default(),
+            arbiters: Arc::new(arbiters),
+            hasher: RandomState::new(),
+            deps,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, Addr<Room>>> {
+        // A poisoned map is still a valid map: recover it rather than take the node down.
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The running room actor, started if absent (or if the previous one stopped).
+    pub fn get_or_start(&self, room: &RoomId) -> Addr<Room> {
+        let mut rooms = self.lock();
+        if let Some(addr) = rooms.get(room).filter(|a| a.connected()) {
+            return addr.clone();
+        }
+        let arbiter = &self.arbiters[(self.hasher.hash_one(room) as usize) % self.arbiters.len()];
+        let (id, registry) = (room.clone(), self.clone());
+        let addr = Room::start_in_arbiter(arbiter, move |_| Room::new(id, registry));
+        rooms.insert(room.clone(), addr.clone());
+        addr
+    }
+
+    pub fn get(&self, room: &RoomId) -> Option<Addr<Room>> {
+        self.lock().get(room).filter(|a| a.connected()).cloned()
+    }
+
+    /// Called by a room that is stopping; only removes the entry if it is still that room's.
+    pub fn remove(&self, room: &RoomId, addr: &Addr<Room>) {
+        let mut rooms = self.lock();
+        if rooms.get(room) == Some(addr) {
+            rooms.remove(room);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Posts through the room actor (so local members see it) and waits for the commit.
+    pub async fn post(&self, room: &RoomId, message: NewMessage) -> Result<Appended, StoreError> {
+        for _ in 0..ATTEMPTS {
+            let (reply, outcome) = oneshot::channel();
+            let post = Post {
+                message: message.clone(),
+                reply,
+            };
+            if self.get_or_start(room).send(post).await.is_ok() {
+                return outcome
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::Internal("room stopped".into())));
+            }
+        }
+        Err(StoreError::Unavailable("room could not be started".into()))
+    }
+
+    /// Delivers a join to the room, retrying on a fresh actor if the old one was stopping.
+    pub async fn join(&self, room: &RoomId, join: Join) -> Option<Addr<Room>> {
+        for _ in 0..ATTEMPTS {
+            let addr = self.get_or_start(room);
+            if addr.send(join.clone()).await.is_ok() {
+                return Some(addr);
+            }
+        }
+        None
+    }
+}

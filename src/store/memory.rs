@@ -1,0 +1,145 @@
+//! In-memory store: the embedded standalone default (not durable: a restart loses history and changes
+//! every room's epoch, so reconnecting clients get `recovered:false` instead of a wrong backfill).
+//! One mutex over all rooms; each operation is a short, non-blocking critical section.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::{AppendOutcome, Appended, Message, NewMessage, RoomHead, Store, StoreError, now_ts};
+use crate::ids::{RoomId, Seq, random_id};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    rooms: Mutex<HashMap<RoomId, Log>>,
+}
+
+struct Log {
+    epoch: String,
+    /// messages[i].seq == i + 1
+    messages: Vec<Arc<Message>>,
+    /// (user, client_msg_id) → index into `messages`
+    idempotency: HashMap<(String, String), usize>,
+}
+
+impl Log {
+    fn new() -> Log {
+        Log {
+            epoch: random_id()[..12].to_owned(),
+            messages: Vec::new(),
+            idempotency: HashMap::new(),
+        }
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with_log<T>(&self, room: &RoomId, f: impl FnOnce(&mut Log) -> T) -> Result<T, StoreError> {
+        let mut rooms = self
+            .rooms
+            .lock()
+            .map_err(|_| StoreError::Internal("memory store lock poisoned".into()))?;
+        Ok(f(rooms.entry(room.clone()).or_insert_with(Log::new)))
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn head(&self, room: &RoomId) -> Result<RoomHead, StoreError> {
+        self.with_log(room, |log| RoomHead {
+            epoch: log.epoch.clone(),
+            last_seq: log.messages.len() as Seq,
+        })
+    }
+
+    async fn append(
+        &self,
+        room: &RoomId,
+        batch: Vec<NewMessage>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let ts = now_ts();
+        self.with_log(room, |log| {
+            let appended = batch
+                .into_iter()
+                .map(|m| {
+                    let key = m.client_msg_id.clone().map(|c| (m.user.clone(), c));
+                    if let Some(&i) = key.as_ref().and_then(|k| log.idempotency.get(k)) {
+                        return Appended {
+                            message: log.messages[i].clone(),
+                            duplicate: true,
+                        };
+                    }
+                    let message = Arc::new(Message {
+                        room: room.clone(),
+                        seq: log.messages.len() as Seq + 1,
+                        id: uuid::Uuid::now_v7().to_string(),
+                        user: m.user,
+                        name: m.name,
+                        body: m.body,
+                        ts,
+                        client_msg_id: m.client_msg_id,
+                    });
+                    if let Some(k) = key {
+                        log.idempotency.insert(k, log.messages.len());
+                    }
+                    log.messages.push(message.clone());
+                    Appended {
+                        message,
+                        duplicate: false,
+                    }
+                })
+                .collect();
+            AppendOutcome {
+                epoch: log.epoch.clone(),
+                appended,
+            }
+        })
+    }
+
+    async fn after(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.with_log(room, |log| {
+            let start = (after.max(0) as usize).min(log.messages.len());
+            log.messages[start..]
+                .iter()
+                .take(limit)
+                .map(|m| (**m).clone())
+                .collect()
+        })
+    }
+
+    async fn before(
+        &self,
+        room: &RoomId,
+        before: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.with_log(room, |log| {
+            let end = match before {
+                Some(b) => ((b - 1).max(0) as usize).min(log.messages.len()),
+                None => log.messages.len(),
+            };
+            let start = end.saturating_sub(limit);
+            log.messages[start..end]
+                .iter()
+                .map(|m| (**m).clone())
+                .collect()
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

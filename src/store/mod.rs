@@ -1,0 +1,247 @@
+//! The Store seam: durable, ordered message history. Postgres is the truth in production; the
+//! in-memory backend is the standalone default and makes unit tests fast. Both pass one conformance
+//! suite (`tests/it/store_conformance.rs`).
+//!
+//! Guarantees every backend keeps:
+//! - `append` assigns each new message the next `seq` of its room: strictly increasing, gap-free,
+//!   starting at 1, assigned in the commit; a batch commits all or nothing.
+//! - A message whose (room, user, client_msg_id) already exists is not stored again: the original
+//!   comes back with `duplicate: true`.
+//! - When `append` returns `Ok`, the messages are committed; on `Err` nothing may be acknowledged.
+//! - Reads return messages ascending by `seq`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Serialize, Serializer};
+
+use crate::ids::{RoomId, Seq};
+use crate::metrics::Metrics;
+
+pub mod memory;
+pub mod migrate;
+pub mod postgres;
+
+pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
+
+/// A stored message, as clients see it (PROTOCOL.md §3 `message`, §4 message JSON).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub room: RoomId,
+    pub seq: Seq,
+    pub id: String,
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub body: String,
+    #[serde(serialize_with = "serialize_ts")]
+    pub ts: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-22T10:00:00.123Z`.
+pub fn format_ts(ts: &DateTime<Utc>) -> String {
+    ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn serialize_ts<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_ts(ts))
+}
+
+/// The commit timestamp: milliseconds, so every backend round-trips it exactly.
+pub fn now_ts() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// A message to append, before it has a seq.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub user: String,
+    pub name: Option<String>,
+    pub body: String,
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub message: Arc<Message>,
+    /// True when the (room, user, client_msg_id) existed: `message` is the original.
+    pub duplicate: bool,
+}
+
+/// Result of one append: one entry per input, in input order.
+#[derive(Debug, Clone)]
+pub struct AppendOutcome {
+    pub epoch: String,
+    pub appended: Vec<Appended>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomHead {
+    pub epoch: String,
+    pub last_seq: Seq,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached in time; safe to retry (with the same client_msg_id).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// "postgres" or "memory".
+    fn backend(&self) -> &'static str;
+
+    /// The room's epoch and last committed seq (creating the room if it is new). Reads the writer.
+    async fn head(&self, room: &RoomId) -> Result<RoomHead, StoreError>;
+
+    /// Appends a batch in one transaction (group commit); see the module guarantees.
+    async fn append(
+        &self,
+        room: &RoomId,
+        batch: Vec<NewMessage>,
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// Up to `limit` messages with `seq > after`, ascending.
+    async fn after(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// The `limit` newest messages with `seq < before` (all when `None`), ascending.
+    async fn before(
+        &self,
+        room: &RoomId,
+        before: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// Exactly the messages `after+1 ..= upto` (backfill). A backend with a lagging replica falls
+    /// back to the writer rather than return a short range.
+    async fn range(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        upto: Seq,
+    ) -> Result<Vec<Message>, StoreError> {
+        let want = (upto - after).max(0) as usize;
+        let got = self.after(room, after, want).await?;
+        check_range(got, after, upto)
+    }
+
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Verifies a backfill range is complete and contiguous.
+pub fn check_range(got: Vec<Message>, after: Seq, upto: Seq) -> Result<Vec<Message>, StoreError> {
+    let contiguous = got
+        .iter()
+        .enumerate()
+        .all(|(i, m)| m.seq == after + 1 + i as Seq);
+    if contiguous && got.len() as Seq == (upto - after).max(0) {
+        Ok(got)
+    } else {
+        Err(StoreError::Internal(format!(
+            "range ({after}, {upto}] incomplete: {} messages",
+            got.len()
+        )))
+    }
+}
+
+/// Wraps any store with `chorus_store_seconds{op}`.
+pub struct Metered<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S: Store> Metered<S> {
+    pub fn new(inner: S, metrics: Metrics) -> Self {
+        Self { inner, metrics }
+    }
+
+    fn observe(&self, op: &str, start: Instant) {
+        self.metrics
+            .store_seconds
+            .with_label_values(&[op])
+            .observe(start.elapsed().as_secs_f64());
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for Metered<S> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn head(&self, room: &RoomId) -> Result<RoomHead, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.head(room).await;
+        self.observe("head", start);
+        r
+    }
+
+    async fn append(
+        &self,
+        room: &RoomId,
+        batch: Vec<NewMessage>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.append(room, batch).await;
+        self.observe("append", start);
+        r
+    }
+
+    async fn after(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.after(room, after, limit).await;
+        self.observe("after", start);
+        r
+    }
+
+    async fn before(
+        &self,
+        room: &RoomId,
+        before: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.before(room, before, limit).await;
+        self.observe("before", start);
+        r
+    }
+
+    async fn range(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        upto: Seq,
+    ) -> Result<Vec<Message>, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.range(room, after, upto).await;
+        self.observe("range", start);
+        r
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let r = self.inner.ping().await;
+        self.observe("ping", start);
+        r
+    }
+}

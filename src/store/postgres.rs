@@ -1,0 +1,349 @@
+//! Postgres store: the source of truth and of order.
+//!
+//! `append` runs one transaction per batch: lock the room row (upsert), look up repeated
+//! client_msg_ids, insert the new messages with one `unnest` statement, advance `rooms.last_seq`,
+//! commit. Concurrent appends to one room (from this node's group commit or from other nodes) queue
+//! on the row lock, so seqs commit in order and without gaps. Every operation is bounded by
+//! `database.timeout_ms`; connection failures and time-outs surface as `StoreError::Unavailable`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    AppendOutcome, Appended, Message, NewMessage, RoomHead, Store, StoreError, check_range, now_ts,
+};
+use crate::config;
+use crate::ids::{RoomId, Seq, random_id};
+
+pub struct PostgresStore {
+    writer: Pool,
+    reader: Option<Pool>,
+    timeout: Duration,
+}
+
+const COLUMNS: &str = "seq, id, user_id, user_name, body, ts, client_msg_id";
+
+impl PostgresStore {
+    /// Builds the pools (connections are opened lazily, so a node starts even while Postgres is down).
+    pub fn new(settings: &config::Database) -> Result<Self, StoreError> {
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let writer = pool(&settings.url, settings.pool_size, timeout)?;
+        let reader = if settings.read_url.is_empty() {
+            None
+        } else {
+            Some(pool(&settings.read_url, settings.pool_size, timeout)?)
+        };
+        Ok(Self {
+            writer,
+            reader,
+            timeout,
+        })
+    }
+
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())))
+    }
+
+    async fn read_after(
+        &self,
+        pool: &Pool,
+        room: &RoomId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let client = pool.get().await.map_err(pool_error)?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let rows = client
+            .query(&stmt, &[&room.as_str(), &after, &(limit as i64)])
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(|r| to_message(room, r)).collect()
+    }
+
+    fn read_pool(&self) -> &Pool {
+        self.reader.as_ref().unwrap_or(&self.writer)
+    }
+}
+
+fn pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, StoreError> {
+    let mut cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::Internal(e.to_string()))?;
+    cfg.connect_timeout(timeout);
+    let manager = Manager::from_config(
+        cfg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Errors from the server (with an SQLSTATE) are internal; everything else is the connection.
+fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    if e.as_db_error().is_some() {
+        StoreError::Internal(e.to_string())
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+fn to_message(room: &RoomId, row: &Row) -> Result<Message, StoreError> {
+    let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+    Ok(Message {
+        room: room.clone(),
+        seq: row.try_get(0).map_err(get)?,
+        id: row.try_get(1).map_err(get)?,
+        user: row.try_get(2).map_err(get)?,
+        name: row.try_get(3).map_err(get)?,
+        body: row.try_get(4).map_err(get)?,
+        ts: row.try_get(5).map_err(get)?,
+        client_msg_id: row.try_get(6).map_err(get)?,
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn head(&self, room: &RoomId) -> Result<RoomHead, StoreError> {
+        self.bounded(async {
+            let client = self.writer.get().await.map_err(pool_error)?;
+            let epoch = random_id()[..12].to_owned();
+            client
+                .execute(
+                    "INSERT INTO rooms (id, epoch) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                    &[&room.as_str(), &epoch],
+                )
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_one(
+                    "SELECT epoch, last_seq FROM rooms WHERE id = $1",
+                    &[&room.as_str()],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(RoomHead {
+                epoch: row.get(0),
+                last_seq: row.get(1),
+            })
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        room: &RoomId,
+        batch: Vec<NewMessage>,
+    ) -> Result<AppendOutcome, StoreError> {
+        self.bounded(async {
+            let mut client = self.writer.get().await.map_err(pool_error)?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let lock = tx
+                .prepare_cached(
+                    "INSERT INTO rooms (id, epoch) VALUES ($1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET last_seq = rooms.last_seq \
+                     RETURNING epoch, last_seq",
+                )
+                .await
+                .map_err(pg_error)?;
+            let row = tx
+                .query_one(&lock, &[&room.as_str(), &random_id()[..12].to_owned()])
+                .await
+                .map_err(pg_error)?;
+            let epoch: String = row.get(0);
+            let mut last_seq: Seq = row.get(1);
+
+            // Originals of repeated client_msg_ids, looked up under the room lock so no concurrent
+            // append can slip the same key in between.
+            let ids: Vec<&str> = batch
+                .iter()
+                .filter_map(|m| m.client_msg_id.as_deref())
+                .collect();
+            let mut known: HashMap<(String, String), Arc<Message>> = HashMap::new();
+            if !ids.is_empty() {
+                let rows = tx
+                    .query(
+                        &format!(
+                            "SELECT {COLUMNS} FROM messages WHERE room = $1 AND client_msg_id = ANY($2)"
+                        ),
+                        &[&room.as_str(), &ids],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                for r in &rows {
+                    let m = to_message(room, r)?;
+                    if let Some(c) = m.client_msg_id.clone() {
+                        known.insert((m.user.clone(), c), Arc::new(m));
+                    }
+                }
+            }
+
+            let ts: DateTime<Utc> = now_ts();
+            let mut appended = Vec::with_capacity(batch.len());
+            let mut fresh: Vec<Arc<Message>> = Vec::new();
+            for m in batch {
+                let key = m.client_msg_id.clone().map(|c| (m.user.clone(), c));
+                if let Some(original) = key.as_ref().and_then(|k| known.get(k)) {
+                    appended.push(Appended {
+                        message: original.clone(),
+                        duplicate: true,
+                    });
+                    continue;
+                }
+                last_seq += 1;
+                let message = Arc::new(Message {
+                    room: room.clone(),
+                    seq: last_seq,
+                    id: uuid::Uuid::now_v7().to_string(),
+                    user: m.user,
+                    name: m.name,
+                    body: m.body,
+                    ts,
+                    client_msg_id: m.client_msg_id,
+                });
+                if let Some(k) = key {
+                    known.insert(k, message.clone());
+                }
+                fresh.push(message.clone());
+                appended.push(Appended {
+                    message,
+                    duplicate: false,
+                });
+            }
+
+            if !fresh.is_empty() {
+                let insert = tx
+                    .prepare_cached(
+                        "INSERT INTO messages (room, seq, id, user_id, user_name, body, ts, client_msg_id) \
+                         SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], \
+                                                  $6::text[], $7::timestamptz[], $8::text[])",
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                let seqs: Vec<Seq> = fresh.iter().map(|m| m.seq).collect();
+                let ids: Vec<&str> = fresh.iter().map(|m| m.id.as_str()).collect();
+                let users: Vec<&str> = fresh.iter().map(|m| m.user.as_str()).collect();
+                let names: Vec<Option<&str>> = fresh.iter().map(|m| m.name.as_deref()).collect();
+                let bodies: Vec<&str> = fresh.iter().map(|m| m.body.as_str()).collect();
+                let tss: Vec<DateTime<Utc>> = fresh.iter().map(|m| m.ts).collect();
+                let cids: Vec<Option<&str>> =
+                    fresh.iter().map(|m| m.client_msg_id.as_deref()).collect();
+                tx.execute(
+                    &insert,
+                    &[&room.as_str(), &seqs, &ids, &users, &names, &bodies, &tss, &cids],
+                )
+                .await
+                .map_err(pg_error)?;
+                tx.execute(
+                    "UPDATE rooms SET last_seq = $2 WHERE id = $1",
+                    &[&room.as_str(), &last_seq],
+                )
+                .await
+                .map_err(pg_error)?;
+            }
+            tx.commit().await.map_err(pg_error)?;
+            Ok(AppendOutcome { epoch, appended })
+        })
+        .await
+    }
+
+    async fn after(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.bounded(self.read_after(self.read_pool(), room, after, limit))
+            .await
+    }
+
+    async fn before(
+        &self,
+        room: &RoomId,
+        before: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.bounded(async {
+            let client = self.read_pool().get().await.map_err(pool_error)?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT * FROM (SELECT {COLUMNS} FROM messages WHERE room = $1 AND seq < $2 \
+                     ORDER BY seq DESC LIMIT $3) newest ORDER BY seq"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(
+                    &stmt,
+                    &[&room.as_str(), &before.unwrap_or(Seq::MAX), &(limit as i64)],
+                )
+                .await
+                .map_err(pg_error)?;
+            rows.iter().map(|r| to_message(room, r)).collect()
+        })
+        .await
+    }
+
+    async fn range(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        upto: Seq,
+    ) -> Result<Vec<Message>, StoreError> {
+        let want = (upto - after).max(0) as usize;
+        if let Some(reader) = &self.reader {
+            let got = self
+                .bounded(self.read_after(reader, room, after, want))
+                .await;
+            if let Ok(Ok(complete)) = got.map(|g| check_range(g, after, upto)) {
+                return Ok(complete);
+            }
+            // The replica lags (or is down): the writer has every committed message.
+        }
+        let got = self
+            .bounded(self.read_after(&self.writer, room, after, want))
+            .await?;
+        check_range(got, after, upto)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let client = self.writer.get().await.map_err(pool_error)?;
+            client.simple_query("SELECT 1").await.map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+}
