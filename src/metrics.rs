@@ -81,6 +81,10 @@ impl Metrics {
         registry
             .register(Box::new(session_closes.clone()))
             .expect("unique metric");
+        // Every close code exists from the start at 0, so alarms and dashboards see a series.
+        for code in crate::protocol::CloseCode::ALL {
+            session_closes.with_label_values(&[code.label()]);
+        }
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();

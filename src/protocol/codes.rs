@@ -74,6 +74,22 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
+    pub const ALL: [CloseCode; 13] = [
+        CloseCode::Normal,
+        CloseCode::GoingAway,
+        CloseCode::Protocol,
+        CloseCode::InvalidUtf8,
+        CloseCode::Policy,
+        CloseCode::TooBig,
+        CloseCode::Internal,
+        CloseCode::Draining,
+        CloseCode::SlowConsumer,
+        CloseCode::TokenExpired,
+        CloseCode::Forbidden,
+        CloseCode::HeartbeatTimeout,
+        CloseCode::Flooding,
+    ];
+
     pub fn code(self) -> u16 {
         self as u16
     }

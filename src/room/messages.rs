@@ -53,12 +53,25 @@ pub struct Leave {
     pub reply: bool,
 }
 
-/// Append a message; the outcome arrives on `reply` only after the commit (or its failure).
+/// Append a message; the outcome is reported through `reply` only after the commit (or its failure).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Post {
     pub message: NewMessage,
-    pub reply: oneshot::Sender<Result<Appended, StoreError>>,
+    pub reply: PostReply,
+}
+
+/// Where a post's outcome goes.
+pub enum PostReply {
+    /// REST: the outcome on a channel.
+    Channel(oneshot::Sender<Result<Appended, StoreError>>),
+    /// WebSocket: an `ack` (or `error`) frame into the sender's outbox. It is queued before the
+    /// message is broadcast, so a sender always sees its `ack` before its own copy of the message.
+    /// Sent with `do_send`: replies are one per request and requests are rate-limited.
+    Session {
+        outbox: Recipient<ToSession>,
+        r#ref: Option<String>,
+    },
 }
 
 /// Ephemeral typing notice for the room's other users.

@@ -22,26 +22,23 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytestring::ByteString;
-use tokio::sync::oneshot;
 
 use crate::ids::{RoomId, Seq};
 use crate::protocol::{ErrorCode, PresenceUser, ServerFrame};
-use crate::store::{Appended, Message, NewMessage, StoreError};
+use crate::store::{Appended, Message, NewMessage, StoreError, format_ts};
 
 pub mod messages;
 pub mod registry;
 
-pub use messages::{GetPresence, Join, Leave, Post, SessionId, ToSession, Typing};
+pub use messages::{GetPresence, Join, Leave, Post, PostReply, SessionId, ToSession, Typing};
 pub use registry::{Registry, RoomDeps};
-
-type Reply = oneshot::Sender<Result<Appended, StoreError>>;
 
 pub struct Room {
     id: RoomId,
     registry: Registry,
     head: Option<Head>,
     members: HashMap<SessionId, Member>,
-    pending: VecDeque<(NewMessage, Reply)>,
+    pending: VecDeque<(NewMessage, PostReply)>,
     committing: bool,
     /// Committed messages waiting for the ones before them.
     reorder: BTreeMap<Seq, (Arc<Message>, Instant)>,
@@ -380,7 +377,7 @@ impl Room {
             .pending
             .len()
             .min(self.registry.deps.settings.batch_max);
-        let (batch, replies): (Vec<NewMessage>, Vec<Reply>) = self.pending.drain(..n).unzip();
+        let (batch, replies): (Vec<NewMessage>, Vec<PostReply>) = self.pending.drain(..n).unzip();
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
         ctx.spawn(
             async move { store.append(&room, batch).await }
@@ -397,7 +394,7 @@ impl Room {
     fn committed(
         &mut self,
         res: Result<crate::store::AppendOutcome, StoreError>,
-        replies: Vec<Reply>,
+        replies: Vec<PostReply>,
         ctx: &mut Context<Self>,
     ) {
         let outcome = match res {
@@ -405,7 +402,7 @@ impl Room {
             Err(e) => {
                 tracing::warn!(room = %self.id, error = %e, "append failed");
                 for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
+                    self.answer(reply, Err(e.clone()));
                 }
                 return;
             }
@@ -432,9 +429,44 @@ impl Room {
                 self.reorder
                     .insert(appended.message.seq, (appended.message.clone(), now));
             }
-            let _ = reply.send(Ok(appended));
+            self.answer(reply, Ok(appended));
         }
         self.flush(ctx);
+    }
+
+    /// Reports one post's outcome (before its message is broadcast).
+    fn answer(&self, reply: PostReply, outcome: Result<Appended, StoreError>) {
+        match reply {
+            PostReply::Channel(tx) => {
+                let _ = tx.send(outcome);
+            }
+            PostReply::Session { outbox, r#ref } => {
+                let frame = match &outcome {
+                    Ok(a) => ServerFrame::Ack {
+                        r#ref: r#ref.as_deref(),
+                        room: &self.id,
+                        seq: a.message.seq,
+                        id: &a.message.id,
+                        ts: &format_ts(&a.message.ts),
+                        client_msg_id: a.message.client_msg_id.as_deref(),
+                        duplicate: a.duplicate,
+                    }
+                    .encode(),
+                    Err(StoreError::Unavailable(_)) => Self::error_frame(
+                        r#ref.as_deref(),
+                        ErrorCode::Unavailable,
+                        "store unavailable; retry with the same client_msg_id",
+                    ),
+                    Err(StoreError::Internal(_)) => {
+                        Self::error_frame(r#ref.as_deref(), ErrorCode::Internal, "internal error")
+                    }
+                };
+                outbox.do_send(ToSession::Frame {
+                    frame,
+                    committed: None,
+                });
+            }
+        }
     }
 
     /// Delivers every message that is next in order; schedules a repair if a gap remains.

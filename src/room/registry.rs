@@ -10,7 +10,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::Room;
-use super::messages::{Join, Post};
+use super::messages::{Join, Post, PostReply, ToSession};
 use crate::config;
 use crate::ids::RoomId;
 use crate::metrics::Metrics;
@@ -88,7 +88,7 @@ impl Registry {
             let (reply, outcome) = oneshot::channel();
             let post = Post {
                 message: message.clone(),
-                reply,
+                reply: PostReply::Channel(reply),
             };
             if self.get_or_start(room).send(post).await.is_ok() {
                 return outcome
@@ -97,6 +97,29 @@ impl Registry {
             }
         }
         Err(StoreError::Unavailable("room could not be started".into()))
+    }
+
+    /// Posts for a WebSocket session: the room answers into `outbox`. False if no room would take it.
+    pub async fn post_for_session(
+        &self,
+        room: &RoomId,
+        message: NewMessage,
+        outbox: Recipient<ToSession>,
+        r#ref: Option<String>,
+    ) -> bool {
+        for _ in 0..ATTEMPTS {
+            let post = Post {
+                message: message.clone(),
+                reply: PostReply::Session {
+                    outbox: outbox.clone(),
+                    r#ref: r#ref.clone(),
+                },
+            };
+            if self.get_or_start(room).send(post).await.is_ok() {
+                return true;
+            }
+        }
+        false
     }
 
     /// Delivers a join to the room, retrying on a fresh actor if the old one was stopping.

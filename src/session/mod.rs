@@ -26,7 +26,7 @@ use crate::protocol::{
     self, ClientFrame, CloseCode, ErrorCode, PROTOCOL_VERSION, PresenceUser, ServerFrame,
 };
 use crate::room::{Join, Leave, Room, SessionId, ToSession, Typing};
-use crate::store::{NewMessage, StoreError, format_ts};
+use crate::store::{NewMessage, StoreError};
 
 pub mod frames;
 
@@ -285,27 +285,27 @@ impl Session {
             body,
             client_msg_id,
         };
+        let outbox = ctx.address().recipient();
         ctx.spawn(
-            async move { (registry.post(&room, message).await, room) }
-                .into_actor(self)
-                .map(move |(outcome, room), act, ctx| match outcome {
-                    Ok(a) => {
-                        let m = &a.message;
-                        ctx.text(
-                            ServerFrame::Ack {
-                                r#ref: r#ref.as_deref(),
-                                room: &room,
-                                seq: m.seq,
-                                id: &m.id,
-                                ts: &format_ts(&m.ts),
-                                client_msg_id: m.client_msg_id.as_deref(),
-                                duplicate: a.duplicate,
-                            }
-                            .encode(),
-                        );
-                    }
-                    Err(e) => act.store_error(ctx, r#ref.as_deref(), &e),
-                }),
+            async move {
+                registry
+                    .post_for_session(&room, message, outbox, r#ref.clone())
+                    .await
+                    .then_some(())
+                    .ok_or(r#ref)
+            }
+            .into_actor(self)
+            .map(|taken, act, ctx| {
+                if let Err(r#ref) = taken {
+                    act.error(
+                        ctx,
+                        r#ref.as_deref(),
+                        ErrorCode::Unavailable,
+                        "room unavailable, retry",
+                        None,
+                    );
+                }
+            }),
         );
     }
 

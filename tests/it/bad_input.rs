@@ -1,0 +1,350 @@
+//! Every bad input of PROTOCOL.md §2–3 gets its documented reaction: an `error` frame with the
+//! connection kept open, a close code, or an HTTP status before the upgrade.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
+
+use crate::support::*;
+
+/// Sends `text` and expects an `error` with `code`; then proves the connection still works.
+async fn expect_error(ws: &mut Ws, text: &str, code: &str) {
+    ws.send_raw(WsMessage::text(text)).await;
+    let e = ws.recv().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some(code)),
+        "for {text}: {e}"
+    );
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+    ws.send(json!({"type":"ping","ref":"alive"})).await;
+    assert_eq!(
+        ws.recv().await,
+        json!({"type":"pong","ref":"alive"}),
+        "connection open after {text}"
+    );
+}
+
+#[actix_web::test]
+async fn malformed_frames_get_error_replies_and_the_connection_stays_open() {
+    let node = TestNode::start(&fresh_db().await, &[("limits.max_body_bytes", "32")]).await;
+    let mut ws = node.ws("ann").await;
+    expect_error(&mut ws, "{not json", "bad_request").await;
+    expect_error(&mut ws, "[1,2,3]", "bad_request").await;
+    expect_error(&mut ws, r#"{"type":"dance","ref":"x"}"#, "bad_request").await;
+    expect_error(&mut ws, r#"{"room":"a"}"#, "bad_request").await;
+    expect_error(&mut ws, r#"{"type":"join"}"#, "bad_request").await;
+    expect_error(
+        &mut ws,
+        r#"{"type":"join","room":"no spaces"}"#,
+        "invalid_room",
+    )
+    .await;
+    expect_error(
+        &mut ws,
+        &format!(r#"{{"type":"join","room":"{}"}}"#, "r".repeat(300)),
+        "invalid_room",
+    )
+    .await;
+    expect_error(
+        &mut ws,
+        r#"{"type":"send","room":"a","body":"x"}"#,
+        "not_joined",
+    )
+    .await;
+    expect_error(&mut ws, r#"{"type":"leave","room":"a"}"#, "not_joined").await;
+    expect_error(&mut ws, r#"{"type":"typing","room":"a"}"#, "not_joined").await;
+    ws.join("a").await;
+    expect_error(&mut ws, r#"{"type":"join","room":"a"}"#, "bad_request").await;
+    expect_error(&mut ws, r#"{"type":"send","room":"a"}"#, "bad_request").await;
+    expect_error(
+        &mut ws,
+        r#"{"type":"send","room":"a","body":{"html":1}}"#,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        &mut ws,
+        r#"{"type":"send","room":"a","body":""}"#,
+        "invalid_body",
+    )
+    .await;
+    let big = json!({"type":"send","room":"a","body":"x".repeat(33)}).to_string();
+    expect_error(&mut ws, &big, "body_too_large").await;
+    // The error echoes the ref so clients can match it.
+    ws.send(json!({"type":"send","room":"a","body":5,"ref":"mine"}))
+        .await;
+    assert_eq!(ws.recv().await["ref"], "mine");
+    // Nothing above was stored.
+    assert_eq!(ws.post("a", "ok").await["seq"], 1);
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn fragmented_text_messages_are_reassembled() {
+    let node = TestNode::start(&fresh_db().await, &[]).await;
+    let mut ws = node.ws("ann").await;
+    ws.send_frame(br#"{"type":"pi"#, Data::Text, false).await;
+    ws.send_frame(br#"ng","re"#, Data::Continue, false).await;
+    ws.send_frame(br#"f":"frag"}"#, Data::Continue, true).await;
+    assert_eq!(ws.recv().await, json!({"type":"pong","ref":"frag"}));
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn an_oversized_frame_closes_with_1009() {
+    let node = TestNode::start(
+        &fresh_db().await,
+        &[
+            ("limits.max_frame_bytes", "1024"),
+            ("limits.max_body_bytes", "512"),
+        ],
+    )
+    .await;
+    let mut ws = node.ws("ann").await;
+    ws.send_raw(WsMessage::text("x".repeat(2000))).await;
+    assert_eq!(ws.closed().await, 1009);
+    eventually("close counted", || {
+        node.metric("chorus_session_closes_total{code=\"1009\"}") == 1.0
+    })
+    .await;
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn an_oversized_fragmented_message_closes_with_1009() {
+    let node = TestNode::start(
+        &fresh_db().await,
+        &[
+            ("limits.max_frame_bytes", "1024"),
+            ("limits.max_body_bytes", "512"),
+        ],
+    )
+    .await;
+    let mut ws = node.ws("ann").await;
+    let chunk = vec![b'x'; 600];
+    ws.send_frame(&chunk, Data::Text, false).await;
+    ws.send_frame(&chunk, Data::Continue, false).await;
+    assert_eq!(ws.closed().await, 1009);
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn binary_frames_close_with_1008() {
+    let node = TestNode::start(&fresh_db().await, &[]).await;
+    let mut ws = node.ws("ann").await;
+    ws.send_raw(WsMessage::binary(vec![1u8, 2, 3])).await;
+    assert_eq!(ws.closed().await, 1008);
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn invalid_utf8_closes_with_1007() {
+    let node = TestNode::start(&fresh_db().await, &[]).await;
+    let mut ws = node.ws("ann").await;
+    ws.send_frame(
+        b"{\"type\":\"ping\",\"ref\":\"\xff\xfe\"}",
+        Data::Text,
+        true,
+    )
+    .await;
+    assert_eq!(ws.closed().await, 1007);
+    // Also when the bad bytes arrive split across fragments.
+    let mut ws = node.ws("ann").await;
+    ws.send_frame(b"{\"a\":\"\xe2", Data::Text, false).await;
+    ws.send_frame(b"\x28\xa1\"}", Data::Continue, true).await;
+    assert_eq!(ws.closed().await, 1007);
+    node.stop().await;
+}
+
+async fn upgrade_status(
+    node: &TestNode,
+    auth: Option<&str>,
+    query: &str,
+    origin: Option<&str>,
+) -> u16 {
+    let mut req = format!("ws://{}/ws{query}", node.addr())
+        .into_client_request()
+        .unwrap();
+    if let Some(a) = auth {
+        req.headers_mut()
+            .insert("authorization", a.parse().unwrap());
+    }
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => res.status().as_u16(),
+        Err(e) => panic!("unexpected handshake error {e}"),
+    }
+}
+
+#[actix_web::test]
+async fn bad_tokens_get_401_before_the_upgrade() {
+    let node = TestNode::start(&fresh_db().await, &[]).await;
+    assert_eq!(upgrade_status(&node, None, "", None).await, 401, "missing");
+    assert_eq!(
+        upgrade_status(&node, Some("Bearer garbage"), "", None).await,
+        401,
+        "garbage"
+    );
+    let other = chorus::auth::Auth::new(b"a-different-secret-000", &settings("", &[]).auth);
+    let wrong = other.issue("u", None, Duration::from_secs(60), None, None);
+    assert_eq!(
+        upgrade_status(&node, Some(&format!("Bearer {wrong}")), "", None).await,
+        401,
+        "wrong secret"
+    );
+    let expired = expired_token();
+    assert_eq!(
+        upgrade_status(&node, Some(&format!("Bearer {expired}")), "", None).await,
+        401,
+        "expired"
+    );
+    // {"alg":"none"} with a valid-looking body and no signature.
+    let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZXhwIjo5OTk5OTk5OTk5fQ.";
+    assert_eq!(
+        upgrade_status(&node, Some(&format!("Bearer {none}")), "", None).await,
+        401,
+        "alg none"
+    );
+    // The browser form: ?access_token=
+    assert_eq!(
+        upgrade_status(&node, None, &format!("?access_token={}", token("u")), None).await,
+        101
+    );
+    node.stop().await;
+}
+
+fn expired_token() -> String {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let claims = json!({"sub":"u","exp": chorus::auth::now_secs() - 3600});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn disallowed_origins_get_403_before_the_upgrade() {
+    let node = TestNode::start(
+        &fresh_db().await,
+        &[("auth.allowed_origins", "https://chat.example")],
+    )
+    .await;
+    let auth = format!("Bearer {}", token("u"));
+    assert_eq!(
+        upgrade_status(&node, Some(&auth), "", Some("https://evil.example")).await,
+        403
+    );
+    assert_eq!(
+        upgrade_status(&node, Some(&auth), "", Some("https://chat.example")).await,
+        101
+    );
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn forbidden_rooms_are_refused_per_request() {
+    let node = TestNode::start(&fresh_db().await, &[]).await;
+    let t = auth().issue(
+        "u",
+        None,
+        Duration::from_secs(60),
+        Some(vec!["team-*".into()]),
+        None,
+    );
+    let mut ws = Ws::connect(node.addr(), &t).await;
+    expect_error(&mut ws, r#"{"type":"join","room":"secret"}"#, "forbidden").await;
+    expect_error(
+        &mut ws,
+        r#"{"type":"history","room":"secret"}"#,
+        "forbidden",
+    )
+    .await;
+    ws.join("team-1").await;
+    // A service token reaches any room.
+    let svc = auth().issue(
+        "svc",
+        None,
+        Duration::from_secs(60),
+        Some(vec![]),
+        Some("service"),
+    );
+    let mut s = Ws::connect(node.addr(), &svc).await;
+    s.join("secret").await;
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn a_token_that_expires_while_connected_closes_with_4001() {
+    let node = TestNode::start(&fresh_db().await, &[("auth.leeway_s", "0")]).await;
+    let t = auth().issue("u", None, Duration::from_secs(1), None, None);
+    let mut ws = Ws::connect(node.addr(), &t).await;
+    assert_eq!(ws.closed().await, 4001);
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn a_silent_client_is_closed_with_4008() {
+    let node = TestNode::start(
+        &fresh_db().await,
+        &[
+            ("session.heartbeat_ms", "100"),
+            ("session.timeout_ms", "400"),
+        ],
+    )
+    .await;
+    let mut ws = node.ws("quiet").await;
+    // Not reading means not answering pings: wait for the server's own record of the close.
+    eventually("heartbeat close", || {
+        node.metric("chorus_session_closes_total{code=\"4008\"}") == 1.0
+    })
+    .await;
+    assert_eq!(ws.closed().await, 4008);
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn a_chatty_client_is_rate_limited_and_a_flood_is_closed_with_4029() {
+    let node = TestNode::start(
+        &fresh_db().await,
+        &[("limits.msgs_per_sec", "1"), ("limits.burst", "5")],
+    )
+    .await;
+    let mut ws = node.ws("fast").await;
+    ws.join("rl").await;
+    for _ in 0..6 {
+        ws.send(json!({"type":"typing","room":"rl"})).await;
+    }
+    let e = ws.recv().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("rate_limited")),
+        "{e}"
+    );
+    assert!(
+        e["retry_after_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 0 && ms <= 1000),
+        "{e}"
+    );
+    assert!(node.metric("chorus_rate_limited_total") >= 1.0);
+    // Far beyond the limit: closed.
+    for _ in 0..40 {
+        ws.stream
+            .feed(WsMessage::text(r#"{"type":"typing","room":"rl"}"#))
+            .await
+            .ok();
+    }
+    futures_util::SinkExt::flush(&mut ws.stream).await.ok();
+    assert_eq!(ws.closed().await, 4029);
+    node.stop().await;
+}

@@ -1,0 +1,9 @@
+//! The one integration-test crate (compiled once): real nodes on port 0 against real Postgres,
+//! real WebSocket and HTTP clients. See `support` for the harness.
+
+mod backfill;
+mod bad_input;
+mod rest;
+mod store_conformance;
+mod support;
+mod ws_protocol;
