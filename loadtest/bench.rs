@@ -1,0 +1,235 @@
+//! Chorus bench client: N WebSocket sockets in R rooms, each posting at a fixed rate for a while;
+//! every body carries its send time, so each receiver measures send → receipt latency. Prints a
+//! JSON summary: sent, acked, delivered vs expected (acked × room members), latency percentiles,
+//! and (with --pid) the server's RSS idle and at peak under load.
+//!
+//! Run against a node started by `loadtest/run` (or any node sharing the JWT secret):
+//! `cargo run --release --example bench -- --url ws://127.0.0.1:8080 --secret S --sockets 1000 --rooms 10`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use tokio::sync::Barrier;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// Base WebSocket URL(s) of the node(s); sockets are spread over them round-robin.
+    #[arg(long, default_value = "ws://127.0.0.1:8080", value_delimiter = ',')]
+    url: Vec<String>,
+    /// The nodes' auth.jwt_secret (tokens are signed locally).
+    #[arg(long)]
+    secret: String,
+    #[arg(long, default_value_t = 1000)]
+    sockets: usize,
+    #[arg(long, default_value_t = 10)]
+    rooms: usize,
+    /// Messages per second per socket.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Server process ids whose RSS to report (comma list).
+    #[arg(long, value_delimiter = ',')]
+    pid: Vec<u32>,
+    /// Room name prefix (a fresh one per run keeps runs apart).
+    #[arg(long, default_value = "bench")]
+    prefix: String,
+}
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    body: Option<&'a str>,
+    #[serde(default)]
+    code: Option<&'a str>,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    delivered: AtomicU64,
+    errors: AtomicU64,
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let auth = chorus::auth::Auth::new(
+        args.secret.as_bytes(),
+        &chorus::config::Settings::load(None, &Default::default(), &[])?.auth,
+    );
+    let epoch = Instant::now();
+    let counters = Arc::new(Counters::default());
+    let joined = Arc::new(Barrier::new(args.sockets + 1));
+    let start = Arc::new(Barrier::new(args.sockets + 1));
+    let mut members = vec![0u64; args.rooms];
+    let mut acked_per_room: Vec<Arc<AtomicU64>> = Vec::new();
+    for _ in 0..args.rooms {
+        acked_per_room.push(Arc::new(AtomicU64::new(0)));
+    }
+    let send_for = Duration::from_secs(args.duration);
+    let period = Duration::from_secs_f64(1.0 / args.rate);
+    let mut tasks = Vec::new();
+    for i in 0..args.sockets {
+        let room_ix = i % args.rooms;
+        members[room_ix] += 1;
+        let room = format!("{}-{room_ix}", args.prefix);
+        let url = format!(
+            "{}/ws?access_token={}",
+            args.url[i % args.url.len()],
+            auth.issue(&format!("u{i}"), None, Duration::from_secs(3600), None, None)
+        );
+        let (counters, joined, start, acked_room) = (
+            counters.clone(),
+            joined.clone(),
+            start.clone(),
+            acked_per_room[room_ix].clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+            let (mut tx, mut rx) = ws.split();
+            tx.send(Message::text(format!(r#"{{"type":"join","room":"{room}"}}"#)))
+                .await
+                .expect("join");
+            loop {
+                let Some(Ok(Message::Text(t))) = rx.next().await else { panic!("no joined") };
+                if t.contains(r#""type":"joined""#) {
+                    break;
+                }
+            }
+            joined.wait().await;
+            start.wait().await;
+            // Spread the sockets' send times over one period.
+            let offset = period.mul_f64((i as f64 * 0.618_034) % 1.0);
+            let sender = {
+                let counters = counters.clone();
+                let room = room.clone();
+                async move {
+                    tokio::time::sleep(offset).await;
+                    let until = Instant::now() + send_for;
+                    let mut tick = tokio::time::interval(period);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    while Instant::now() < until {
+                        tick.tick().await;
+                        let t = epoch.elapsed().as_micros() as u64;
+                        let f = format!(r#"{{"type":"send","room":"{room}","body":"{t}"}}"#);
+                        if tx.send(Message::text(f)).await.is_err() {
+                            break;
+                        }
+                        counters.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tx
+                }
+            };
+            let receiver = async {
+                while let Some(Ok(msg)) = rx.next().await {
+                    let Message::Text(t) = msg else { continue };
+                    let Ok(f) = serde_json::from_str::<Frame>(&t) else { continue };
+                    match f.kind {
+                        "message" => {
+                            let now = epoch.elapsed().as_micros() as u64;
+                            if let Some(sent) = f.body.and_then(|b| b.parse::<u64>().ok()) {
+                                let _ = hist.record(now.saturating_sub(sent).max(1));
+                            }
+                            counters.delivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        "ack" => {
+                            counters.acked.fetch_add(1, Ordering::Relaxed);
+                            acked_room.fetch_add(1, Ordering::Relaxed);
+                        }
+                        "error" => {
+                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("error frame: {:?}", f.code);
+                        }
+                        _ => {}
+                    }
+                }
+            };
+            // Receive until the sender is done plus a grace period for in-flight deliveries.
+            tokio::pin!(receiver);
+            let mut tx = tokio::select! {
+                tx = sender => tx,
+                _ = &mut receiver => panic!("connection closed while sending"),
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut receiver).await;
+            let _ = tx.close().await;
+            hist
+        }));
+    }
+    joined.wait().await;
+    let rss_idle: Vec<u64> = args.pid.iter().map(|p| rss_kib(*p)).collect();
+    eprintln!("{} sockets joined {} rooms; sending for {} s", args.sockets, args.rooms, args.duration);
+    let peaks: Arc<Vec<AtomicU64>> = Arc::new(args.pid.iter().map(|_| AtomicU64::new(0)).collect());
+    let sampler = {
+        let (pids, peaks) = (args.pid.clone(), peaks.clone());
+        tokio::spawn(async move {
+            loop {
+                for (i, p) in pids.iter().enumerate() {
+                    peaks[i].fetch_max(rss_kib(*p), Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    start.wait().await;
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for t in tasks {
+        all.add(t.await?)?;
+    }
+    let elapsed = started.elapsed();
+    sampler.abort();
+    let rss_peak: Vec<u64> = peaks.iter().map(|p| p.load(Ordering::Relaxed)).collect();
+    let expected: u64 = acked_per_room
+        .iter()
+        .zip(&members)
+        .map(|(a, m)| a.load(Ordering::Relaxed) * m)
+        .sum();
+    let delivered = counters.delivered.load(Ordering::Relaxed);
+    let summary = serde_json::json!({
+        "scenario": {
+            "sockets": args.sockets, "rooms": args.rooms, "rate_per_socket": args.rate,
+            "duration_s": args.duration, "nodes": args.url.len(),
+        },
+        "sent": counters.sent.load(Ordering::Relaxed),
+        "acked": counters.acked.load(Ordering::Relaxed),
+        "errors": counters.errors.load(Ordering::Relaxed),
+        "delivered": delivered,
+        "expected": expected,
+        "delivered_ratio": if expected == 0 { 0.0 } else { delivered as f64 / expected as f64 },
+        "deliveries_per_s": delivered as f64 / args.duration as f64,
+        "latency_ms": {
+            "p50": all.value_at_quantile(0.50) as f64 / 1000.0,
+            "p90": all.value_at_quantile(0.90) as f64 / 1000.0,
+            "p99": all.value_at_quantile(0.99) as f64 / 1000.0,
+            "max": all.max() as f64 / 1000.0,
+        },
+        "server_rss_kib": { "idle_after_join": rss_idle, "peak_under_load": rss_peak },
+        "wall_s": elapsed.as_secs_f64(),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
