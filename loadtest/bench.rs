@@ -99,7 +99,13 @@ async fn main() -> anyhow::Result<()> {
         let url = format!(
             "{}/ws?access_token={}",
             args.url[i % args.url.len()],
-            auth.issue(&format!("u{i}"), None, Duration::from_secs(3600), None, None)
+            auth.issue(
+                &format!("u{i}"),
+                None,
+                Duration::from_secs(3600),
+                None,
+                None
+            )
         );
         let (counters, joined, start, acked_room) = (
             counters.clone(),
@@ -109,13 +115,19 @@ async fn main() -> anyhow::Result<()> {
         );
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
-            let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
-            let (mut tx, mut rx) = ws.split();
-            tx.send(Message::text(format!(r#"{{"type":"join","room":"{room}"}}"#)))
+            let (ws, _) = tokio_tungstenite::connect_async(url)
                 .await
-                .expect("join");
+                .expect("connect");
+            let (mut tx, mut rx) = ws.split();
+            tx.send(Message::text(format!(
+                r#"{{"type":"join","room":"{room}"}}"#
+            )))
+            .await
+            .expect("join");
             loop {
-                let Some(Ok(Message::Text(t))) = rx.next().await else { panic!("no joined") };
+                let Some(Ok(Message::Text(t))) = rx.next().await else {
+                    panic!("no joined")
+                };
                 if t.contains(r#""type":"joined""#) {
                     break;
                 }
@@ -147,7 +159,9 @@ async fn main() -> anyhow::Result<()> {
             let receiver = async {
                 while let Some(Ok(msg)) = rx.next().await {
                     let Message::Text(t) = msg else { continue };
-                    let Ok(f) = serde_json::from_str::<Frame>(&t) else { continue };
+                    let Ok(f) = serde_json::from_str::<Frame>(&t) else {
+                        continue;
+                    };
                     match f.kind {
                         "message" => {
                             let now = epoch.elapsed().as_micros() as u64;
@@ -181,7 +195,10 @@ async fn main() -> anyhow::Result<()> {
     }
     joined.wait().await;
     let rss_idle: Vec<u64> = args.pid.iter().map(|p| rss_kib(*p)).collect();
-    eprintln!("{} sockets joined {} rooms; sending for {} s", args.sockets, args.rooms, args.duration);
+    eprintln!(
+        "{} sockets joined {} rooms; sending for {} s",
+        args.sockets, args.rooms, args.duration
+    );
     let peaks: Arc<Vec<AtomicU64>> = Arc::new(args.pid.iter().map(|_| AtomicU64::new(0)).collect());
     let sampler = {
         let (pids, peaks) = (args.pid.clone(), peaks.clone());

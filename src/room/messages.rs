@@ -1,6 +1,7 @@
 //! Messages a Room handles (verbs) and what it sends back to sessions.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -13,18 +14,26 @@ use crate::store::{Appended, NewMessage, StoreError};
 
 pub type SessionId = Arc<str>;
 
-/// Room → session. Always through the session's bounded mailbox (`try_send`), in order.
+/// One frame on its way to a session; `committed` is set on `message` frames (for
+/// `chorus_message_delivery_seconds`).
+#[derive(Clone)]
+pub struct Delivery {
+    pub frame: ByteString,
+    pub committed: Option<Instant>,
+}
+
+/// Room → session, always through the session's [`Outbox`], in order.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum ToSession {
-    /// One pre-serialised frame shared by all recipients. `committed` is set on `message` frames
-    /// (for `chorus_message_delivery_seconds`).
-    Frame {
-        frame: ByteString,
-        committed: Option<Instant>,
-    },
-    /// A join's reply and backfill in one piece, so a long backfill cannot overflow the mailbox.
-    Frames {
+    /// One broadcast frame (counted against `session.queue_max`).
+    Live(Delivery),
+    /// Several broadcast frames from one flush, shared by every member (counted).
+    LiveBatch(Arc<[Delivery]>),
+    /// A direct reply: ack, error, left (not counted: one per request, and requests are rate-limited).
+    Reply(ByteString),
+    /// A join's reply with its backfill, in one piece (not counted: bounded by `room.max_catchup`).
+    Replies {
         frames: Vec<ByteString>,
         messages: u64,
     },
@@ -32,12 +41,78 @@ pub enum ToSession {
     Dropped { room: RoomId, slow: bool },
 }
 
+impl ToSession {
+    /// How many frames this adds to the session's queue.
+    pub fn counted(&self) -> usize {
+        match self {
+            ToSession::Live(_) => 1,
+            ToSession::LiveBatch(b) => b.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Why a delivery was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Undeliverable {
+    /// The session has `session.queue_max` frames it has not written yet: a slow consumer.
+    Slow,
+    /// The session is gone.
+    Gone,
+}
+
+/// A session's outbound queue as rooms see it: its mailbox plus the number of broadcast frames
+/// queued but not yet written to the socket. When a client stops reading, the HTTP layer stops
+/// polling the session, the count climbs, and the next delivery past the limit is refused.
+#[derive(Clone)]
+pub struct Outbox {
+    recipient: Recipient<ToSession>,
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Outbox {
+    pub fn new(recipient: Recipient<ToSession>, limit: usize) -> Outbox {
+        Outbox {
+            recipient,
+            queued: Arc::default(),
+            limit,
+        }
+    }
+
+    /// Queues broadcast frames, or refuses them if the session is slow or gone.
+    pub fn deliver(&self, msg: ToSession) -> Result<(), Undeliverable> {
+        let n = msg.counted();
+        if self.queued.fetch_add(n, Ordering::AcqRel) + n > self.limit {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return Err(Undeliverable::Slow);
+        }
+        self.recipient.try_send(msg).map_err(|e| {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            match e {
+                SendError::Full(_) => Undeliverable::Slow,
+                SendError::Closed(_) => Undeliverable::Gone,
+            }
+        })
+    }
+
+    /// Direct replies and notices: never refused for size (see [`ToSession::Reply`]).
+    pub fn reply(&self, msg: ToSession) {
+        self.recipient.do_send(msg);
+    }
+
+    /// Called by the session for every frame it has written.
+    pub fn written(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
 /// Subscribe a session. Replies (`joined`, `presence`, backfill, or an `error`) arrive as [`ToSession`].
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Join {
     pub session: SessionId,
-    pub outbox: Recipient<ToSession>,
+    pub outbox: Outbox,
     pub user: PresenceUser,
     pub since: Option<Seq>,
     pub epoch: Option<String>,
@@ -67,9 +142,8 @@ pub enum PostReply {
     Channel(oneshot::Sender<Result<Appended, StoreError>>),
     /// WebSocket: an `ack` (or `error`) frame into the sender's outbox. It is queued before the
     /// message is broadcast, so a sender always sees its `ack` before its own copy of the message.
-    /// Sent with `do_send`: replies are one per request and requests are rate-limited.
     Session {
-        outbox: Recipient<ToSession>,
+        outbox: Outbox,
         r#ref: Option<String>,
     },
 }

@@ -30,7 +30,10 @@ use crate::store::{Appended, Message, NewMessage, StoreError, format_ts};
 pub mod messages;
 pub mod registry;
 
-pub use messages::{GetPresence, Join, Leave, Post, PostReply, SessionId, ToSession, Typing};
+pub use messages::{
+    Delivery, GetPresence, Join, Leave, Outbox, Post, PostReply, SessionId, ToSession, Typing,
+    Undeliverable,
+};
 pub use registry::{Registry, RoomDeps};
 
 pub struct Room {
@@ -46,16 +49,22 @@ pub struct Room {
     idle: Option<SpawnHandle>,
 }
 
+/// What one broadcast carries: a single frame, or a flush's batch shared by every member.
+enum Fanout {
+    One(Delivery),
+    Many(Arc<[Delivery]>),
+}
+
 struct Head {
     epoch: String,
     delivered: Seq,
 }
 
 struct Member {
-    outbox: Recipient<ToSession>,
+    outbox: Outbox,
     user: PresenceUser,
     /// `Some` while the member's backfill is being read: live frames wait here.
-    backlog: Option<Vec<(ByteString, Option<Instant>)>>,
+    backlog: Option<Vec<Delivery>>,
 }
 
 impl Actor for Room {
@@ -126,46 +135,49 @@ impl Room {
 
     // ----- sending to members -------------------------------------------------------------
 
-    /// Sends to one member, honouring its backlog; returns false if the member must go.
-    fn push(
-        member: &mut Member,
-        frame: &ByteString,
-        committed: Option<Instant>,
-    ) -> Result<(), bool> {
+    /// Sends to one member, honouring its backlog.
+    fn push(member: &mut Member, frames: &Fanout) -> Result<(), Undeliverable> {
         if let Some(backlog) = &mut member.backlog {
-            backlog.push((frame.clone(), committed));
+            match frames {
+                Fanout::One(d) => backlog.push(d.clone()),
+                Fanout::Many(batch) => backlog.extend(batch.iter().cloned()),
+            }
             return Ok(());
         }
-        match member.outbox.try_send(ToSession::Frame {
-            frame: frame.clone(),
-            committed,
-        }) {
-            Ok(()) => Ok(()),
-            Err(SendError::Full(_)) => Err(true),
-            Err(SendError::Closed(_)) => Err(false),
-        }
+        member.outbox.deliver(match frames {
+            Fanout::One(d) => ToSession::Live(d.clone()),
+            Fanout::Many(batch) => ToSession::LiveBatch(batch.clone()),
+        })
     }
 
-    /// Fans one frame out; `skip_user` leaves out that user's sessions (typing).
-    fn broadcast(
-        &mut self,
-        frame: &ByteString,
-        committed: Option<Instant>,
-        skip: Option<&SessionId>,
-        skip_user: Option<&str>,
-    ) {
+    /// Fans frames out (the same bytes to everyone); `skip_user` leaves out that user's sessions.
+    fn broadcast(&mut self, frames: Fanout, skip: Option<&SessionId>, skip_user: Option<&str>) {
         let mut gone: Vec<(SessionId, bool)> = Vec::new();
         for (id, member) in self.members.iter_mut() {
             if skip == Some(id) || skip_user == Some(member.user.user.as_str()) {
                 continue;
             }
-            if let Err(slow) = Self::push(member, frame, committed) {
-                gone.push((id.clone(), slow));
+            if let Err(e) = Self::push(member, &frames) {
+                gone.push((id.clone(), e == Undeliverable::Slow));
             }
         }
         for (id, slow) in gone {
             self.evict(&id, slow);
         }
+    }
+
+    /// Broadcasts one control frame (presence, typing).
+    fn broadcast_frame(
+        &mut self,
+        frame: ByteString,
+        skip: Option<&SessionId>,
+        skip_user: Option<&str>,
+    ) {
+        let one = Fanout::One(Delivery {
+            frame,
+            committed: None,
+        });
+        self.broadcast(one, skip, skip_user);
     }
 
     /// Ends a membership the room could not keep (slow or vanished session).
@@ -174,8 +186,8 @@ impl Room {
             if slow {
                 self.registry.deps.metrics.slow_consumers.inc();
                 tracing::info!(room = %self.id, session = %session, "slow consumer evicted");
-                // do_send ignores the (full) capacity: the session learns it must close with 1013.
-                member.outbox.do_send(ToSession::Dropped {
+                // A notice is never refused for size: the session learns it must close with 1013.
+                member.outbox.reply(ToSession::Dropped {
                     room: self.id.clone(),
                     slow: true,
                 });
@@ -206,7 +218,7 @@ impl Room {
                 leaves: std::slice::from_ref(user),
             }
             .encode();
-            self.broadcast(&frame, None, None, None);
+            self.broadcast_frame(frame, None, None);
         }
     }
 
@@ -230,11 +242,8 @@ impl Room {
                 ErrorCode::Unavailable,
                 "history store unavailable, retry",
             );
-            msg.outbox.do_send(ToSession::Frame {
-                frame,
-                committed: None,
-            });
-            msg.outbox.do_send(ToSession::Dropped {
+            msg.outbox.reply(ToSession::Reply(frame));
+            msg.outbox.reply(ToSession::Dropped {
                 room: self.id.clone(),
                 slow: false,
             });
@@ -259,7 +268,7 @@ impl Room {
                 leaves: &[],
             }
             .encode();
-            self.broadcast(&frame, None, None, None);
+            self.broadcast_frame(frame, None, None);
         }
         let catching_up = from.is_some_and(|s| s < delivered);
         self.members.insert(
@@ -323,8 +332,8 @@ impl Room {
                     .encode(),
                 );
                 frames.extend(messages.iter().map(|m| ServerFrame::Message(m).encode()));
-                let live = backlog.iter().filter(|(_, c)| c.is_some()).count();
-                frames.extend(backlog.into_iter().map(|(f, _)| f));
+                let live = backlog.iter().filter(|d| d.committed.is_some()).count();
+                frames.extend(backlog.into_iter().map(|d| d.frame));
                 let n = messages.len() as u64;
                 self.registry.deps.metrics.backfill_messages.inc_by(n);
                 self.send_frames(&msg.session, frames, n + live as u64);
@@ -336,11 +345,8 @@ impl Room {
                     ErrorCode::Unavailable,
                     "history store unavailable, retry the join",
                 );
-                member.outbox.do_send(ToSession::Frame {
-                    frame,
-                    committed: None,
-                });
-                member.outbox.do_send(ToSession::Dropped {
+                member.outbox.reply(ToSession::Reply(frame));
+                member.outbox.reply(ToSession::Dropped {
                     room: self.id.clone(),
                     slow: false,
                 });
@@ -352,17 +358,10 @@ impl Room {
         }
     }
 
+    /// The reply to a join: a direct reply, so a long backfill is not counted as a slow reader.
     fn send_frames(&mut self, session: &SessionId, frames: Vec<ByteString>, messages: u64) {
-        let Some(member) = self.members.get(session) else {
-            return;
-        };
-        match member
-            .outbox
-            .try_send(ToSession::Frames { frames, messages })
-        {
-            Ok(()) => {}
-            Err(SendError::Full(_)) => self.evict(session, true),
-            Err(SendError::Closed(_)) => self.evict(session, false),
+        if let Some(member) = self.members.get(session) {
+            member.outbox.reply(ToSession::Replies { frames, messages });
         }
     }
 
@@ -461,18 +460,16 @@ impl Room {
                         Self::error_frame(r#ref.as_deref(), ErrorCode::Internal, "internal error")
                     }
                 };
-                outbox.do_send(ToSession::Frame {
-                    frame,
-                    committed: None,
-                });
+                outbox.reply(ToSession::Reply(frame));
             }
         }
     }
 
-    /// Delivers every message that is next in order; schedules a repair if a gap remains.
+    /// Delivers every message that is next in order, in one shared batch; schedules a repair if a
+    /// gap remains.
     pub fn flush(&mut self, ctx: &mut Context<Self>) {
-        loop {
-            let Some(head) = &mut self.head else { return };
+        let mut ready: Vec<Delivery> = Vec::new();
+        while let Some(head) = &mut self.head {
             let Some(entry) = self.reorder.first_entry() else {
                 break;
             };
@@ -486,8 +483,20 @@ impl Room {
             }
             head.delivered = seq;
             let (message, committed) = entry.remove();
-            let frame = ServerFrame::Message(&message).encode();
-            self.broadcast(&frame, Some(committed), None, None);
+            ready.push(Delivery {
+                frame: ServerFrame::Message(&message).encode(),
+                committed: Some(committed),
+            });
+        }
+        match ready.len() {
+            0 => {}
+            1 => {
+                let one = ready.pop().map(Fanout::One);
+                if let Some(one) = one {
+                    self.broadcast(one, None, None);
+                }
+            }
+            _ => self.broadcast(Fanout::Many(ready.into()), None, None),
         }
         if self.reorder.is_empty() {
             if let Some(h) = self.repair.take() {
@@ -556,10 +565,7 @@ impl Handler<Leave> for Room {
                     room: &self.id,
                 }
                 .encode();
-                member.outbox.do_send(ToSession::Frame {
-                    frame,
-                    committed: None,
-                });
+                member.outbox.reply(ToSession::Reply(frame));
             }
             self.announce_leave(&member.user);
         }
@@ -589,7 +595,7 @@ impl Handler<Typing> for Room {
             user: &msg.user,
         }
         .encode();
-        self.broadcast(&frame, None, Some(&msg.session), Some(&msg.user));
+        self.broadcast_frame(frame, Some(&msg.session), Some(&msg.user));
     }
 }
 

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::Room;
-use super::messages::{Join, Post, PostReply, ToSession};
+use super::messages::{Join, Outbox, Post, PostReply};
 use crate::config;
 use crate::ids::RoomId;
 use crate::metrics::Metrics;
@@ -104,7 +104,7 @@ impl Registry {
         &self,
         room: &RoomId,
         message: NewMessage,
-        outbox: Recipient<ToSession>,
+        outbox: Outbox,
         r#ref: Option<String>,
     ) -> bool {
         for _ in 0..ATTEMPTS {

@@ -25,7 +25,7 @@ use crate::node::Shared;
 use crate::protocol::{
     self, ClientFrame, CloseCode, ErrorCode, PROTOCOL_VERSION, PresenceUser, ServerFrame,
 };
-use crate::room::{Join, Leave, Room, SessionId, ToSession, Typing};
+use crate::room::{Join, Leave, Outbox, Room, SessionId, ToSession, Typing};
 use crate::store::{NewMessage, StoreError};
 
 pub mod frames;
@@ -44,6 +44,8 @@ pub struct Session {
     last_seen: Instant,
     assembler: Assembler,
     closing: bool,
+    /// Set in `started` (it needs the actor's address).
+    outbox: Option<Outbox>,
 }
 
 /// Tells a session to close (drain, shutdown).
@@ -66,8 +68,16 @@ impl Session {
             last_seen: Instant::now(),
             assembler: Assembler::new(limits.max_frame_bytes),
             closing: false,
+            outbox: None,
             shared,
         }
+    }
+
+    fn outbox(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> Outbox {
+        let queue_max = self.shared.settings.session.queue_max;
+        self.outbox
+            .get_or_insert_with(|| Outbox::new(ctx.address().recipient(), queue_max))
+            .clone()
     }
 
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, reason: &str) {
@@ -239,7 +249,7 @@ impl Session {
             .insert(room.clone(), registry.get_or_start(&room));
         let join = Join {
             session: self.id.clone(),
-            outbox: ctx.address().recipient(),
+            outbox: self.outbox(ctx),
             user: PresenceUser {
                 user: self.identity.user.clone(),
                 name: self.identity.name.clone(),
@@ -285,7 +295,7 @@ impl Session {
             body,
             client_msg_id,
         };
-        let outbox = ctx.address().recipient();
+        let outbox = self.outbox(ctx);
         ctx.spawn(
             async move {
                 registry
@@ -371,7 +381,13 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let settings = &self.shared.settings;
-        ctx.set_mailbox_capacity(settings.session.queue_max);
+        // The frame count in `Outbox` is the real limit; the mailbox only needs room for it plus
+        // direct replies.
+        ctx.set_mailbox_capacity(settings.session.queue_max + 256);
+        self.outbox = Some(Outbox::new(
+            ctx.address().recipient(),
+            settings.session.queue_max,
+        ));
         if let Some(payload) = self.payload.take() {
             ctx.add_stream(FrameStream::new(payload, settings.limits.max_frame_bytes));
         }
@@ -458,15 +474,19 @@ impl Handler<ToSession> for Session {
 
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
         let metrics = &self.shared.metrics;
-        match msg {
-            ToSession::Frame { frame, committed } => {
-                if let Some(at) = committed {
-                    metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
-                    metrics.messages_delivered.inc();
-                }
-                ctx.text(frame);
+        let counted = msg.counted();
+        let mut write = |d: &crate::room::Delivery| {
+            if let Some(at) = d.committed {
+                metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
+                metrics.messages_delivered.inc();
             }
-            ToSession::Frames { frames, messages } => {
+            ctx.text(d.frame.clone());
+        };
+        match msg {
+            ToSession::Live(d) => write(&d),
+            ToSession::LiveBatch(batch) => batch.iter().for_each(write),
+            ToSession::Reply(frame) => ctx.text(frame),
+            ToSession::Replies { frames, messages } => {
                 metrics.messages_delivered.inc_by(messages);
                 for frame in frames {
                     ctx.text(frame);
@@ -478,6 +498,9 @@ impl Handler<ToSession> for Session {
                     self.close(ctx, CloseCode::SlowConsumer, "slow consumer");
                 }
             }
+        }
+        if let Some(outbox) = &self.outbox {
+            outbox.written(counted);
         }
     }
 }

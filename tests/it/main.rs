@@ -4,6 +4,7 @@
 mod backfill;
 mod bad_input;
 mod rest;
+mod slow_consumer;
 mod store_conformance;
 mod support;
 mod ws_protocol;

@@ -252,6 +252,29 @@ impl Ws {
         ws
     }
 
+    /// A client whose socket receive buffer is tiny, so that not reading backs up into the server fast.
+    pub async fn connect_small_buffer(addr: SocketAddr, token: &str) -> Ws {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let tcp = socket.connect(addr).await.expect("tcp connect");
+        let mut req = format!("ws://{addr}/ws")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let (stream, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("ws handshake");
+        let mut ws = Ws {
+            stream,
+            hello: Value::Null,
+        };
+        ws.hello = ws.recv().await;
+        ws
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.stream
             .send(WsMessage::text(v.to_string()))

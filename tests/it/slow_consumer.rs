@@ -1,0 +1,96 @@
+//! A member that stops reading: its bounded queue fills, it is evicted and closed with 1013, and
+//! the other members keep receiving every message in order.
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::support::*;
+
+#[actix_web::test]
+async fn a_reader_that_stops_reading_is_closed_with_1013_and_others_lose_nothing() {
+    let node = TestNode::start(
+        &fresh_db().await,
+        &[
+            ("session.queue_max", "256"),
+            ("limits.msgs_per_sec", "100000"),
+            ("limits.burst", "100000"),
+        ],
+    )
+    .await;
+    let mut slow = Ws::connect_small_buffer(node.addr(), &token("slow")).await;
+    slow.join("flood").await;
+    // The well-behaved member reads everything on its own thread, so the flood below cannot
+    // starve it of CPU in this test process.
+    let addr = node.addr();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let good_reader = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut good = Ws::connect(addr, &token("good")).await;
+            good.join("flood").await;
+            ready_tx.send(()).unwrap();
+            let mut seqs = Vec::new();
+            loop {
+                let v = good.recv().await;
+                if v["type"] == "message" {
+                    seqs.push(v["seq"].as_i64().unwrap());
+                    if v["body"] == "last" {
+                        return seqs;
+                    }
+                }
+            }
+        })
+    });
+    ready_rx.await.unwrap();
+    let mut writer = node.ws("writer").await;
+    writer.join("flood").await;
+
+    // Flood with 4 KB bodies in windows of 50 (the writer reads its acks, so it is never slow)
+    // until the server reports the slow consumer; bounded at 20 000 messages.
+    let body = "x".repeat(4000);
+    let mut sent = 0u64;
+    while node.metric("chorus_slow_consumers_total") < 1.0 {
+        assert!(
+            sent < 20_000,
+            "no slow consumer detected after {sent} messages"
+        );
+        for _ in 0..50 {
+            let f = json!({"type":"send","room":"flood","body":body}).to_string();
+            writer.stream.feed(WsMessage::text(f)).await.unwrap();
+        }
+        writer.stream.flush().await.unwrap();
+        sent += 50;
+        let mut acks = 0;
+        while acks < 50 {
+            let v = writer.recv().await;
+            assert_ne!(v["type"], "error", "{v}");
+            if v["type"] == "ack" {
+                acks += 1;
+            }
+        }
+    }
+    writer
+        .send(json!({"type":"send","room":"flood","body":"last"}))
+        .await;
+    sent += 1;
+    // Its own copies of earlier messages may still be ahead of this ack.
+    while writer.recv().await["type"] != "ack" {}
+
+    let seqs = good_reader.join().unwrap();
+    assert_eq!(
+        seqs,
+        (1..=sent as i64).collect::<Vec<_>>(),
+        "the good reader got everything, in order"
+    );
+    // The slow reader, reading again, finds its buffered frames and then the 1013 close.
+    assert_eq!(slow.closed().await, 1013);
+    assert_eq!(
+        node.metric("chorus_session_closes_total{code=\"1013\"}"),
+        1.0
+    );
+    node.stop().await;
+}
