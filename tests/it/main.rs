@@ -3,7 +3,9 @@
 
 mod backfill;
 mod bad_input;
+mod cli;
 mod rest;
+mod rooms;
 mod slow_consumer;
 mod store_conformance;
 mod support;
