@@ -1,12 +1,12 @@
 //! Postgres store: the source of truth and of order.
 //!
-//! `append` runs one transaction per batch: lock the room row (upsert), look up repeated
-//! client_msg_ids, insert the new messages with one `unnest` statement, advance `rooms.last_seq`,
-//! commit. Concurrent appends to one room (from this node's group commit or from other nodes) queue
-//! on the row lock, so seqs commit in order and without gaps. Every operation is bounded by
+//! `append` is one call of the `chorus_append` SQL function per batch (one statement, so one
+//! transaction and one round trip): lock the room row (upsert), return the originals of repeated
+//! client_msg_ids, insert the new messages, advance `rooms.last_seq`. Concurrent appends to one
+//! room (from this node's group commit or from other nodes) queue on the row lock, so seqs commit
+//! in order and without gaps. Every operation is bounded by
 //! `database.timeout_ms`; connection failures and time-outs surface as `StoreError::Unavailable`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,10 +109,9 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
 
 /// Errors from the server (with an SQLSTATE) are internal; everything else is the connection.
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
-    if e.as_db_error().is_some() {
-        StoreError::Internal(e.to_string())
-    } else {
-        StoreError::Unavailable(e.to_string())
+    match e.as_db_error() {
+        Some(db) => StoreError::Internal(format!("{}: {}", db.code().code(), db.message())),
+        None => StoreError::Unavailable(e.to_string()),
     }
 }
 
@@ -168,112 +167,55 @@ impl Store for PostgresStore {
         batch: Vec<NewMessage>,
     ) -> Result<AppendOutcome, StoreError> {
         self.bounded(async {
-            let mut client = self.writer.get().await.map_err(pool_error)?;
-            let tx = client.transaction().await.map_err(pg_error)?;
-            let lock = tx
+            let client = self.writer.get().await.map_err(pool_error)?;
+            // One statement, one transaction, one round trip (migrations/V2__append_function.sql).
+            let stmt = client
                 .prepare_cached(
-                    "INSERT INTO rooms (id, epoch) VALUES ($1, $2) \
-                     ON CONFLICT (id) DO UPDATE SET last_seq = rooms.last_seq \
-                     RETURNING epoch, last_seq",
+                    "SELECT idx, seq, id, user_id, user_name, body, ts, client_msg_id, duplicate, epoch \
+                     FROM chorus_append($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .await
                 .map_err(pg_error)?;
-            let row = tx
-                .query_one(&lock, &[&room.as_str(), &random_id()[..12].to_owned()])
-                .await
-                .map_err(pg_error)?;
-            let epoch: String = row.get(0);
-            let mut last_seq: Seq = row.get(1);
-
-            // Originals of repeated client_msg_ids, looked up under the room lock so no concurrent
-            // append can slip the same key in between.
-            let ids: Vec<&str> = batch
-                .iter()
-                .filter_map(|m| m.client_msg_id.as_deref())
-                .collect();
-            let mut known: HashMap<(String, String), Arc<Message>> = HashMap::new();
-            if !ids.is_empty() {
-                let rows = tx
-                    .query(
-                        &format!(
-                            "SELECT {COLUMNS} FROM messages WHERE room = $1 AND client_msg_id = ANY($2)"
-                        ),
-                        &[&room.as_str(), &ids],
-                    )
-                    .await
-                    .map_err(pg_error)?;
-                for r in &rows {
-                    let m = to_message(room, r)?;
-                    if let Some(c) = m.client_msg_id.clone() {
-                        known.insert((m.user.clone(), c), Arc::new(m));
-                    }
-                }
-            }
-
             let ts: DateTime<Utc> = now_ts();
-            let mut appended = Vec::with_capacity(batch.len());
-            let mut fresh: Vec<Arc<Message>> = Vec::new();
-            for m in batch {
-                let key = m.client_msg_id.clone().map(|c| (m.user.clone(), c));
-                if let Some(original) = key.as_ref().and_then(|k| known.get(k)) {
-                    appended.push(Appended {
-                        message: original.clone(),
-                        duplicate: true,
-                    });
-                    continue;
-                }
-                last_seq += 1;
-                let message = Arc::new(Message {
-                    room: room.clone(),
-                    seq: last_seq,
-                    id: uuid::Uuid::now_v7().to_string(),
-                    user: m.user,
-                    name: m.name,
-                    body: m.body,
-                    ts,
-                    client_msg_id: m.client_msg_id,
-                });
-                if let Some(k) = key {
-                    known.insert(k, message.clone());
-                }
-                fresh.push(message.clone());
+            let ids: Vec<String> = batch.iter().map(|_| uuid::Uuid::now_v7().to_string()).collect();
+            let users: Vec<&str> = batch.iter().map(|m| m.user.as_str()).collect();
+            let names: Vec<Option<&str>> = batch.iter().map(|m| m.name.as_deref()).collect();
+            let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
+            let cids: Vec<Option<&str>> = batch.iter().map(|m| m.client_msg_id.as_deref()).collect();
+            let new_epoch = random_id()[..12].to_owned();
+            let rows = client
+                .query(
+                    &stmt,
+                    &[&room.as_str(), &new_epoch, &ids, &users, &names, &bodies, &ts, &cids],
+                )
+                .await
+                .map_err(pg_error)?;
+            if rows.len() != batch.len() {
+                return Err(StoreError::Internal(format!(
+                    "append returned {} rows for {} messages",
+                    rows.len(),
+                    batch.len()
+                )));
+            }
+            let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+            let mut epoch = String::new();
+            let mut appended = Vec::with_capacity(rows.len());
+            for row in &rows {
+                epoch = row.try_get(9).map_err(get)?;
                 appended.push(Appended {
-                    message,
-                    duplicate: false,
+                    message: Arc::new(Message {
+                        room: room.clone(),
+                        seq: row.try_get(1).map_err(get)?,
+                        id: row.try_get(2).map_err(get)?,
+                        user: row.try_get(3).map_err(get)?,
+                        name: row.try_get(4).map_err(get)?,
+                        body: row.try_get(5).map_err(get)?,
+                        ts: row.try_get(6).map_err(get)?,
+                        client_msg_id: row.try_get(7).map_err(get)?,
+                    }),
+                    duplicate: row.try_get(8).map_err(get)?,
                 });
             }
-
-            if !fresh.is_empty() {
-                let insert = tx
-                    .prepare_cached(
-                        "INSERT INTO messages (room, seq, id, user_id, user_name, body, ts, client_msg_id) \
-                         SELECT $1, * FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], \
-                                                  $6::text[], $7::timestamptz[], $8::text[])",
-                    )
-                    .await
-                    .map_err(pg_error)?;
-                let seqs: Vec<Seq> = fresh.iter().map(|m| m.seq).collect();
-                let ids: Vec<&str> = fresh.iter().map(|m| m.id.as_str()).collect();
-                let users: Vec<&str> = fresh.iter().map(|m| m.user.as_str()).collect();
-                let names: Vec<Option<&str>> = fresh.iter().map(|m| m.name.as_deref()).collect();
-                let bodies: Vec<&str> = fresh.iter().map(|m| m.body.as_str()).collect();
-                let tss: Vec<DateTime<Utc>> = fresh.iter().map(|m| m.ts).collect();
-                let cids: Vec<Option<&str>> =
-                    fresh.iter().map(|m| m.client_msg_id.as_deref()).collect();
-                tx.execute(
-                    &insert,
-                    &[&room.as_str(), &seqs, &ids, &users, &names, &bodies, &tss, &cids],
-                )
-                .await
-                .map_err(pg_error)?;
-                tx.execute(
-                    "UPDATE rooms SET last_seq = $2 WHERE id = $1",
-                    &[&room.as_str(), &last_seq],
-                )
-                .await
-                .map_err(pg_error)?;
-            }
-            tx.commit().await.map_err(pg_error)?;
             Ok(AppendOutcome { epoch, appended })
         })
         .await

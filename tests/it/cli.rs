@@ -113,9 +113,17 @@ async fn migrate_applies_the_schema_once() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert!(String::from_utf8_lossy(&first.stdout).contains("migrations applied: 1"));
+    let applied = |out: &std::process::Output| -> usize {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n = text.split("migrations applied: ").nth(1).expect("a count");
+        n.trim().parse().expect("a number")
+    };
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .count();
+    assert_eq!(applied(&first), files, "every migration applied");
     let second = run();
-    assert!(String::from_utf8_lossy(&second.stdout).contains("migrations applied: 0"));
+    assert_eq!(applied(&second), 0, "nothing applied twice");
 }
 
 #[actix_web::test]

@@ -296,8 +296,10 @@ impl Ws {
 
     /// Next JSON frame (ping/pong skipped); fails on close or after the deadline.
     pub async fn recv(&mut self) -> Value {
+        // One deadline for the whole call: server pings must not keep extending it.
+        let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let msg = tokio::time::timeout(DEADLINE, self.stream.next())
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
                 .expect("timed out waiting for a frame")
                 .expect("connection ended")
@@ -352,8 +354,9 @@ impl Ws {
 
     /// Reads until the server closes; returns the close code.
     pub async fn closed(&mut self) -> u16 {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let msg = tokio::time::timeout(DEADLINE, self.stream.next())
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
                 .expect("timed out waiting for close");
             match msg {
