@@ -98,20 +98,20 @@ impl Session {
         ctx.stop();
     }
 
+    /// An `error` reply; the connection stays open.
     fn error(
         &self,
         ctx: &mut ws::WebsocketContext<Self>,
         r#ref: Option<&str>,
         code: ErrorCode,
         message: &str,
-        retry_after_ms: Option<u64>,
     ) {
         ctx.text(
             ServerFrame::Error {
                 r#ref,
                 code: code.as_str(),
                 message,
-                retry_after_ms,
+                retry_after_ms: None,
             }
             .encode(),
         );
@@ -131,8 +131,13 @@ impl Session {
                     self.close(ctx, CloseCode::Flooding, "flooding");
                 } else {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    let ms = (wait.as_millis() as u64).max(1);
-                    self.error(ctx, r#ref, ErrorCode::RateLimited, "slow down", Some(ms));
+                    let frame = ServerFrame::Error {
+                        r#ref,
+                        code: ErrorCode::RateLimited.as_str(),
+                        message: "slow down",
+                        retry_after_ms: Some((wait.as_millis() as u64).max(1)),
+                    };
+                    ctx.text(frame.encode());
                 }
                 false
             }
@@ -142,7 +147,7 @@ impl Session {
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let request = match protocol::decode(text, self.shared.settings.limits.max_body_bytes) {
             Ok(r) => r,
-            Err(e) => return self.error(ctx, e.r#ref.as_deref(), e.code, &e.message, None),
+            Err(e) => return self.error(ctx, e.r#ref.as_deref(), e.code, &e.message),
         };
         let r#ref = request.r#ref;
         match request.frame {
@@ -171,7 +176,6 @@ impl Session {
                     r#ref.as_deref(),
                     ErrorCode::NotJoined,
                     "not joined to that room",
-                    None,
                 ),
             },
             ClientFrame::Send {
@@ -185,7 +189,6 @@ impl Session {
                         r#ref.as_deref(),
                         ErrorCode::NotJoined,
                         "join the room before sending",
-                        None,
                     );
                 }
                 if self.allow(ctx, r#ref.as_deref()) {
@@ -204,7 +207,6 @@ impl Session {
                         r#ref.as_deref(),
                         ErrorCode::NotJoined,
                         "not joined to that room",
-                        None,
                     );
                 };
                 if self.allow(ctx, r#ref.as_deref()) {
@@ -231,7 +233,6 @@ impl Session {
                 r#ref.as_deref(),
                 ErrorCode::Forbidden,
                 "your token does not allow this room",
-                None,
             );
         }
         if self.rooms.contains_key(&room) {
@@ -240,7 +241,6 @@ impl Session {
                 r#ref.as_deref(),
                 ErrorCode::BadRequest,
                 "already joined; leave first",
-                None,
             );
         }
         // Record membership now, so a `send` right after `joined` is never refused.
@@ -273,7 +273,6 @@ impl Session {
                             r#ref.as_deref(),
                             ErrorCode::Unavailable,
                             "room unavailable, retry",
-                            None,
                         );
                     }
                 }),
@@ -312,7 +311,6 @@ impl Session {
                         r#ref.as_deref(),
                         ErrorCode::Unavailable,
                         "room unavailable, retry",
-                        None,
                     );
                 }
             }),
@@ -333,7 +331,6 @@ impl Session {
                 r#ref.as_deref(),
                 ErrorCode::Forbidden,
                 "your token does not allow this room",
-                None,
             );
         }
         let store = self.shared.store.clone();
@@ -368,7 +365,7 @@ impl Session {
             ),
             StoreError::Internal(_) => (ErrorCode::Internal, "internal error"),
         };
-        self.error(ctx, r#ref, code, text, None);
+        self.error(ctx, r#ref, code, text);
     }
 }
 

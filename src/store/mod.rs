@@ -170,11 +170,14 @@ impl<S: Store> Metered<S> {
         Self { inner, metrics }
     }
 
-    fn observe(&self, op: &str, start: Instant) {
+    async fn timed<T>(&self, op: &str, fut: impl Future<Output = T>) -> T {
+        let start = Instant::now();
+        let out = fut.await;
         self.metrics
             .store_seconds
             .with_label_values(&[op])
             .observe(start.elapsed().as_secs_f64());
+        out
     }
 }
 
@@ -185,10 +188,7 @@ impl<S: Store> Store for Metered<S> {
     }
 
     async fn head(&self, room: &RoomId) -> Result<RoomHead, StoreError> {
-        let start = Instant::now();
-        let r = self.inner.head(room).await;
-        self.observe("head", start);
-        r
+        self.timed("head", self.inner.head(room)).await
     }
 
     async fn append(
@@ -196,10 +196,7 @@ impl<S: Store> Store for Metered<S> {
         room: &RoomId,
         batch: Vec<NewMessage>,
     ) -> Result<AppendOutcome, StoreError> {
-        let start = Instant::now();
-        let r = self.inner.append(room, batch).await;
-        self.observe("append", start);
-        r
+        self.timed("append", self.inner.append(room, batch)).await
     }
 
     async fn after(
@@ -208,10 +205,8 @@ impl<S: Store> Store for Metered<S> {
         after: Seq,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let start = Instant::now();
-        let r = self.inner.after(room, after, limit).await;
-        self.observe("after", start);
-        r
+        self.timed("after", self.inner.after(room, after, limit))
+            .await
     }
 
     async fn before(
@@ -220,10 +215,8 @@ impl<S: Store> Store for Metered<S> {
         before: Option<Seq>,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let start = Instant::now();
-        let r = self.inner.before(room, before, limit).await;
-        self.observe("before", start);
-        r
+        self.timed("before", self.inner.before(room, before, limit))
+            .await
     }
 
     async fn range(
@@ -232,16 +225,11 @@ impl<S: Store> Store for Metered<S> {
         after: Seq,
         upto: Seq,
     ) -> Result<Vec<Message>, StoreError> {
-        let start = Instant::now();
-        let r = self.inner.range(room, after, upto).await;
-        self.observe("range", start);
-        r
+        self.timed("range", self.inner.range(room, after, upto))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let start = Instant::now();
-        let r = self.inner.ping().await;
-        self.observe("ping", start);
-        r
+        self.timed("ping", self.inner.ping()).await
     }
 }

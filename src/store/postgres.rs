@@ -73,7 +73,7 @@ impl PostgresStore {
             .query(&stmt, &[&room.as_str(), &after, &(limit as i64)])
             .await
             .map_err(pg_error)?;
-        rows.iter().map(|r| to_message(room, r)).collect()
+        rows.iter().map(|r| to_message(room, r, 0)).collect()
     }
 
     fn read_pool(&self) -> &Pool {
@@ -115,17 +115,18 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
-fn to_message(room: &RoomId, row: &Row) -> Result<Message, StoreError> {
+/// Reads a message from `row`, whose message columns (in `COLUMNS` order) start at `at`.
+fn to_message(room: &RoomId, row: &Row, at: usize) -> Result<Message, StoreError> {
     let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
     Ok(Message {
         room: room.clone(),
-        seq: row.try_get(0).map_err(get)?,
-        id: row.try_get(1).map_err(get)?,
-        user: row.try_get(2).map_err(get)?,
-        name: row.try_get(3).map_err(get)?,
-        body: row.try_get(4).map_err(get)?,
-        ts: row.try_get(5).map_err(get)?,
-        client_msg_id: row.try_get(6).map_err(get)?,
+        seq: row.try_get(at).map_err(get)?,
+        id: row.try_get(at + 1).map_err(get)?,
+        user: row.try_get(at + 2).map_err(get)?,
+        name: row.try_get(at + 3).map_err(get)?,
+        body: row.try_get(at + 4).map_err(get)?,
+        ts: row.try_get(at + 5).map_err(get)?,
+        client_msg_id: row.try_get(at + 6).map_err(get)?,
     })
 }
 
@@ -203,16 +204,7 @@ impl Store for PostgresStore {
             for row in &rows {
                 epoch = row.try_get(9).map_err(get)?;
                 appended.push(Appended {
-                    message: Arc::new(Message {
-                        room: room.clone(),
-                        seq: row.try_get(1).map_err(get)?,
-                        id: row.try_get(2).map_err(get)?,
-                        user: row.try_get(3).map_err(get)?,
-                        name: row.try_get(4).map_err(get)?,
-                        body: row.try_get(5).map_err(get)?,
-                        ts: row.try_get(6).map_err(get)?,
-                        client_msg_id: row.try_get(7).map_err(get)?,
-                    }),
+                    message: Arc::new(to_message(room, row, 1)?),
                     duplicate: row.try_get(8).map_err(get)?,
                 });
             }
@@ -253,7 +245,7 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(pg_error)?;
-            rows.iter().map(|r| to_message(room, r)).collect()
+            rows.iter().map(|r| to_message(room, r, 0)).collect()
         })
         .await
     }
