@@ -73,6 +73,13 @@ pub struct Node {
 impl Node {
     /// Starts a node inside the current actix System. Applies migrations first when Postgres is used.
     pub async fn start(settings: Settings) -> anyhow::Result<Node> {
+        // Without the bridge, nodes behind one load balancer would each deliver only their own
+        // posts live: a silent loss. Refuse rather than pretend to be a cluster.
+        anyhow::ensure!(
+            settings.redis.url.is_empty(),
+            "redis.url is set, but this version has no cluster bridge yet: run one node and unset \
+             CHORUS__REDIS__URL"
+        );
         let metrics = Metrics::new();
         let store: Arc<dyn Store> = if settings.database.url.is_empty() {
             Arc::new(Metered::new(MemoryStore::new(), metrics.clone()))

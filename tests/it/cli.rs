@@ -190,3 +190,16 @@ async fn standalone_serve_prints_a_working_token_and_exits_0_on_sigterm() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn serve_refuses_a_redis_url_until_the_cluster_bridge_exists() {
+    let out = chorus()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("CHORUS__REDIS__URL", "redis://127.0.0.1:6379")
+        .env("CHORUS__AUTH__JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no cluster bridge yet"), "{err}");
+}
