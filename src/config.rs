@@ -35,6 +35,7 @@ pub struct Settings {
 pub struct Http {
     pub bind: String,
     pub workers: usize,
+    pub sse_heartbeat_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -263,7 +264,7 @@ impl Settings {
                 "must be set (at least 16 bytes) when database.url or redis.url is set",
             ));
         }
-        let positive: [(&str, u64); 12] = [
+        let positive: [(&str, u64); 13] = [
             ("database.pool_size", self.database.pool_size as u64),
             ("database.timeout_ms", self.database.timeout_ms),
             ("limits.max_frame_bytes", self.limits.max_frame_bytes as u64),
@@ -271,6 +272,7 @@ impl Settings {
             ("limits.msgs_per_sec", self.limits.msgs_per_sec as u64),
             ("limits.burst", self.limits.burst as u64),
             ("session.heartbeat_ms", self.session.heartbeat_ms),
+            ("http.sse_heartbeat_ms", self.http.sse_heartbeat_ms),
             ("session.queue_max", self.session.queue_max as u64),
             ("room.max_catchup", self.room.max_catchup.max(0) as u64),
             ("room.batch_max", self.room.batch_max as u64),

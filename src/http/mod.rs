@@ -17,7 +17,9 @@ use crate::protocol::ErrorCode;
 use crate::store::StoreError;
 
 pub mod health;
+pub mod listener;
 pub mod rest;
+pub mod stream;
 pub mod ws;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -50,6 +52,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .route("/api/rooms/{room}/messages", web::get().to(rest::history))
             .route("/api/rooms/{room}/presence", web::get().to(rest::presence))
+            .route("/api/rooms/{room}/events", web::get().to(stream::events))
+            .route("/api/rooms/{room}/poll", web::get().to(stream::poll))
             .default_service(web::to(|| async {
                 ApiError::new(ErrorCode::NotFound, "no such route").error_response()
             })),

@@ -19,7 +19,7 @@ use crate::store::NewMessage;
 
 /// Parses the room and checks the caller's token and rights, in the order a client can act on:
 /// 400 (bad room) → 401 (token) → 403 (rights).
-fn authorize(
+pub(super) fn authorize(
     req: &HttpRequest,
     shared: &Shared,
     room: &str,

@@ -117,6 +117,8 @@ pub struct Join {
     pub since: Option<Seq>,
     pub epoch: Option<String>,
     pub r#ref: Option<String>,
+    /// Not shown in presence (HTTP streams: SSE and long-poll listeners).
+    pub hidden: bool,
 }
 
 /// Unsubscribe. With `reply`, the room sends `left` (ordered after every frame it sent before).

@@ -63,6 +63,7 @@ struct Head {
 struct Member {
     outbox: Outbox,
     user: PresenceUser,
+    hidden: bool,
     /// `Some` while the member's backfill is being read: live frames wait here.
     backlog: Option<Vec<Delivery>>,
 }
@@ -192,13 +193,13 @@ impl Room {
                     slow: true,
                 });
             }
-            self.announce_leave(&member.user);
+            self.announce_leave(&member.user, member.hidden);
         }
     }
 
     fn presence(&self) -> Vec<PresenceUser> {
         let mut seen: HashMap<&str, &PresenceUser> = HashMap::new();
-        for m in self.members.values() {
+        for m in self.members.values().filter(|m| !m.hidden) {
             seen.entry(m.user.user.as_str()).or_insert(&m.user);
         }
         let mut users: Vec<PresenceUser> = seen.into_values().cloned().collect();
@@ -207,11 +208,13 @@ impl Room {
     }
 
     fn has_user(&self, user: &str) -> bool {
-        self.members.values().any(|m| m.user.user == user)
+        self.members
+            .values()
+            .any(|m| !m.hidden && m.user.user == user)
     }
 
-    fn announce_leave(&mut self, user: &PresenceUser) {
-        if !self.has_user(&user.user) {
+    fn announce_leave(&mut self, user: &PresenceUser, hidden: bool) {
+        if !hidden && !self.has_user(&user.user) {
             let frame = ServerFrame::PresenceDiff {
                 room: &self.id,
                 joins: &[],
@@ -259,9 +262,9 @@ impl Room {
         };
         let epoch = head.epoch.clone();
         if let Some(old) = self.members.remove(&msg.session) {
-            self.announce_leave(&old.user);
+            self.announce_leave(&old.user, old.hidden);
         }
-        if !self.has_user(&msg.user.user) {
+        if !msg.hidden && !self.has_user(&msg.user.user) {
             let frame = ServerFrame::PresenceDiff {
                 room: &self.id,
                 joins: std::slice::from_ref(&msg.user),
@@ -276,6 +279,7 @@ impl Room {
             Member {
                 outbox: msg.outbox.clone(),
                 user: msg.user.clone(),
+                hidden: msg.hidden,
                 backlog: catching_up.then(Vec::new),
             },
         );
@@ -350,9 +354,9 @@ impl Room {
                     room: self.id.clone(),
                     slow: false,
                 });
-                let user = member.user.clone();
+                let (user, hidden) = (member.user.clone(), member.hidden);
                 self.members.remove(&msg.session);
-                self.announce_leave(&user);
+                self.announce_leave(&user, hidden);
                 self.check_idle(ctx);
             }
         }
@@ -567,7 +571,7 @@ impl Handler<Leave> for Room {
                 .encode();
                 member.outbox.reply(ToSession::Reply(frame));
             }
-            self.announce_leave(&member.user);
+            self.announce_leave(&member.user, member.hidden);
         }
         self.check_idle(ctx);
     }

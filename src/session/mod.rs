@@ -257,6 +257,7 @@ impl Session {
             since,
             epoch,
             r#ref,
+            hidden: false,
         };
         let r#ref = join.r#ref.clone();
         ctx.spawn(

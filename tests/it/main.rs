@@ -9,4 +9,5 @@ mod rooms;
 mod slow_consumer;
 mod store_conformance;
 mod support;
+mod transports;
 mod ws_protocol;

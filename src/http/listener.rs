@@ -1,0 +1,178 @@
+//! The Listener actor: joins a room on behalf of an HTTP stream (SSE or long-poll) as a hidden
+//! member (not in presence) and turns the room's frames into [`Event`]s on a bounded channel.
+//!
+//! Lifecycle: started by the handler, joins with the stream's cursor as `since` (so the room's
+//! backfill-then-live seam serves SSE and long-poll exactly as it serves WebSocket), and stops when
+//! the HTTP side goes away (channel closed), when the channel is full (a slow SSE reader), or when
+//! the room drops it. On stop it leaves the room.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::ids::{RoomId, Seq, random_id};
+use crate::protocol::PresenceUser;
+use crate::room::{Join, Leave, Outbox, Registry, Room, SessionId, ToSession};
+
+pub enum Event {
+    Joined {
+        recovered: bool,
+        last_seq: Seq,
+        epoch: String,
+    },
+    /// A `message` frame, as serialised for WebSocket.
+    Message {
+        seq: Seq,
+        frame: ByteString,
+    },
+    Heartbeat,
+}
+
+pub struct Listener {
+    id: SessionId,
+    room: RoomId,
+    user: PresenceUser,
+    since: Option<Seq>,
+    registry: Registry,
+    queue_max: usize,
+    heartbeat: Option<Duration>,
+    tx: mpsc::Sender<Event>,
+    outbox: Option<Outbox>,
+    joined: Option<Addr<Room>>,
+}
+
+impl Listener {
+    /// `heartbeat`: emit [`Event::Heartbeat`] this often (SSE); `None` for long-poll.
+    pub fn new(
+        registry: Registry,
+        room: RoomId,
+        user: PresenceUser,
+        since: Option<Seq>,
+        queue_max: usize,
+        heartbeat: Option<Duration>,
+        tx: mpsc::Sender<Event>,
+    ) -> Listener {
+        Listener {
+            id: random_id().into(),
+            room,
+            user,
+            since,
+            registry,
+            queue_max,
+            heartbeat,
+            tx,
+            outbox: None,
+            joined: None,
+        }
+    }
+
+    fn forward(&mut self, frame: ByteString, ctx: &mut Context<Self>) {
+        let Some(event) = classify(frame) else { return };
+        if self.tx.try_send(event).is_err() {
+            ctx.stop(); // the HTTP side is gone, or it reads too slowly
+        }
+    }
+}
+
+impl Actor for Listener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let outbox = Outbox::new(ctx.address().recipient(), self.queue_max);
+        self.outbox = Some(outbox.clone());
+        let join = Join {
+            session: self.id.clone(),
+            outbox,
+            user: self.user.clone(),
+            since: self.since,
+            epoch: None,
+            r#ref: None,
+            hidden: true,
+        };
+        let (registry, room) = (self.registry.clone(), self.room.clone());
+        ctx.spawn(
+            async move { registry.join(&room, join).await }
+                .into_actor(self)
+                .map(|addr, act, ctx| match addr {
+                    Some(addr) => act.joined = Some(addr),
+                    None => ctx.stop(),
+                }),
+        );
+        // Heartbeats double as the check that the HTTP side is still there.
+        let every = self.heartbeat.unwrap_or(Duration::from_secs(1));
+        ctx.run_interval(every, |act, ctx| {
+            let gone = act.tx.is_closed()
+                || (act.heartbeat.is_some() && act.tx.try_send(Event::Heartbeat).is_err());
+            if gone {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(room) = &self.joined {
+            room.do_send(Leave {
+                session: self.id.clone(),
+                r#ref: None,
+                reply: false,
+            });
+        }
+    }
+}
+
+impl Handler<ToSession> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToSession, ctx: &mut Context<Self>) {
+        let counted = msg.counted();
+        match msg {
+            ToSession::Live(d) => self.forward(d.frame, ctx),
+            ToSession::LiveBatch(batch) => {
+                for d in batch.iter() {
+                    self.forward(d.frame.clone(), ctx);
+                }
+            }
+            ToSession::Reply(frame) => self.forward(frame, ctx),
+            ToSession::Replies { frames, .. } => {
+                for frame in frames {
+                    self.forward(frame, ctx);
+                }
+            }
+            ToSession::Dropped { .. } => ctx.stop(),
+        }
+        if let Some(outbox) = &self.outbox {
+            outbox.written(counted);
+        }
+    }
+}
+
+/// Picks the frames an HTTP stream cares about out of the room's WebSocket frames.
+fn classify(frame: ByteString) -> Option<Event> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        seq: Option<Seq>,
+        last_seq: Option<Seq>,
+        recovered: Option<bool>,
+        #[serde(borrow)]
+        epoch: Option<Cow<'a, str>>,
+    }
+    let head: Head = serde_json::from_str(&frame).ok()?;
+    match head.kind {
+        "message" => Some(Event::Message {
+            seq: head.seq?,
+            frame: frame.clone(),
+        }),
+        "joined" => Some(Event::Joined {
+            recovered: head.recovered.unwrap_or(false),
+            last_seq: head.last_seq.unwrap_or(0),
+            epoch: head.epoch.map(Cow::into_owned).unwrap_or_default(),
+        }),
+        _ => None,
+    }
+}

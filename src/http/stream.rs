@@ -1,0 +1,164 @@
+//! SSE (`GET /api/rooms/{room}/events`) and long-poll (`GET /api/rooms/{room}/poll`), PROTOCOL.md §4.
+//! Both use the room's seq as the cursor, exactly like a WebSocket `since`, so a client can switch
+//! transport or node mid-stream. Both are served by a [`Listener`] that joins the room; long-poll
+//! uses it only as a wake-up and reads the messages from the store (no busy polling).
+//!
+//! SSE events: `event: joined` (data: room, epoch, last_seq, recovered — `recovered:false` after a
+//! cursor means "reload via history"), `id: <seq>` + `event: message` (data: the message frame), and
+//! `: heartbeat` comments every `http.sse_heartbeat_ms`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use actix::Actor;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::ApiError;
+use super::listener::{Event, Listener};
+use super::rest::authorize;
+use crate::auth::Identity;
+use crate::ids::{RoomId, Seq};
+use crate::node::Shared;
+use crate::protocol::{ErrorCode, PresenceUser};
+
+/// Most messages one long-poll returns.
+const POLL_PAGE: usize = 200;
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    after: Option<Seq>,
+}
+
+#[derive(Deserialize)]
+pub struct PollQuery {
+    after: Option<Seq>,
+    timeout: Option<u64>,
+}
+
+fn listen(
+    shared: &Shared,
+    room: &RoomId,
+    identity: Identity,
+    since: Option<Seq>,
+    heartbeat: Option<Duration>,
+) -> mpsc::Receiver<Event> {
+    let queue = shared.settings.session.queue_max;
+    let (tx, rx) = mpsc::channel(queue);
+    let user = PresenceUser {
+        user: identity.user,
+        name: identity.name,
+    };
+    Listener::new(
+        shared.rooms.clone(),
+        room.clone(),
+        user,
+        since,
+        queue,
+        heartbeat,
+        tx,
+    )
+    .start();
+    rx
+}
+
+fn cursor(value: Option<Seq>) -> Result<Option<Seq>, ApiError> {
+    match value {
+        Some(s) if s < 0 => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "cursors are non-negative integers",
+        )),
+        other => Ok(other),
+    }
+}
+
+pub async fn events(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<EventsQuery>,
+    shared: web::Data<Shared>,
+) -> Result<HttpResponse, ApiError> {
+    let (room, identity) = authorize(&req, &shared, &path)?;
+    let last_event_id = match req.headers().get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<Seq>().ok())
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::BadRequest, "Last-Event-ID must be a seq")
+                })?,
+        ),
+        None => None,
+    };
+    let since = cursor(last_event_id.or(query.after))?;
+    let heartbeat = Duration::from_millis(shared.settings.http.sse_heartbeat_ms);
+    let rx = listen(&shared, &room, identity, since, Some(heartbeat));
+    let body = futures_util::stream::unfold((rx, room), |(mut rx, room)| async move {
+        let event = rx.recv().await?;
+        let text = match event {
+            Event::Message { seq, frame } => {
+                format!("id: {seq}\nevent: message\ndata: {frame}\n\n")
+            }
+            Event::Joined {
+                recovered,
+                last_seq,
+                epoch,
+            } => {
+                let data = json!({"room": room, "epoch": epoch, "last_seq": last_seq, "recovered": recovered});
+                format!("event: joined\ndata: {data}\n\n")
+            }
+            Event::Heartbeat => ": heartbeat\n\n".to_owned(),
+        };
+        Some((Ok::<_, Infallible>(Bytes::from(text)), (rx, room)))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+pub async fn poll(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<PollQuery>,
+    shared: web::Data<Shared>,
+) -> Result<HttpResponse, ApiError> {
+    let (room, identity) = authorize(&req, &shared, &path)?;
+    let timeout = Duration::from_secs(query.timeout.unwrap_or(30).min(60));
+    let after = match cursor(query.after)? {
+        Some(after) => after,
+        None => shared.store.head(&room).await?.last_seq,
+    };
+    let reply = |messages: Vec<crate::store::Message>| {
+        let last_seq = messages.last().map(|m| m.seq).unwrap_or(after);
+        HttpResponse::Ok().json(json!({"messages": messages, "last_seq": last_seq}))
+    };
+    let messages = shared.store.after(&room, after, POLL_PAGE).await?;
+    if !messages.is_empty() || timeout.is_zero() {
+        return Ok(reply(messages));
+    }
+    // Nothing yet: wait for the room to deliver something after the cursor. The listener joins with
+    // `since = after`, so a message committed between the read above and the join still wakes us.
+    let mut rx = listen(&shared, &room, identity, Some(after), None);
+    let woken = tokio::time::timeout(timeout, async {
+        while let Some(event) = rx.recv().await {
+            if let Event::Message { seq, .. } = event
+                && seq > after
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    drop(rx); // the listener sees the closed channel and leaves
+    if !woken {
+        return Ok(reply(Vec::new()));
+    }
+    Ok(reply(shared.store.after(&room, after, POLL_PAGE).await?))
+}
