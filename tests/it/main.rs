@@ -4,6 +4,7 @@
 mod backfill;
 mod bad_input;
 mod cli;
+mod drain;
 mod rest;
 mod rooms;
 mod slow_consumer;

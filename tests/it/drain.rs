@@ -1,0 +1,194 @@
+//! Graceful drain on the real binary with a real SIGTERM (PROTOCOL.md §6): readiness turns 503 and
+//! new sockets are refused at once, every session gets a 1012 close (never a bare disconnect), the
+//! process exits 0, and clients resume on another node with `since` without losing an acked
+//! message; unacked sends retried with the same client_msg_id land exactly once.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::support::*;
+
+fn spawn_node(db_url: &str) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .env("CHORUS__DATABASE__URL", db_url)
+        .env("CHORUS__AUTH__JWT_SECRET", SECRET)
+        .env("CHORUS__SHUTDOWN__DRAIN_MS", "1500")
+        .env("CHORUS__HTTP__WORKERS", "1")
+        .env("CHORUS__LIMITS__MSGS_PER_SEC", "1000")
+        .env("CHORUS__LIMITS__BURST", "1000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn chorus");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening addr=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(DEADLINE).expect("node logs its address");
+    (child, addr)
+}
+
+#[actix_web::test]
+async fn sigterm_drains_with_1012_and_clients_resume_elsewhere_without_loss() {
+    let db = fresh_db().await;
+    let (mut child, addr) = spawn_node(&db);
+    let other = TestNode::start(&db, &[]).await;
+
+    // Three readers and one writer on the draining node.
+    let mut readers = Vec::new();
+    for i in 0..3 {
+        let mut ws = Ws::connect(addr.parse().unwrap(), &token(&format!("r{i}"))).await;
+        ws.join("drain").await;
+        readers.push(ws);
+    }
+    let mut writer = Ws::connect(addr.parse().unwrap(), &token("w")).await;
+    writer.join("drain").await;
+
+    // The writer keeps sending (ids w-0, w-1, ...) until its socket closes; acks are recorded.
+    let (mut wtx, mut wrx) = writer.stream.split();
+    let sender = tokio::spawn(async move {
+        let mut sent = 0u64;
+        loop {
+            let f = json!({"type":"send","room":"drain","body":"x","client_msg_id":format!("w-{sent}")});
+            if wtx.send(WsMessage::text(f.to_string())).await.is_err() {
+                return sent;
+            }
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await; // pacing a client, not synchronising
+        }
+    });
+    let acker = tokio::spawn(async move {
+        let mut acked = BTreeSet::new();
+        let mut close = None;
+        while let Some(Ok(msg)) = wrx.next().await {
+            match msg {
+                WsMessage::Text(t) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "ack" {
+                        acked.insert(v["client_msg_id"].as_str().unwrap().to_owned());
+                    }
+                }
+                WsMessage::Close(c) => close = c.map(|c| u16::from(c.code)),
+                _ => {}
+            }
+        }
+        (acked, close)
+    });
+
+    // Wait for traffic, then SIGTERM.
+    let mut seen: Vec<Vec<i64>> = vec![Vec::new(); readers.len()];
+    seen[0].extend(recv_seqs(&mut readers[0], 20).await);
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    // At once: not ready, and no new sockets.
+    let ready = http()
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let refused =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?access_token={}", token("late")))
+            .await;
+    assert!(refused.is_err(), "a new socket was accepted while draining");
+
+    // Every session ends with a 1012 close frame.
+    for (i, ws) in readers.iter_mut().enumerate() {
+        loop {
+            let msg = tokio::time::timeout(DEADLINE, ws.stream.next())
+                .await
+                .expect("close within the drain");
+            match msg {
+                Some(Ok(WsMessage::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "message" {
+                        seen[i].push(v["seq"].as_i64().unwrap());
+                    }
+                }
+                Some(Ok(WsMessage::Close(Some(c)))) => {
+                    assert_eq!(u16::from(c.code), 1012, "reader {i}");
+                    break;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("reader {i} ended without a close frame (1006): {other:?}"),
+            }
+        }
+    }
+    let sent = sender.await.unwrap();
+    let (acked, close) = acker.await.unwrap();
+    assert_eq!(close, Some(1012), "writer");
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after the drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+
+    // The writer retries everything it did not see acked, with the same ids, on the other node.
+    // (A retry that did commit on the old node comes back as a duplicate: an ack and no message.)
+    async fn ack(ws: &mut Ws) -> Value {
+        loop {
+            let v = ws.recv().await;
+            match v["type"].as_str() {
+                Some("ack") => return v,
+                Some("message") => {}
+                _ => panic!("unexpected {v}"),
+            }
+        }
+    }
+    let mut writer = other.ws("w").await;
+    writer.join("drain").await;
+    for n in 0..sent {
+        let id = format!("w-{n}");
+        if !acked.contains(&id) {
+            writer
+                .send(json!({"type":"send","room":"drain","body":"x","client_msg_id":id}))
+                .await;
+            writer.recv_type("ack").await;
+        }
+    }
+    writer
+        .send(json!({"type":"send","room":"drain","body":"x","client_msg_id":"final"}))
+        .await;
+    let last = ack(&mut writer).await["seq"].as_i64().unwrap();
+    assert_eq!(
+        last as u64,
+        sent + 1,
+        "every sent id stored exactly once, and nothing else"
+    );
+
+    // Readers resume on the other node from their last seq and end with exactly 1..=last.
+    for (i, got) in seen.iter_mut().enumerate() {
+        let mut ws = other.ws(&format!("r{i}")).await;
+        ws.send(json!({"type":"join","room":"drain","since":got.last().copied().unwrap_or(0)}))
+            .await;
+        assert_eq!(ws.recv().await["recovered"], true);
+        let missing = (last - got.last().copied().unwrap_or(0)) as usize;
+        got.extend(recv_seqs(&mut ws, missing).await);
+        assert_eq!(*got, (1..=last).collect::<Vec<_>>(), "reader {i}");
+    }
+    other.stop().await;
+}
