@@ -1,0 +1,115 @@
+//! Sending to members: the same pre-serialised bytes to everyone, through each member's bounded
+//! [`Outbox`](super::Outbox); evicting members that are slow or gone; presence bookkeeping.
+
+use std::collections::HashMap;
+
+use bytestring::ByteString;
+
+use super::{Delivery, Fanout, Member, Room, SessionId, ToSession, Undeliverable};
+use crate::protocol::{ErrorCode, PresenceUser, ServerFrame};
+
+impl Room {
+    /// Sends to one member, honouring its backlog.
+    pub(super) fn push(member: &mut Member, frames: &Fanout) -> Result<(), Undeliverable> {
+        if let Some(backlog) = &mut member.backlog {
+            match frames {
+                Fanout::One(d) => backlog.push(d.clone()),
+                Fanout::Many(batch) => backlog.extend(batch.iter().cloned()),
+            }
+            return Ok(());
+        }
+        member.outbox.deliver(match frames {
+            Fanout::One(d) => ToSession::Live(d.clone()),
+            Fanout::Many(batch) => ToSession::LiveBatch(batch.clone()),
+        })
+    }
+
+    /// Fans frames out (the same bytes to everyone); `skip_user` leaves out that user's sessions.
+    pub(super) fn broadcast(
+        &mut self,
+        frames: Fanout,
+        skip: Option<&SessionId>,
+        skip_user: Option<&str>,
+    ) {
+        let mut gone: Vec<(SessionId, bool)> = Vec::new();
+        for (id, member) in self.members.iter_mut() {
+            if skip == Some(id) || skip_user == Some(member.user.user.as_str()) {
+                continue;
+            }
+            if let Err(e) = Self::push(member, &frames) {
+                gone.push((id.clone(), e == Undeliverable::Slow));
+            }
+        }
+        for (id, slow) in gone {
+            self.evict(&id, slow);
+        }
+    }
+
+    /// Broadcasts one control frame (presence, typing).
+    pub(super) fn broadcast_frame(
+        &mut self,
+        frame: ByteString,
+        skip: Option<&SessionId>,
+        skip_user: Option<&str>,
+    ) {
+        let one = Fanout::One(Delivery {
+            frame,
+            committed: None,
+        });
+        self.broadcast(one, skip, skip_user);
+    }
+
+    /// Ends a membership the room could not keep (slow or vanished session).
+    pub(super) fn evict(&mut self, session: &SessionId, slow: bool) {
+        if let Some(member) = self.members.remove(session) {
+            if slow {
+                self.registry.deps.metrics.slow_consumers.inc();
+                tracing::info!(room = %self.id, session = %session, "slow consumer evicted");
+                // A notice is never refused for size: the session learns it must close with 1013.
+                member.outbox.reply(ToSession::Dropped {
+                    room: self.id.clone(),
+                    slow: true,
+                });
+            }
+            self.announce_leave(&member.user, member.hidden);
+        }
+    }
+
+    pub(super) fn presence(&self) -> Vec<PresenceUser> {
+        let mut seen: HashMap<&str, &PresenceUser> = HashMap::new();
+        for m in self.members.values().filter(|m| !m.hidden) {
+            seen.entry(m.user.user.as_str()).or_insert(&m.user);
+        }
+        let mut users: Vec<PresenceUser> = seen.into_values().cloned().collect();
+        users.sort_by(|a, b| a.user.cmp(&b.user));
+        users
+    }
+
+    pub(super) fn has_user(&self, user: &str) -> bool {
+        self.members
+            .values()
+            .any(|m| !m.hidden && m.user.user == user)
+    }
+
+    pub(super) fn announce_leave(&mut self, user: &PresenceUser, hidden: bool) {
+        if !hidden && !self.has_user(&user.user) {
+            let frame = ServerFrame::PresenceDiff {
+                room: &self.id,
+                joins: &[],
+                leaves: std::slice::from_ref(user),
+            }
+            .encode();
+            self.broadcast_frame(frame, None, None);
+        }
+    }
+
+    pub(super) fn error_frame(r#ref: Option<&str>, code: ErrorCode, message: &str) -> ByteString {
+        ServerFrame::Error {
+            r#ref,
+            code: code.as_str(),
+            message,
+            retry_after_ms: None,
+        }
+        .encode()
+    }
+}

@@ -1,0 +1,270 @@
+//! Request handling for a session: each decoded client frame is checked (rights, membership,
+//! rate limit) and turned into a room message, a store read, or an `error` reply.
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+use governor::clock::{Clock, DefaultClock};
+
+use super::Session;
+use crate::ids::{RoomId, Seq};
+use crate::protocol::{self, ClientFrame, CloseCode, ErrorCode, PresenceUser, ServerFrame};
+use crate::room::{Join, Leave, Typing};
+use crate::store::{NewMessage, StoreError};
+
+impl Session {
+    /// Token bucket for `send` and `typing`. False = refused (and answered).
+    pub(super) fn allow(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        r#ref: Option<&str>,
+    ) -> bool {
+        match self.limiter.check() {
+            Ok(()) => {
+                self.refused = 0;
+                true
+            }
+            Err(not_until) => {
+                self.refused += 1;
+                self.shared.metrics.rate_limited.inc();
+                if self.refused > 2 * self.shared.settings.limits.burst.max(5) {
+                    self.close(ctx, CloseCode::Flooding, "flooding");
+                } else {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    let frame = ServerFrame::Error {
+                        r#ref,
+                        code: ErrorCode::RateLimited.as_str(),
+                        message: "slow down",
+                        retry_after_ms: Some((wait.as_millis() as u64).max(1)),
+                    };
+                    ctx.text(frame.encode());
+                }
+                false
+            }
+        }
+    }
+
+    pub(super) fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let request = match protocol::decode(text, self.shared.settings.limits.max_body_bytes) {
+            Ok(r) => r,
+            Err(e) => return self.error(ctx, e.r#ref.as_deref(), e.code, &e.message),
+        };
+        let r#ref = request.r#ref;
+        match request.frame {
+            ClientFrame::Ping => ctx.text(
+                ServerFrame::Pong {
+                    r#ref: r#ref.as_deref(),
+                }
+                .encode(),
+            ),
+            ClientFrame::Join { room, since, epoch } => self.join(room, since, epoch, r#ref, ctx),
+            ClientFrame::Leave { room } => match self.rooms.remove(&room) {
+                Some(addr) if addr.connected() => addr.do_send(Leave {
+                    session: self.id.clone(),
+                    r#ref,
+                    reply: true,
+                }),
+                Some(_) => ctx.text(
+                    ServerFrame::Left {
+                        r#ref: r#ref.as_deref(),
+                        room: &room,
+                    }
+                    .encode(),
+                ),
+                None => self.error(
+                    ctx,
+                    r#ref.as_deref(),
+                    ErrorCode::NotJoined,
+                    "not joined to that room",
+                ),
+            },
+            ClientFrame::Send {
+                room,
+                body,
+                client_msg_id,
+            } => {
+                if !self.rooms.contains_key(&room) {
+                    return self.error(
+                        ctx,
+                        r#ref.as_deref(),
+                        ErrorCode::NotJoined,
+                        "join the room before sending",
+                    );
+                }
+                if self.allow(ctx, r#ref.as_deref()) {
+                    self.send(room, body, client_msg_id, r#ref, ctx);
+                }
+            }
+            ClientFrame::History {
+                room,
+                before,
+                limit,
+            } => self.history(room, before, limit, r#ref, ctx),
+            ClientFrame::Typing { room } => {
+                let Some(addr) = self.rooms.get(&room).cloned() else {
+                    return self.error(
+                        ctx,
+                        r#ref.as_deref(),
+                        ErrorCode::NotJoined,
+                        "not joined to that room",
+                    );
+                };
+                if self.allow(ctx, r#ref.as_deref()) {
+                    addr.do_send(Typing {
+                        session: self.id.clone(),
+                        user: self.identity.user.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    pub(super) fn join(
+        &mut self,
+        room: RoomId,
+        since: Option<Seq>,
+        epoch: Option<String>,
+        r#ref: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if !self.identity.may_access(&room) {
+            return self.error(
+                ctx,
+                r#ref.as_deref(),
+                ErrorCode::Forbidden,
+                "your token does not allow this room",
+            );
+        }
+        if self.rooms.contains_key(&room) {
+            return self.error(
+                ctx,
+                r#ref.as_deref(),
+                ErrorCode::BadRequest,
+                "already joined; leave first",
+            );
+        }
+        // Record membership now, so a `send` right after `joined` is never refused.
+        let registry = self.shared.rooms.clone();
+        self.rooms
+            .insert(room.clone(), registry.get_or_start(&room));
+        let join = Join {
+            session: self.id.clone(),
+            outbox: self.outbox(ctx),
+            user: PresenceUser {
+                user: self.identity.user.clone(),
+                name: self.identity.name.clone(),
+            },
+            since,
+            epoch,
+            r#ref,
+            hidden: false,
+        };
+        let r#ref = join.r#ref.clone();
+        ctx.spawn(
+            async move { (registry.join(&room, join).await, room) }
+                .into_actor(self)
+                .map(move |(addr, room), act, ctx| match addr {
+                    Some(addr) => {
+                        act.rooms.insert(room, addr);
+                    }
+                    None => {
+                        act.rooms.remove(&room);
+                        act.error(
+                            ctx,
+                            r#ref.as_deref(),
+                            ErrorCode::Unavailable,
+                            "room unavailable, retry",
+                        );
+                    }
+                }),
+        );
+    }
+
+    pub(super) fn send(
+        &mut self,
+        room: RoomId,
+        body: String,
+        client_msg_id: Option<String>,
+        r#ref: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let registry = self.shared.rooms.clone();
+        let message = NewMessage {
+            user: self.identity.user.clone(),
+            name: self.identity.name.clone(),
+            body,
+            client_msg_id,
+        };
+        let outbox = self.outbox(ctx);
+        ctx.spawn(
+            async move {
+                registry
+                    .post_for_session(&room, message, outbox, r#ref.clone())
+                    .await
+                    .then_some(())
+                    .ok_or(r#ref)
+            }
+            .into_actor(self)
+            .map(|taken, act, ctx| {
+                if let Err(r#ref) = taken {
+                    act.error(
+                        ctx,
+                        r#ref.as_deref(),
+                        ErrorCode::Unavailable,
+                        "room unavailable, retry",
+                    );
+                }
+            }),
+        );
+    }
+
+    pub(super) fn history(
+        &mut self,
+        room: RoomId,
+        before: Option<Seq>,
+        limit: usize,
+        r#ref: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if !self.identity.may_access(&room) {
+            return self.error(
+                ctx,
+                r#ref.as_deref(),
+                ErrorCode::Forbidden,
+                "your token does not allow this room",
+            );
+        }
+        let store = self.shared.store.clone();
+        ctx.spawn(
+            async move { (store.before(&room, before, limit).await, room) }
+                .into_actor(self)
+                .map(move |(res, room), act, ctx| match res {
+                    Ok(messages) => ctx.text(
+                        ServerFrame::History {
+                            r#ref: r#ref.as_deref(),
+                            room: &room,
+                            messages: &messages,
+                        }
+                        .encode(),
+                    ),
+                    Err(e) => act.store_error(ctx, r#ref.as_deref(), &e),
+                }),
+        );
+    }
+
+    pub(super) fn store_error(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        r#ref: Option<&str>,
+        e: &StoreError,
+    ) {
+        tracing::warn!(session = %self.id, error = %e, "store request failed");
+        let (code, text) = match e {
+            StoreError::Unavailable(_) => (
+                ErrorCode::Unavailable,
+                "store unavailable; retry with the same client_msg_id",
+            ),
+            StoreError::Internal(_) => (ErrorCode::Internal, "internal error"),
+        };
+        self.error(ctx, r#ref, code, text);
+    }
+}
