@@ -29,6 +29,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub auth: Auth,
     pub allowed_origins: Vec<String>,
+    /// Standalone without a configured secret: `POST /api/demo/login` hands out tokens.
+    pub demo_login: bool,
     draining: AtomicBool,
     sessions: Mutex<HashMap<SessionId, Addr<Session>>>,
     /// REST sends: the same token bucket as a WebSocket connection, per user on this node.
@@ -134,6 +136,7 @@ impl Node {
         let shared = Arc::new(Shared {
             node_id: settings.node.id.clone(),
             allowed_origins: settings.allowed_origins(),
+            demo_login: demo_token.is_some(),
             store,
             rooms: registry,
             metrics,

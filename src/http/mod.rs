@@ -16,6 +16,7 @@ use crate::node::Shared;
 use crate::protocol::ErrorCode;
 use crate::store::StoreError;
 
+pub mod demo;
 pub mod health;
 pub mod listener;
 pub mod rest;
@@ -29,6 +30,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(|e, _| {
         ApiError::new(ErrorCode::BadRequest, format!("bad path: {e}")).into()
     }))
+    .app_data(
+        web::JsonConfig::default()
+            .limit(4096)
+            .error_handler(|e, _| {
+                ApiError::new(ErrorCode::BadRequest, format!("bad JSON body: {e}")).into()
+            }),
+    )
     .service(
         web::scope("")
             .wrap_fn(|req, srv| {
@@ -42,6 +50,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     res
                 })
             })
+            .route("/", web::get().to(demo::index))
+            .route("/chorus.js", web::get().to(demo::client_js))
+            .route("/favicon.ico", web::get().to(demo::favicon))
+            .route("/api/demo/login", web::post().to(demo::demo_login))
             .route("/ws", web::get().to(ws::upgrade))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))

@@ -4,6 +4,7 @@
 mod backfill;
 mod bad_input;
 mod cli;
+mod demo;
 mod drain;
 mod rest;
 mod rooms;

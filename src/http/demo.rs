@@ -1,0 +1,67 @@
+//! The demo page (`/`) and the browser client (`/chorus.js`), embedded in the binary, and the
+//! standalone-only demo login (`POST /api/demo/login`). The login exists only when the node made its
+//! own random secret (standalone mode without `auth.jwt_secret`); with a configured secret it is a
+//! 404, so nothing in a production configuration weakens auth.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::ApiError;
+use crate::node::Shared;
+use crate::protocol::ErrorCode;
+
+const INDEX_HTML: &str = include_str!("web/index.html");
+const CHORUS_JS: &str = include_str!("web/chorus.js");
+
+pub async fn index() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            "content-security-policy",
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
+             connect-src 'self' ws: wss:",
+        ))
+        .body(INDEX_HTML)
+}
+
+/// Browsers ask for it on every page; answer without a 404 in their console.
+pub async fn favicon() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
+pub async fn client_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .body(CHORUS_JS)
+}
+
+#[derive(Deserialize)]
+pub struct Login {
+    name: String,
+}
+
+pub async fn demo_login(
+    body: web::Json<Login>,
+    shared: web::Data<Shared>,
+) -> Result<HttpResponse, ApiError> {
+    if !shared.demo_login {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "demo login is only available in standalone mode",
+        ));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "name must be 1-64 characters",
+        ));
+    }
+    let token = shared
+        .auth
+        .issue(name, Some(name), Duration::from_secs(24 * 3600), None, None);
+    Ok(HttpResponse::Ok().json(json!({"token": token, "user": name})))
+}
