@@ -151,10 +151,11 @@ impl Node {
             .with_context(|| format!("binding http.bind {}", shared.settings.http.bind))?;
         let addr = listener.local_addr()?;
         let data = web::Data::from(shared.clone());
+        let origins = shared.allowed_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .configure(crate::http::routes)
+                .configure(|cfg| crate::http::routes(cfg, &origins))
         })
         .workers(threads)
         .disable_signals()

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Instant;
 
+use actix_cors::Cors;
 use actix_web::dev::Service;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -23,7 +24,10 @@ pub mod rest;
 pub mod stream;
 pub mod ws;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Every route of a node. `cors_origins` are the origins allowed to call the API and load
+/// `/chorus.js` from another site (empty = any origin; auth is a bearer token, never a cookie).
+/// `/ws` is left out of CORS: it has its own Origin check (403 before the upgrade).
+pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
         ApiError::new(ErrorCode::BadRequest, format!("bad query: {e}")).into()
     }))
@@ -51,25 +55,51 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 })
             })
             .route("/", web::get().to(demo::index))
-            .route("/chorus.js", web::get().to(demo::client_js))
             .route("/favicon.ico", web::get().to(demo::favicon))
-            .route("/api/demo/login", web::post().to(demo::demo_login))
             .route("/ws", web::get().to(ws::upgrade))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(health::metrics))
-            .route(
-                "/api/rooms/{room}/messages",
-                web::post().to(rest::post_message),
+            .service(
+                web::resource("/chorus.js")
+                    .wrap(cors(cors_origins))
+                    .route(web::get().to(demo::client_js)),
             )
-            .route("/api/rooms/{room}/messages", web::get().to(rest::history))
-            .route("/api/rooms/{room}/presence", web::get().to(rest::presence))
-            .route("/api/rooms/{room}/events", web::get().to(stream::events))
-            .route("/api/rooms/{room}/poll", web::get().to(stream::poll))
-            .default_service(web::to(|| async {
-                ApiError::new(ErrorCode::NotFound, "no such route").error_response()
-            })),
+            .service(
+                web::scope("/api")
+                    .wrap(cors(cors_origins))
+                    .route("/demo/login", web::post().to(demo::demo_login))
+                    .route("/rooms/{room}/messages", web::post().to(rest::post_message))
+                    .route("/rooms/{room}/messages", web::get().to(rest::history))
+                    .route("/rooms/{room}/presence", web::get().to(rest::presence))
+                    .route("/rooms/{room}/events", web::get().to(stream::events))
+                    .route("/rooms/{room}/poll", web::get().to(stream::poll))
+                    .default_service(web::to(not_found)),
+            )
+            .default_service(web::to(not_found)),
     );
+}
+
+async fn not_found() -> HttpResponse {
+    ApiError::new(ErrorCode::NotFound, "no such route").error_response()
+}
+
+fn cors(origins: &[String]) -> Cors {
+    let base = Cors::default()
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+            header::HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(3600);
+    if origins.is_empty() {
+        base.allow_any_origin().send_wildcard()
+    } else {
+        origins.iter().fold(base, |c, o| c.allowed_origin(o))
+    }
 }
 
 /// `{"error":{"code","message"}}` with the status the code implies (PROTOCOL.md §4).

@@ -70,3 +70,58 @@ async fn standalone_demo_login_issues_a_working_token() {
     }
     node.stop().await;
 }
+
+#[actix_web::test]
+async fn other_sites_may_load_the_client_and_call_the_api_within_allowed_origins() {
+    let preflight = |node: &TestNode, origin: &str| {
+        http()
+            .request(reqwest::Method::OPTIONS, node.http("/api/rooms/x/messages"))
+            .header("origin", origin.to_owned())
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type, idempotency-key",
+            )
+            .send()
+    };
+    // No allow-list: any origin, without credentials.
+    let open = TestNode::start(&fresh_db().await, &[]).await;
+    let res = preflight(&open, "https://app.example").await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    let js = http()
+        .get(open.http("/chorus.js"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.headers()["access-control-allow-origin"], "*");
+    open.stop().await;
+
+    // With auth.allowed_origins: only those.
+    let strict = TestNode::start(
+        &fresh_db().await,
+        &[("auth.allowed_origins", "https://chat.example")],
+    )
+    .await;
+    let res = preflight(&strict, "https://chat.example").await.unwrap();
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://chat.example"
+    );
+    let res = preflight(&strict, "https://evil.example").await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    let res = http()
+        .get(strict.http("/api/rooms/x/messages"))
+        .bearer_auth(token("u"))
+        .header("origin", "https://chat.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://chat.example"
+    );
+    strict.stop().await;
+}
