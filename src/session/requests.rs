@@ -118,6 +118,25 @@ impl Session {
         }
     }
 
+    /// The token's room rights; a refusal is answered with `forbidden`.
+    fn may_access(
+        &self,
+        room: &RoomId,
+        r#ref: Option<&str>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> bool {
+        let allowed = self.identity.may_access(room);
+        if !allowed {
+            self.error(
+                ctx,
+                r#ref,
+                ErrorCode::Forbidden,
+                "your token does not allow this room",
+            );
+        }
+        allowed
+    }
+
     pub(super) fn join(
         &mut self,
         room: RoomId,
@@ -126,13 +145,8 @@ impl Session {
         r#ref: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if !self.identity.may_access(&room) {
-            return self.error(
-                ctx,
-                r#ref.as_deref(),
-                ErrorCode::Forbidden,
-                "your token does not allow this room",
-            );
+        if !self.may_access(&room, r#ref.as_deref(), ctx) {
+            return;
         }
         if self.rooms.contains_key(&room) {
             return self.error(
@@ -225,13 +239,8 @@ impl Session {
         r#ref: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if !self.identity.may_access(&room) {
-            return self.error(
-                ctx,
-                r#ref.as_deref(),
-                ErrorCode::Forbidden,
-                "your token does not allow this room",
-            );
+        if !self.may_access(&room, r#ref.as_deref(), ctx) {
+            return;
         }
         let store = self.shared.store.clone();
         ctx.spawn(

@@ -1,21 +1,9 @@
 //! Join with `since`: exactly the missed messages, then live, with no gap or duplicate at the seam;
 //! `recovered:false` when the gap cannot be filled.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::*;
-
-async fn rest_post(node: &TestNode, room: &str, body: &str) -> Value {
-    let res = http()
-        .post(node.http(&format!("/api/rooms/{room}/messages")))
-        .bearer_auth(token("poster"))
-        .json(&json!({"body": body}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(res.status(), 201);
-    res.json().await.expect("json")
-}
 
 #[actix_web::test]
 async fn join_with_since_gets_exactly_the_missed_messages_then_live() {

@@ -3,7 +3,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -180,14 +179,7 @@ async fn standalone_serve_prints_a_working_token_and_exits_0_on_sigterm() {
             .unwrap()
             .success()
     );
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = exit_status(&mut child).await;
     assert!(status.success(), "exit status {status}");
 }
 

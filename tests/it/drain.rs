@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -137,14 +137,7 @@ async fn sigterm_drains_with_1012_and_clients_resume_elsewhere_without_loss() {
     let sent = sender.await.unwrap();
     let (acked, close) = acker.await.unwrap();
     assert_eq!(close, Some(1012), "writer");
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit after the drain");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = exit_status(&mut child).await;
     assert!(status.success(), "exit status {status}");
 
     // The writer retries everything it did not see acked, with the same ids, on the other node.

@@ -225,6 +225,34 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// Posts `body` to `room` over REST as user "poster"; expects 201 and returns the message JSON.
+pub async fn rest_post(node: &TestNode, room: &str, body: &str) -> Value {
+    let res = http()
+        .post(node.http(&format!("/api/rooms/{room}/messages")))
+        .bearer_auth(token("poster"))
+        .json(&json!({"body": body}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 201);
+    res.json().await.expect("json")
+}
+
+/// Waits for a child process to exit (bounded by the deadline) and returns its status.
+pub async fn exit_status(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "process did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A WebSocket client that reads with deadlines and fails loudly.
 pub struct Ws {
     pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,

@@ -8,18 +8,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-async fn rest_post(node: &TestNode, room: &str, body: &str) -> i64 {
-    let res = http()
-        .post(node.http(&format!("/api/rooms/{room}/messages")))
-        .bearer_auth(token("poster"))
-        .json(&json!({"body": body}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    res.json::<Value>().await.unwrap()["seq"].as_i64().unwrap()
-}
-
 /// A minimal SSE reader: events as (event name, id, data); comments as ("comment", None, text).
 struct Sse {
     stream: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
