@@ -254,13 +254,7 @@ async fn disallowed_origins_get_403_before_the_upgrade() {
 #[actix_web::test]
 async fn forbidden_rooms_are_refused_per_request() {
     let node = TestNode::start(&fresh_db().await, &[]).await;
-    let t = auth().issue(
-        "u",
-        None,
-        Duration::from_secs(60),
-        Some(vec!["team-*".into()]),
-        None,
-    );
+    let t = token_for_rooms("u", &["team-*"]);
     let mut ws = Ws::connect(node.addr(), &t).await;
     expect_error(&mut ws, r#"{"type":"join","room":"secret"}"#, "forbidden").await;
     expect_error(

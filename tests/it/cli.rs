@@ -172,13 +172,7 @@ async fn standalone_serve_prints_a_working_token_and_exits_0_on_sigterm() {
         (Some("demo"), Some(1))
     );
 
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let status = exit_status(&mut child).await;
     assert!(status.success(), "exit status {status}");
 }

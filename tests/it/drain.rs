@@ -92,13 +92,7 @@ async fn sigterm_drains_with_1012_and_clients_resume_elsewhere_without_loss() {
     // Wait for traffic, then SIGTERM.
     let mut seen: Vec<Vec<i64>> = vec![Vec::new(); readers.len()];
     seen[0].extend(recv_seqs(&mut readers[0], 20).await);
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
 
     // At once: not ready, and no new sockets.
     let ready = http()

@@ -1,8 +1,6 @@
 //! REST send and history, health, readiness and metrics (PROTOCOL.md §4–5), and what happens when
 //! Postgres becomes unreachable (through a fault proxy).
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -142,13 +140,7 @@ async fn rest_send_rejects_bad_requests_with_clear_codes() {
             "case {i}"
         );
     }
-    let limited = auth().issue(
-        "l",
-        None,
-        Duration::from_secs(60),
-        Some(vec!["mine".into()]),
-        None,
-    );
+    let limited = token_for_rooms("l", &["mine"]);
     let res = http()
         .post(node.http("/api/rooms/other/messages"))
         .bearer_auth(limited)

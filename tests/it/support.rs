@@ -199,6 +199,21 @@ pub fn auth() -> Auth {
     Auth::new(SECRET.as_bytes(), &settings("", &[]).auth)
 }
 
+/// A token whose `rooms` claim allows only `patterns`.
+pub fn token_for_rooms(user: &str, patterns: &[&str]) -> String {
+    let rooms = patterns.iter().map(|p| p.to_string()).collect();
+    auth().issue(user, None, Duration::from_secs(60), Some(rooms), None)
+}
+
+/// Sends a real SIGTERM to a child process.
+pub fn sigterm(child: &std::process::Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM failed");
+}
+
 pub fn token(user: &str) -> String {
     auth().issue(
         user,
@@ -261,23 +276,8 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(addr: SocketAddr, token: &str) -> Ws {
-        let mut req = format!("ws://{addr}/ws")
-            .into_client_request()
-            .expect("request");
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("header"),
-        );
-        let (stream, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("ws connects");
-        let mut ws = Ws {
-            stream,
-            hello: Value::Null,
-        };
-        ws.hello = ws.recv().await;
-        assert_eq!(ws.hello["type"], "hello", "first frame is hello");
-        ws
+        let tcp = TcpStream::connect(addr).await.expect("tcp connect");
+        Ws::handshake(addr, token, tcp).await
     }
 
     /// A client whose socket receive buffer is tiny, so that not reading backs up into the server fast.
@@ -285,6 +285,11 @@ impl Ws {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         let tcp = socket.connect(addr).await.expect("tcp connect");
+        Ws::handshake(addr, token, tcp).await
+    }
+
+    /// Upgrades `tcp` with the token as a bearer header; the first frame must be `hello`.
+    async fn handshake(addr: SocketAddr, token: &str, tcp: TcpStream) -> Ws {
         let mut req = format!("ws://{addr}/ws")
             .into_client_request()
             .expect("request");
@@ -300,6 +305,7 @@ impl Ws {
             hello: Value::Null,
         };
         ws.hello = ws.recv().await;
+        assert_eq!(ws.hello["type"], "hello", "first frame is hello");
         ws
     }
 

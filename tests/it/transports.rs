@@ -115,13 +115,7 @@ async fn sse_sends_heartbeat_comments_and_checks_rights() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    let limited = auth().issue(
-        "l",
-        None,
-        Duration::from_secs(60),
-        Some(vec!["mine".into()]),
-        None,
-    );
+    let limited = token_for_rooms("l", &["mine"]);
     let res = http()
         .get(node.http("/api/rooms/hb/events"))
         .bearer_auth(limited)
