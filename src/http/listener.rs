@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::ids::{RoomId, Seq, random_id};
 use crate::protocol::PresenceUser;
-use crate::room::{Join, Leave, Outbox, Registry, Room, SessionId, ToSession};
+use crate::room::{Delivery, Join, Leave, Outbox, Registry, Room, SessionId, ToSession};
 
 pub enum Event {
     Joined {
@@ -70,10 +70,24 @@ impl Listener {
         }
     }
 
-    fn forward(&mut self, frame: ByteString, ctx: &mut Context<Self>) {
-        let Some(event) = classify(frame) else { return };
+    fn emit(&mut self, event: Event, ctx: &mut Context<Self>) {
         if self.tx.try_send(event).is_err() {
             ctx.stop(); // the HTTP side is gone, or it reads too slowly
+        }
+    }
+
+    /// A broadcast frame: only messages matter, and their seq travels with the frame.
+    fn forward_live(&mut self, d: &Delivery, ctx: &mut Context<Self>) {
+        if let Some(seq) = d.seq {
+            let frame = d.frame.clone();
+            self.emit(Event::Message { seq, frame }, ctx);
+        }
+    }
+
+    /// A direct reply (the join's reply and backfill): parsed, once per join.
+    fn forward_reply(&mut self, frame: ByteString, ctx: &mut Context<Self>) {
+        if let Some(event) = classify(frame) {
+            self.emit(event, ctx);
         }
     }
 }
@@ -130,16 +144,16 @@ impl Handler<ToSession> for Listener {
     fn handle(&mut self, msg: ToSession, ctx: &mut Context<Self>) {
         let counted = msg.counted();
         match msg {
-            ToSession::Live(d) => self.forward(d.frame, ctx),
+            ToSession::Live(d) => self.forward_live(&d, ctx),
             ToSession::LiveBatch(batch) => {
                 for d in batch.iter() {
-                    self.forward(d.frame.clone(), ctx);
+                    self.forward_live(d, ctx);
                 }
             }
-            ToSession::Reply(frame) => self.forward(frame, ctx),
+            ToSession::Reply(frame) => self.forward_reply(frame, ctx),
             ToSession::Replies { frames, .. } => {
                 for frame in frames {
-                    self.forward(frame, ctx);
+                    self.forward_reply(frame, ctx);
                 }
             }
             ToSession::Dropped { .. } => ctx.stop(),

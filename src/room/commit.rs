@@ -130,6 +130,7 @@ impl Room {
             ready.push(Delivery {
                 frame: ServerFrame::Message(&message).encode(),
                 committed: Some(committed),
+                seq: Some(seq),
             });
         }
         match ready.len() {

@@ -55,6 +55,7 @@ impl Room {
         let one = Fanout::One(Delivery {
             frame,
             committed: None,
+            seq: None,
         });
         self.broadcast(one, skip, skip_user);
     }

@@ -14,12 +14,14 @@ use crate::store::{Appended, NewMessage, StoreError};
 
 pub type SessionId = Arc<str>;
 
-/// One frame on its way to a session; `committed` is set on `message` frames (for
-/// `chorus_message_delivery_seconds`).
+/// One frame on its way to a session. For a `message` frame, `seq` and `committed` are set once
+/// per broadcast, so no recipient has to parse the frame to learn them (`committed` feeds
+/// `chorus_message_delivery_seconds`; `seq` is the SSE `id:`).
 #[derive(Clone)]
 pub struct Delivery {
     pub frame: ByteString,
     pub committed: Option<Instant>,
+    pub seq: Option<Seq>,
 }
 
 /// Room → session, always through the session's [`Outbox`], in order.
