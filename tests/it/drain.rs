@@ -154,7 +154,7 @@ async fn sigterm_drains_with_1012_and_clients_resume_elsewhere_without_loss() {
             writer
                 .send(json!({"type":"send","room":"drain","body":"x","client_msg_id":id}))
                 .await;
-            writer.recv_type("ack").await;
+            ack(&mut writer).await;
         }
     }
     writer
