@@ -246,13 +246,18 @@ impl Settings {
                 "needs database.url (a reader without a writer)",
             ));
         }
-        let redis_scheme_ok = ["redis://", "rediss://"]
-            .iter()
-            .any(|p| self.redis.url.starts_with(p));
-        if !self.redis.url.is_empty() && !redis_scheme_ok {
+        if !self.redis.url.is_empty() && !self.redis.url.starts_with("redis://") {
             return Err(ConfigError::new(
                 "redis.url",
-                "must start with redis:// or rediss://",
+                "must start with redis:// (TLS to Redis, rediss://, is not built in yet)",
+            ));
+        }
+        // Nodes with separate in-memory histories would hand out the same seqs for different
+        // messages: a cluster needs the shared Postgres.
+        if !self.redis.url.is_empty() && self.database.url.is_empty() {
+            return Err(ConfigError::new(
+                "redis.url",
+                "a cluster needs database.url too (the in-memory store is per node)",
             ));
         }
         if self.redis.prefix.is_empty() {
@@ -417,6 +422,25 @@ mod tests {
             Settings::load(None, &e, &[]).unwrap_err().key,
             "auth.jwt_secret"
         );
+    }
+
+    #[test]
+    fn a_cluster_needs_postgres_and_plain_redis_urls() {
+        let secret = ("CHORUS__AUTH__JWT_SECRET", "0123456789abcdef-secret");
+        let e = env(&[secret, ("CHORUS__REDIS__URL", "redis://127.0.0.1:6379")]);
+        assert_eq!(Settings::load(None, &e, &[]).unwrap_err().key, "redis.url");
+        let e = env(&[
+            secret,
+            ("CHORUS__DATABASE__URL", "postgres://localhost/x"),
+            ("CHORUS__REDIS__URL", "rediss://cache:6380"),
+        ]);
+        assert_eq!(Settings::load(None, &e, &[]).unwrap_err().key, "redis.url");
+        let e = env(&[
+            secret,
+            ("CHORUS__DATABASE__URL", "postgres://localhost/x"),
+            ("CHORUS__REDIS__URL", "redis://cache:6379/0"),
+        ]);
+        assert!(Settings::load(None, &e, &[]).is_ok());
     }
 
     #[test]

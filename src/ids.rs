@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Per-room message sequence number: starts at 1, gap-free, assigned in the commit.
 pub type Seq = i64;
@@ -41,6 +41,14 @@ impl fmt::Debug for RoomId {
 impl Serialize for RoomId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
+    }
+}
+
+/// Parsed like every other boundary: an invalid id is a deserialisation error.
+impl<'de> Deserialize<'de> for RoomId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        RoomId::parse(&s).ok_or_else(|| serde::de::Error::custom("invalid room id"))
     }
 }
 

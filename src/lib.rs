@@ -10,7 +10,10 @@
 //!                   ▼
 //!                room/  Room actor (one per active room per node)
 //!                   ├─▶ store/  append → seq        (one transaction per batch: group commit)
-//!                   └─▶ members: ToSession::Frame(shared bytes) ─▶ session/ ─▶ socket
+//!                   ├─▶ members: ToSession::Frame(shared bytes) ─▶ session/ ─▶ socket
+//!                   └─▶ bridge/ RoomEnvelope { origin, room, seq, event } ─▶ Redis PUBLISH <prefix>:room:<id>
+//!    other node: bridge/ (drops origin == self) ─▶ room registry ─▶ Room (orders by seq, repairs gaps
+//!                from store/) ─▶ members
 //! ```
 //!
 //! ## Glossary
@@ -19,21 +22,28 @@
 //! - **epoch**: a room history's identity; a `since` from another epoch cannot be trusted.
 //! - **backfill**: the messages after a join's `since`, read from the store before going live.
 //! - **Store**: the durable history seam (Postgres, or in-memory for standalone mode and tests).
+//! - **Bus**: the pub/sub seam between nodes (Redis, or an in-process loopback); **Bridge**: the
+//!   per-node actor on it; **Cluster**: the handle rooms publish and subscribe through.
+//! - **Resync**: what a room does after the bus came back: repair from the store, re-read and
+//!   re-announce presence, publish its head.
 //!
 //! ## Modules
 //! - [`config`]: typed, layered settings; [`ids`]: validated identifiers; [`auth`]: JWT identity.
 //! - [`protocol`]: client and server frames, error and close codes.
 //! - [`http`]: routes (WebSocket upgrade, REST, health, metrics).
 //! - [`session`]: the Session actor; [`room`]: the Room actor and registry; [`store`]: the Store seam.
+//! - [`bridge`]: the cluster bridge (envelopes, heartbeats, presence) over the Bus seam.
 //! - [`node`]: builds and runs one node; [`metrics`]: per-node Prometheus registry;
 //!   [`telemetry`]: logging.
 //!
 //! ## Guarantees
 //! For every joined room a client receives messages in strictly increasing `seq` order, without gaps
-//! or duplicates, from its join point (or `since`) for as long as the connection lives. An `ack` is
+//! or duplicates, from its join point (or `since`) for as long as the connection lives, whichever
+//! node a message was posted on: Redis is only the fast path, the store fills every gap. An `ack` is
 //! sent only after the commit. A dependency failure is an `unavailable` error, never a silent loss.
 
 pub mod auth;
+pub mod bridge;
 pub mod config;
 pub mod http;
 pub mod ids;

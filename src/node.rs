@@ -1,4 +1,5 @@
-//! Builds and runs one Chorus node: store, room registry, metrics, auth and the HTTP server.
+//! Builds and runs one Chorus node: store, cluster bridge, room registry, metrics, auth and the HTTP
+//! server.
 //! Nothing is global, so several nodes fit in one test process.
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use anyhow::Context;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::auth::Auth;
+use crate::bridge::{Bridge, Bus, Cluster, RedisBus};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::room::{Registry, RoomDeps, SessionId};
@@ -25,6 +27,8 @@ pub struct Shared {
     pub settings: Settings,
     pub node_id: String,
     pub store: Arc<dyn Store>,
+    /// The bridge to the other nodes (`None` on a single node).
+    pub cluster: Option<Cluster>,
     pub rooms: Registry,
     pub metrics: Metrics,
     pub auth: Auth,
@@ -62,6 +66,13 @@ impl Shared {
     }
 }
 
+/// Parts a caller may supply instead of building them from the settings.
+#[derive(Default)]
+pub struct Parts {
+    pub store: Option<Arc<dyn Store>>,
+    pub bus: Option<Arc<dyn Bus>>,
+}
+
 /// A running node.
 pub struct Node {
     pub addr: SocketAddr,
@@ -75,15 +86,16 @@ pub struct Node {
 impl Node {
     /// Starts a node inside the current actix System. Applies migrations first when Postgres is used.
     pub async fn start(settings: Settings) -> anyhow::Result<Node> {
-        // Without the bridge, nodes behind one load balancer would each deliver only their own
-        // posts live: a silent loss. Refuse rather than pretend to be a cluster.
-        anyhow::ensure!(
-            settings.redis.url.is_empty(),
-            "redis.url is set, but this version has no cluster bridge yet: run one node and unset \
-             CHORUS__REDIS__URL"
-        );
+        Node::start_with(settings, Parts::default()).await
+    }
+
+    /// Starts a node on parts given by the caller where set (tests: a shared in-memory store and a
+    /// loopback bus make a cluster in one process), else on the configured ones.
+    pub async fn start_with(settings: Settings, parts: Parts) -> anyhow::Result<Node> {
         let metrics = Metrics::new();
-        let store: Arc<dyn Store> = if settings.database.url.is_empty() {
+        let store: Arc<dyn Store> = if let Some(store) = parts.store {
+            store
+        } else if settings.database.url.is_empty() {
             Arc::new(Metered::new(MemoryStore::new(), metrics.clone()))
         } else {
             store::migrate::run(&settings.database.url)
@@ -117,14 +129,38 @@ impl Node {
             n => n,
         };
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let bus: Option<Arc<dyn Bus>> = match parts.bus {
+            Some(bus) => Some(bus),
+            None if !settings.redis.url.is_empty() => Some(Arc::new(
+                RedisBus::connect(&settings.redis.url).context("connecting to redis.url")?,
+            )),
+            None => None,
+        };
+        let cluster = bus.map(|bus| {
+            Cluster::new(
+                &settings.node.id,
+                &settings.redis.prefix,
+                bus,
+                metrics.clone(),
+                Duration::from_millis(settings.cluster.dead_after_ms),
+            )
+        });
         let registry = Registry::new(
             RoomDeps {
                 store: store.clone(),
                 metrics: metrics.clone(),
                 settings: settings.room.clone(),
+                cluster: cluster.clone(),
             },
             arbiters.iter().map(|a| a.handle()).collect(),
         );
+        if let Some(cluster) = &cluster {
+            let (cluster, rooms) = (cluster.clone(), registry.clone());
+            let beat = Duration::from_millis(settings.cluster.heartbeat_ms);
+            Bridge::start_in_arbiter(&arbiters[0].handle(), move |_| {
+                Bridge::new(cluster, rooms, beat)
+            });
+        }
         let limits = &settings.limits;
         let quota = Quota::per_second(
             std::num::NonZeroU32::new(limits.msgs_per_sec.max(1))
@@ -138,6 +174,7 @@ impl Node {
             allowed_origins: settings.allowed_origins(),
             demo_login: demo_token.is_some(),
             store,
+            cluster,
             rooms: registry,
             metrics,
             auth,
@@ -195,9 +232,13 @@ impl Node {
         }
     }
 
-    /// Stops the HTTP server and the room threads.
+    /// Stops the HTTP server, leaves the cluster (a goodbye, so the others drop this node's
+    /// presence at once) and stops the room threads.
     pub async fn stop(self) {
         self.server.stop(true).await;
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.shutdown().await;
+        }
         for arbiter in &self.arbiters {
             arbiter.stop();
         }

@@ -1,4 +1,5 @@
-//! `/healthz` (alive), `/readyz` (can serve: store reachable, not draining) and `/metrics`.
+//! `/healthz` (alive), `/readyz` (can serve: store reachable, bridge connected and subscribed when
+//! configured, not draining) and `/metrics`.
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -13,6 +14,10 @@ pub async fn readyz(shared: web::Data<Shared>) -> HttpResponse {
     if shared.draining() {
         return HttpResponse::ServiceUnavailable()
             .json(json!({"status": "unavailable", "reason": "draining"}));
+    }
+    if shared.cluster.as_ref().is_some_and(|c| !c.ready()) {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "reason": "cluster bridge disconnected"}));
     }
     if shared.store.ping().await.is_err() {
         return HttpResponse::ServiceUnavailable()

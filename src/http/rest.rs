@@ -176,9 +176,17 @@ pub async fn presence(
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, ApiError> {
     let (room, _) = authorize(&req, &shared, &path)?;
-    let users = match shared.rooms.get(&room) {
-        Some(addr) => addr.send(GetPresence).await.unwrap_or_default(),
-        None => Vec::new(),
+    let users = match (shared.rooms.get(&room), &shared.cluster) {
+        (Some(addr), _) => addr.send(GetPresence).await.unwrap_or_default(),
+        // Not served here: the other nodes' entries in the shared presence hash.
+        (None, Some(cluster)) => cluster.presence_elsewhere(&room).await.map_err(|e| {
+            tracing::warn!(error = %e, "presence read failed");
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "cluster presence unavailable, retry",
+            )
+        })?,
+        (None, None) => Vec::new(),
     };
     Ok(HttpResponse::Ok().json(json!({"room": room, "users": users})))
 }

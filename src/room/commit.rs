@@ -10,6 +10,9 @@ use super::{Delivery, Fanout, Head, PostReply, Room, ToSession};
 use crate::protocol::{ErrorCode, ServerFrame};
 use crate::store::{AppendOutcome, Appended, NewMessage, StoreError, format_ts};
 
+/// Most messages one repair reads; a longer gap is repaired in several reads.
+const REPAIR_MAX: i64 = 1000;
+
 impl Room {
     pub(super) fn maybe_commit(&mut self, ctx: &mut Context<Self>) {
         if self.committing || self.pending.is_empty() {
@@ -66,14 +69,18 @@ impl Room {
                 });
             }
         }
+        let mut new = Vec::with_capacity(outcome.appended.len());
         for (appended, reply) in outcome.appended.into_iter().zip(replies) {
             if !appended.duplicate {
                 self.registry.deps.metrics.messages_posted.inc();
+                new.push(appended.message.clone());
                 self.reorder
                     .insert(appended.message.seq, (appended.message.clone(), now));
             }
             self.answer(reply, Ok(appended));
         }
+        // Local members first (below), the other nodes through the bridge: never wait for Redis.
+        self.publish_committed(new);
         self.flush(ctx);
     }
 
@@ -143,7 +150,11 @@ impl Room {
             }
             _ => self.broadcast(Fanout::Many(ready.into()), None, None),
         }
-        if self.reorder.is_empty() {
+        let behind = self
+            .head
+            .as_ref()
+            .is_some_and(|h| self.known_head > h.delivered);
+        if self.reorder.is_empty() && !behind {
             if let Some(h) = self.repair.take() {
                 ctx.cancel_future(h);
             }
@@ -156,12 +167,18 @@ impl Room {
         }
     }
 
-    /// Fetches the missing seqs between what was delivered and the first held message.
+    /// Fetches the missing seqs between what was delivered and the first held message (or, with
+    /// nothing held, the highest seq known to be committed), at most `REPAIR_MAX` at a time.
     pub(super) fn repair_gap(&mut self, ctx: &mut Context<Self>) {
-        let (Some(head), Some((&first, _))) = (&self.head, self.reorder.first_key_value()) else {
+        let Some(head) = &self.head else {
             return;
         };
-        let (after, upto) = (head.delivered, first - 1);
+        let after = head.delivered;
+        let upto = match self.reorder.first_key_value() {
+            Some((&first, _)) => first - 1,
+            None => self.known_head,
+        }
+        .min(after + REPAIR_MAX);
         if upto <= after {
             return self.flush(ctx);
         }

@@ -76,31 +76,51 @@ impl Room {
         }
     }
 
+    /// Who is in the room across the cluster, each user once.
     pub(super) fn presence(&self) -> Vec<PresenceUser> {
         let mut seen: HashMap<&str, &PresenceUser> = HashMap::new();
-        for m in self.members.values().filter(|m| !m.hidden) {
-            seen.entry(m.user.user.as_str()).or_insert(&m.user);
+        let local = self.members.values().filter(|m| !m.hidden).map(|m| &m.user);
+        for u in local.chain(self.remote_users()) {
+            seen.entry(u.user.as_str()).or_insert(u);
         }
         let mut users: Vec<PresenceUser> = seen.into_values().cloned().collect();
         users.sort_by(|a, b| a.user.cmp(&b.user));
         users
     }
 
-    pub(super) fn has_user(&self, user: &str) -> bool {
+    /// A visible session of `user` on this node.
+    pub(super) fn has_local_user(&self, user: &str) -> bool {
         self.members
             .values()
             .any(|m| !m.hidden && m.user.user == user)
     }
 
+    /// `user` is present on any node.
+    pub(super) fn has_user(&self, user: &str) -> bool {
+        self.has_local_user(user) || self.has_remote_user(user)
+    }
+
+    /// A visible session joined (call before inserting it): the other nodes hear of the user's first
+    /// socket here, members of a user new to the whole cluster.
+    pub(super) fn announce_join(&mut self, user: &PresenceUser) {
+        if let Some(cluster) = self.cluster().filter(|_| !self.has_local_user(&user.user)) {
+            cluster.here(&self.id, vec![user.clone()]);
+        }
+        if !self.has_user(&user.user) {
+            self.presence_diff(std::slice::from_ref(user), &[]);
+        }
+    }
+
+    /// A session left (call after removing it): the mirror of [`Room::announce_join`].
     pub(super) fn announce_leave(&mut self, user: &PresenceUser, hidden: bool) {
-        if !hidden && !self.has_user(&user.user) {
-            let frame = ServerFrame::PresenceDiff {
-                room: &self.id,
-                joins: &[],
-                leaves: std::slice::from_ref(user),
-            }
-            .encode();
-            self.broadcast_frame(frame, None, None);
+        if hidden {
+            return;
+        }
+        if let Some(cluster) = self.cluster().filter(|_| !self.has_local_user(&user.user)) {
+            cluster.gone(&self.id, vec![user.clone()]);
+        }
+        if !self.has_user(&user.user) {
+            self.presence_diff(&[], std::slice::from_ref(user));
         }
     }
 

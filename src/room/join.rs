@@ -37,14 +37,8 @@ impl Room {
         if let Some(old) = self.members.remove(&msg.session) {
             self.announce_leave(&old.user, old.hidden);
         }
-        if !msg.hidden && !self.has_user(&msg.user.user) {
-            let frame = ServerFrame::PresenceDiff {
-                room: &self.id,
-                joins: std::slice::from_ref(&msg.user),
-                leaves: &[],
-            }
-            .encode();
-            self.broadcast_frame(frame, None, None);
+        if !msg.hidden {
+            self.announce_join(&msg.user);
         }
         let catching_up = from.is_some_and(|s| s < delivered);
         self.members.insert(

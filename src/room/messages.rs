@@ -164,3 +164,16 @@ pub struct Typing {
 #[derive(Message)]
 #[rtype(result = "Vec<PresenceUser>")]
 pub struct GetPresence;
+
+/// What the bridge tells a room (see `bridge/`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum FromCluster {
+    /// Another node's event for this room.
+    Event(crate::bridge::envelope::RoomEnvelope),
+    /// A node died or left: its users are no longer here.
+    NodeDown(String),
+    /// The bus came back or lost envelopes: repair from the store, re-read and re-announce
+    /// presence, and tell the others this room's head.
+    Resync,
+}

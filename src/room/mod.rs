@@ -15,16 +15,21 @@
 //! - Each message is serialised once; members receive clones of the same bytes. Delivery uses the
 //!   session's bounded mailbox: a full one makes the member a slow consumer (closed with 1013).
 //! - Failure stays here: a store error becomes an `unavailable` reply, never a panic.
+//! - In a cluster (`cluster.rs`), messages committed on other nodes enter the same `reorder` buffer
+//!   as local commits, so order and gap repair do not care where a message was posted; the room
+//!   subscribes to its channel before it reads its head and unsubscribes when it stops.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::bridge::envelope::RoomEvent;
 use crate::ids::{RoomId, Seq};
 use crate::protocol::{PresenceUser, ServerFrame};
 use crate::store::{Message, NewMessage};
 use actix::prelude::*;
 
+mod cluster;
 mod commit;
 mod fanout;
 mod join;
@@ -32,8 +37,8 @@ pub mod messages;
 pub mod registry;
 
 pub use messages::{
-    Delivery, GetPresence, Join, Leave, Outbox, Post, PostReply, SessionId, ToSession, Typing,
-    Undeliverable,
+    Delivery, FromCluster, GetPresence, Join, Leave, Outbox, Post, PostReply, SessionId, ToSession,
+    Typing, Undeliverable,
 };
 pub use registry::{Registry, RoomDeps};
 
@@ -48,6 +53,11 @@ pub struct Room {
     reorder: BTreeMap<Seq, (Arc<Message>, Instant)>,
     repair: Option<SpawnHandle>,
     idle: Option<SpawnHandle>,
+    /// Users present on other nodes, by node (empty without a cluster).
+    remote: HashMap<String, HashMap<String, PresenceUser>>,
+    /// The highest seq known to be committed (from other nodes' head notices and resyncs); a
+    /// repair fetches up to it when nothing else fills the gap.
+    known_head: Seq,
 }
 
 /// What one broadcast carries: a single frame, or a flush's batch shared by every member.
@@ -75,13 +85,17 @@ impl Actor for Room {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.registry.deps.metrics.rooms_active.inc();
         ctx.set_mailbox_capacity(4096);
-        self.load_head(ctx);
+        self.attach(ctx);
         self.check_idle(ctx);
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
         self.registry.deps.metrics.rooms_active.dec();
         self.registry.remove(&self.id, &ctx.address());
+        if let Some(cluster) = self.cluster().cloned() {
+            let room = self.id.clone();
+            actix::spawn(async move { cluster.unsubscribe(&room).await });
+        }
     }
 }
 
@@ -97,24 +111,19 @@ impl Room {
             reorder: BTreeMap::new(),
             repair: None,
             idle: None,
+            remote: HashMap::new(),
+            known_head: 0,
         }
     }
 
     /// Blocks the mailbox until the head is known (or the store failed: then joins retry it).
     fn load_head(&mut self, ctx: &mut Context<Self>) {
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
-        ctx.wait(async move { store.head(&room).await }.into_actor(self).map(
-            |res, act, _| match res {
-                Ok(h) if act.head.is_none() => {
-                    act.head = Some(Head {
-                        epoch: h.epoch,
-                        delivered: h.last_seq,
-                    })
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(room = %act.id, error = %e, "room head unavailable"),
-            },
-        ));
+        ctx.wait(
+            async move { store.head(&room).await }
+                .into_actor(self)
+                .map(|res, act, _| act.set_head(res)),
+        );
     }
 
     fn check_idle(&mut self, ctx: &mut Context<Self>) {
@@ -187,6 +196,9 @@ impl Handler<Typing> for Room {
         }
         .encode();
         self.broadcast_frame(frame, Some(&msg.session), Some(&msg.user));
+        if let Some(cluster) = self.cluster() {
+            cluster.publish(&self.id, None, RoomEvent::Typing { user: msg.user });
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use super::Room;
 use super::messages::{Join, Outbox, Post, PostReply};
+use crate::bridge::Cluster;
 use crate::config;
 use crate::ids::RoomId;
 use crate::metrics::Metrics;
@@ -22,6 +23,8 @@ pub struct RoomDeps {
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
     pub settings: config::Room,
+    /// The bridge to the other nodes; `None` on a single node.
+    pub cluster: Option<Cluster>,
 }
 
 #[derive(Clone)]
@@ -77,6 +80,11 @@ impl Registry {
         if rooms.get(room) == Some(addr) {
             rooms.remove(room);
         }
+    }
+
+    /// Every running room (the bridge tells them all about reconnects and dead nodes).
+    pub fn rooms(&self) -> Vec<Addr<Room>> {
+        self.lock().values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ids::{RoomId, Seq};
 use crate::metrics::Metrics;
@@ -28,18 +28,18 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 
 /// A stored message, as clients see it (PROTOCOL.md §3 `message`, §4 message JSON).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub room: RoomId,
     pub seq: Seq,
     pub id: String,
     pub user: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub body: String,
-    #[serde(serialize_with = "serialize_ts")]
+    #[serde(serialize_with = "serialize_ts", deserialize_with = "deserialize_ts")]
     pub ts: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
 }
 
@@ -50,6 +50,13 @@ pub fn format_ts(ts: &DateTime<Utc>) -> String {
 
 fn serialize_ts<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_ts(ts))
+}
+
+fn deserialize_ts<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(serde::de::Error::custom)
 }
 
 /// The commit timestamp: milliseconds, so every backend round-trips it exactly.

@@ -178,7 +178,7 @@ async fn standalone_serve_prints_a_working_token_and_exits_0_on_sigterm() {
 }
 
 #[test]
-fn serve_refuses_a_redis_url_until_the_cluster_bridge_exists() {
+fn serve_refuses_a_cluster_without_a_shared_database() {
     let out = chorus()
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env("CHORUS__REDIS__URL", "redis://127.0.0.1:6379")
@@ -187,5 +187,8 @@ fn serve_refuses_a_redis_url_until_the_cluster_bridge_exists() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no cluster bridge yet"), "{err}");
+    assert!(
+        err.contains("redis.url") && err.contains("database.url"),
+        "{err}"
+    );
 }

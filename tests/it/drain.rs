@@ -4,48 +4,26 @@
 //! message; unacked sends retried with the same client_msg_id land exactly once.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use crate::processes::spawn_node;
 use crate::support::*;
-
-fn spawn_node(db_url: &str) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env_clear()
-        .env("NO_COLOR", "1")
-        .env("CHORUS__DATABASE__URL", db_url)
-        .env("CHORUS__AUTH__JWT_SECRET", SECRET)
-        .env("CHORUS__SHUTDOWN__DRAIN_MS", "1500")
-        .env("CHORUS__HTTP__WORKERS", "1")
-        .env("CHORUS__LIMITS__MSGS_PER_SEC", "1000")
-        .env("CHORUS__LIMITS__BURST", "1000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn chorus");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening addr=").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(DEADLINE).expect("node logs its address");
-    (child, addr)
-}
 
 #[actix_web::test]
 async fn sigterm_drains_with_1012_and_clients_resume_elsewhere_without_loss() {
     let db = fresh_db().await;
-    let (mut child, addr) = spawn_node(&db);
+    let (mut child, addr) = spawn_node(
+        &db,
+        &[
+            ("CHORUS__SHUTDOWN__DRAIN_MS", "1500"),
+            ("CHORUS__LIMITS__MSGS_PER_SEC", "1000"),
+            ("CHORUS__LIMITS__BURST", "1000"),
+        ],
+    );
     let other = TestNode::start(&db, &[]).await;
 
     // Three readers and one writer on the draining node.

@@ -1,11 +1,15 @@
 //! The one integration-test crate (compiled once): real nodes on port 0 against real Postgres,
-//! real WebSocket and HTTP clients. See `support` for the harness.
+//! a private redis-server per cluster test, real WebSocket and HTTP clients. See `support` and
+//! `processes` for the harness.
 
 mod backfill;
 mod bad_input;
+mod bus_conformance;
 mod cli;
+mod cluster;
 mod demo;
 mod drain;
+mod processes;
 mod rest;
 mod rooms;
 mod slow_consumer;

@@ -1,0 +1,247 @@
+//! What nodes say to each other over the bus, and the names it travels under.
+//!
+//! - Room channel `<prefix>:room:<id>`: a [`RoomEnvelope`] (version, origin node, room, seq, event).
+//!   `seq` is the highest seq the event is about (a batch's last message, or a room head).
+//! - Node channel `<prefix>:nodes`: a [`NodeNotice`] (heartbeat or goodbye) from every node.
+//! - Presence hash `<prefix>:presence:<room>`: one field per (node, user) present on that node, so a
+//!   node that starts serving a room can read who is there without asking every node.
+//!
+//! Every payload is JSON and starts with `v`; a node ignores (and logs) a version it does not know,
+//! so a rolling deploy of a newer protocol never crashes an older node.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{RoomId, Seq};
+use crate::protocol::PresenceUser;
+use crate::store::Message;
+
+/// The envelope format version this node writes and reads.
+pub const VERSION: u32 = 1;
+
+/// A room event, published by the node where it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomEnvelope {
+    pub v: u32,
+    pub origin: String,
+    pub room: RoomId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<Seq>,
+    pub event: RoomEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RoomEvent {
+    /// Messages one commit made, ascending by seq.
+    Messages { messages: Vec<Arc<Message>> },
+    /// "This room's head is at least `seq`": sent after a reconnect, so a node that missed
+    /// messages while this node could not publish repairs them from the store.
+    Head,
+    /// Users whose first socket on the origin node joined, or whose last one left.
+    Presence {
+        #[serde(default)]
+        joins: Vec<PresenceUser>,
+        #[serde(default)]
+        leaves: Vec<PresenceUser>,
+    },
+    /// Ephemeral: `user` is typing.
+    Typing { user: String },
+}
+
+/// A node's announcement on the node channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeNotice {
+    pub v: u32,
+    pub origin: String,
+    pub event: NodeEvent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeEvent {
+    /// "I am alive", every `cluster.heartbeat_ms`.
+    Heartbeat,
+    /// "I am leaving": the others drop this node's presence at once instead of after `dead_after_ms`.
+    Bye,
+}
+
+/// Names of channels and keys under one prefix.
+#[derive(Debug, Clone)]
+pub struct Names {
+    prefix: Arc<str>,
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Names {
+        Names {
+            prefix: Arc::from(prefix),
+        }
+    }
+
+    pub fn room_channel(&self, room: &RoomId) -> String {
+        format!("{}:room:{}", self.prefix, room)
+    }
+
+    /// The room a channel name belongs to, if it is one of this prefix's room channels.
+    pub fn room_of(&self, channel: &str) -> Option<RoomId> {
+        channel
+            .strip_prefix(&*self.prefix)
+            .and_then(|c| c.strip_prefix(":room:"))
+            .and_then(RoomId::parse)
+    }
+
+    pub fn nodes_channel(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    pub fn presence_key(&self, room: &RoomId) -> String {
+        format!("{}:presence:{}", self.prefix, room)
+    }
+}
+
+/// The presence-hash field of `user` on `node` (a JSON pair: both ids may hold any character).
+pub fn presence_field(node: &str, user: &str) -> String {
+    serde_json::to_string(&(node, user)).unwrap_or_default()
+}
+
+/// Reads a presence-hash entry back; `None` for anything malformed (it is skipped, not fatal).
+pub fn parse_presence_entry(field: &str, value: &str) -> Option<(String, PresenceUser)> {
+    let (node, user): (String, String) = serde_json::from_str(field).ok()?;
+    let presence: PresenceUser = serde_json::from_str(value).ok()?;
+    (presence.user == user).then_some((node, presence))
+}
+
+impl RoomEnvelope {
+    pub fn encode(&self) -> bytes::Bytes {
+        bytes::Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+impl NodeNotice {
+    pub fn encode(&self) -> bytes::Bytes {
+        bytes::Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// Why an inbound payload was ignored.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("malformed envelope: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("envelope version {0} is not {VERSION}")]
+    Version(u32),
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u32,
+}
+
+fn check_version(payload: &[u8]) -> Result<(), DecodeError> {
+    let VersionOnly { v } = serde_json::from_slice(payload)?;
+    if v == VERSION {
+        Ok(())
+    } else {
+        Err(DecodeError::Version(v))
+    }
+}
+
+pub fn decode_room(payload: &[u8]) -> Result<RoomEnvelope, DecodeError> {
+    check_version(payload)?;
+    Ok(serde_json::from_slice(payload)?)
+}
+
+pub fn decode_node(payload: &[u8]) -> Result<NodeNotice, DecodeError> {
+    check_version(payload)?;
+    Ok(serde_json::from_slice(payload)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::now_ts;
+
+    fn message(seq: Seq) -> Arc<Message> {
+        Arc::new(Message {
+            room: RoomId::parse("r1").unwrap(),
+            seq,
+            id: format!("id{seq}"),
+            user: "u\"1".into(),
+            name: Some("Ü".into()),
+            body: "hi \n there".into(),
+            ts: now_ts(),
+            client_msg_id: None,
+        })
+    }
+
+    #[test]
+    fn room_envelopes_round_trip() {
+        let room = RoomId::parse("r1").unwrap();
+        for event in [
+            RoomEvent::Messages {
+                messages: vec![message(1), message(2)],
+            },
+            RoomEvent::Head,
+            RoomEvent::Presence {
+                joins: vec![PresenceUser {
+                    user: "a".into(),
+                    name: None,
+                }],
+                leaves: vec![],
+            },
+            RoomEvent::Typing { user: "b".into() },
+        ] {
+            let env = RoomEnvelope {
+                v: VERSION,
+                origin: "node-1".into(),
+                room: room.clone(),
+                seq: Some(2),
+                event,
+            };
+            assert_eq!(decode_room(&env.encode()).unwrap(), env);
+        }
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_refused() {
+        let env = br#"{"v":2,"origin":"n","room":"r","event":{"kind":"head"}}"#;
+        assert!(matches!(decode_room(env), Err(DecodeError::Version(2))));
+        assert!(decode_room(b"not json").is_err());
+        let bad_room = br#"{"v":1,"origin":"n","room":"no spaces","event":{"kind":"head"}}"#;
+        assert!(decode_room(bad_room).is_err());
+        let notice = NodeNotice {
+            v: VERSION,
+            origin: "n".into(),
+            event: NodeEvent::Bye,
+        };
+        assert_eq!(decode_node(&notice.encode()).unwrap(), notice);
+    }
+
+    #[test]
+    fn channel_names_map_back_to_rooms_under_their_prefix_only() {
+        let names = Names::new("t1");
+        let room = RoomId::parse("a:b").unwrap();
+        assert_eq!(names.room_channel(&room), "t1:room:a:b");
+        assert_eq!(names.room_of("t1:room:a:b"), Some(room));
+        assert_eq!(names.room_of("t2:room:a:b"), None);
+        assert_eq!(names.room_of("t1:nodes"), None);
+    }
+
+    #[test]
+    fn presence_fields_survive_any_characters() {
+        let field = presence_field("node\t1", "user \"x\"");
+        let value = serde_json::to_string(&PresenceUser {
+            user: "user \"x\"".into(),
+            name: Some("X".into()),
+        })
+        .unwrap();
+        let (node, user) = parse_presence_entry(&field, &value).unwrap();
+        assert_eq!(
+            (node.as_str(), user.user.as_str()),
+            ("node\t1", "user \"x\"")
+        );
+        assert!(parse_presence_entry("garbage", &value).is_none());
+    }
+}

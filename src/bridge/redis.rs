@@ -1,0 +1,256 @@
+//! The Redis bus, on fred: one connection for commands (pipelined publishes, presence hashes) and
+//! one in pub/sub mode for subscriptions. Both reconnect forever with exponential backoff (100 ms up
+//! to 2 s, jittered); a connection that stops answering for 3 s counts as broken.
+//!
+//! Publishing never waits per message: payloads queue on a channel and one task sends whatever has
+//! accumulated as a single pipeline, one round trip per batch (like the room's group commit).
+//! While Redis is unreachable, publishes are dropped rather than buffered without bound, and the
+//! bridge repairs from the store once it is back (see [`super::bus`]).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fred::prelude::*;
+use fred::types::config::UnresponsiveConfig;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use super::bus::{Bus, BusError, BusEvent, COMMAND_TIMEOUT, EVENT_CAPACITY};
+
+/// Payloads waiting to be published; past this the newest are dropped (and repaired).
+const PUBLISH_CAPACITY: usize = 65_536;
+/// Most payloads in one pipeline.
+const PIPELINE_MAX: usize = 1024;
+
+pub struct RedisBus {
+    commands: Client,
+    subscriber: Client,
+    publish_tx: mpsc::Sender<(String, Bytes)>,
+    events: Mutex<Option<mpsc::Receiver<BusEvent>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+impl RedisBus {
+    /// Starts connecting (in the background: a node starts even while Redis is down).
+    pub fn connect(url: &str) -> Result<RedisBus, BusError> {
+        let config = Config::from_url(url).map_err(unavailable)?;
+        let mut builder = Builder::from_config(config);
+        builder
+            .with_performance_config(|p| {
+                p.broadcast_channel_capacity = EVENT_CAPACITY;
+                p.default_command_timeout = COMMAND_TIMEOUT;
+            })
+            .with_connection_config(|c| {
+                c.connection_timeout = COMMAND_TIMEOUT;
+                c.internal_command_timeout = COMMAND_TIMEOUT;
+                c.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(Duration::from_secs(3)),
+                    interval: Duration::from_millis(500),
+                };
+                c.tcp = TcpConfig {
+                    nodelay: Some(true),
+                    ..Default::default()
+                };
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2000, 2));
+        let commands = builder.build().map_err(unavailable)?;
+        let subscriber = builder.build().map_err(unavailable)?;
+        let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
+        let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_CAPACITY);
+        let tasks = vec![
+            forward_events(&commands, &subscriber, events_tx.clone()),
+            tokio::spawn(publisher(commands.clone(), publish_rx, events_tx)),
+        ];
+        // The connection tasks run until `quit`; their handles are not needed.
+        drop(commands.connect());
+        drop(subscriber.connect());
+        Ok(RedisBus {
+            commands,
+            subscriber,
+            publish_tx,
+            events: Mutex::new(Some(events_rx)),
+            tasks: Mutex::new(tasks),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn ready(&self, client: &Client) -> Result<(), BusError> {
+        if client.is_connected() {
+            Ok(())
+        } else {
+            Err(BusError::Unavailable("redis is not connected".into()))
+        }
+    }
+}
+
+/// Turns fred's notifications into [`BusEvent`]s, in the order they happen.
+fn forward_events(
+    commands: &Client,
+    subscriber: &Client,
+    tx: mpsc::Sender<BusEvent>,
+) -> JoinHandle<()> {
+    let mut messages = subscriber.message_rx();
+    let mut sub_up = subscriber.reconnect_rx();
+    let mut cmd_up = commands.reconnect_rx();
+    let mut sub_err = subscriber.error_rx();
+    let mut cmd_err = commands.error_rx();
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                m = messages.recv() => match m {
+                    Ok(m) => {
+                        let payload = match m.value {
+                            Value::Bytes(b) => b,
+                            Value::String(s) => s.into_inner(),
+                            _ => continue,
+                        };
+                        BusEvent::Message { channel: m.channel.to_string(), payload }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => BusEvent::Lagged,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                r = sub_up.recv() => match r {
+                    Err(broadcast::error::RecvError::Closed) => break,
+                    _ => BusEvent::Connected,
+                },
+                r = cmd_up.recv() => match r {
+                    Err(broadcast::error::RecvError::Closed) => break,
+                    _ => BusEvent::Connected,
+                },
+                r = sub_err.recv() => match r {
+                    Err(broadcast::error::RecvError::Closed) => break,
+                    _ => BusEvent::Disconnected,
+                },
+                r = cmd_err.recv() => match r {
+                    Err(broadcast::error::RecvError::Closed) => break,
+                    _ => BusEvent::Disconnected,
+                },
+            };
+            if tx.send(event).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Sends queued publishes, everything that has accumulated as one pipeline.
+async fn publisher(
+    client: Client,
+    mut rx: mpsc::Receiver<(String, Bytes)>,
+    events: mpsc::Sender<BusEvent>,
+) {
+    let mut batch = Vec::with_capacity(PIPELINE_MAX);
+    while rx.recv_many(&mut batch, PIPELINE_MAX).await > 0 {
+        if !client.is_connected() {
+            // Dropped: the reconnect makes every room resync, which covers these.
+            batch.clear();
+            continue;
+        }
+        let pipeline = client.pipeline();
+        for (channel, payload) in batch.drain(..) {
+            let _: Result<(), _> = pipeline.publish(channel, payload).await;
+        }
+        if pipeline.all::<Value>().await.is_err() {
+            // The others may have missed these: have the bridge announce room heads.
+            let _ = events.try_send(BusEvent::Lagged);
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    fn take_events(&self) -> Option<mpsc::Receiver<BusEvent>> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn connected(&self) -> bool {
+        self.commands.is_connected() && self.subscriber.is_connected()
+    }
+
+    async fn subscribe(&self, channels: Vec<String>) -> Result<(), BusError> {
+        self.ready(&self.subscriber)?;
+        self.subscriber
+            .subscribe(channels)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn unsubscribe(&self, channels: Vec<String>) -> Result<(), BusError> {
+        self.ready(&self.subscriber)?;
+        self.subscriber
+            .unsubscribe(channels)
+            .await
+            .map_err(unavailable)
+    }
+
+    fn publish(&self, channel: String, payload: Bytes) {
+        if self.publish_tx.try_send((channel, payload)).is_err() {
+            tracing::warn!("redis publish queue full: dropping (the rooms will repair)");
+        }
+    }
+
+    async fn publish_now(&self, channel: String, payload: Bytes) -> Result<(), BusError> {
+        self.ready(&self.commands)?;
+        self.commands
+            .publish::<(), _, _>(channel, payload)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn hset(&self, key: &str, field: String, value: String) -> Result<(), BusError> {
+        self.ready(&self.commands)?;
+        self.commands
+            .hset::<(), _, _>(key, (field, value))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn hdel(&self, key: &str, fields: Vec<String>) -> Result<(), BusError> {
+        self.ready(&self.commands)?;
+        if fields.is_empty() {
+            return Ok(());
+        }
+        self.commands
+            .hdel::<(), _, _>(key, fields)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn hgetall(&self, key: &str) -> Result<Vec<(String, String)>, BusError> {
+        self.ready(&self.commands)?;
+        let map: std::collections::HashMap<String, String> =
+            self.commands.hgetall(key).await.map_err(unavailable)?;
+        Ok(map.into_iter().collect())
+    }
+
+    async fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = tokio::time::timeout(COMMAND_TIMEOUT, async {
+            let _ = self.subscriber.quit().await;
+            let _ = self.commands.quit().await;
+        })
+        .await;
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}

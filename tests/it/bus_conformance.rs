@@ -1,0 +1,205 @@
+//! One conformance suite for the Bus seam (`src/bridge/bus.rs`), run against both backends: the
+//! Redis bus on a private redis-server, and the in-process loopback bus.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chorus::bridge::{Bus, BusEvent, LoopbackHub, RedisBus};
+use tokio::sync::mpsc::Receiver;
+
+use crate::processes::RedisServer;
+use crate::support::DEADLINE;
+
+async fn next(events: &mut Receiver<BusEvent>) -> BusEvent {
+    tokio::time::timeout(DEADLINE, events.recv())
+        .await
+        .expect("timed out waiting for a bus event")
+        .expect("bus event stream ended")
+}
+
+/// The next message (connection events skipped).
+async fn next_message(events: &mut Receiver<BusEvent>) -> (String, Bytes) {
+    loop {
+        if let BusEvent::Message { channel, payload } = next(events).await {
+            return (channel, payload);
+        }
+    }
+}
+
+/// Waits until the bus reports `up` (the event may come just before the state changes).
+async fn wait_connected(bus: &dyn Bus, up: bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while bus.connected() != up {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bus never reported connected == {up}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn connected(bus: &dyn Bus) {
+    wait_connected(bus, true).await;
+}
+
+/// The suite: `a` and `b` are two nodes' buses on one backend.
+async fn conformance(a: &dyn Bus, b: &dyn Bus) {
+    connected(a).await;
+    connected(b).await;
+    let mut a_events = a.take_events().expect("events");
+    let mut b_events = b.take_events().expect("events");
+    assert!(a.take_events().is_none(), "the event stream is taken once");
+
+    // Delivery to subscribers of the channel, once, in publish order; the publisher gets its own.
+    b.subscribe(vec!["t:room:x".into(), "t:room:y".into()])
+        .await
+        .expect("subscribe");
+    a.subscribe(vec!["t:room:x".into()])
+        .await
+        .expect("subscribe");
+    a.subscribe(vec!["t:room:x".into()])
+        .await
+        .expect("subscribing twice is harmless");
+    for i in 0..500 {
+        a.publish("t:room:x".into(), Bytes::from(format!("m{i}")));
+    }
+    a.publish("t:room:y".into(), Bytes::from_static(b"only b"));
+    for i in 0..500 {
+        let (channel, payload) = next_message(&mut b_events).await;
+        assert_eq!(
+            (channel.as_str(), &payload[..]),
+            ("t:room:x", format!("m{i}").as_bytes())
+        );
+    }
+    assert_eq!(
+        next_message(&mut b_events).await.1,
+        Bytes::from_static(b"only b")
+    );
+    for i in 0..500 {
+        let (_, payload) = next_message(&mut a_events).await;
+        assert_eq!(
+            &payload[..],
+            format!("m{i}").as_bytes(),
+            "own publish, once, in order"
+        );
+    }
+
+    // Unsubscribed: nothing more on that channel; publish_now waits for the server.
+    b.unsubscribe(vec!["t:room:x".into()])
+        .await
+        .expect("unsubscribe");
+    a.publish_now("t:room:x".into(), Bytes::from_static(b"after"))
+        .await
+        .expect("publish_now");
+    a.publish_now("t:room:y".into(), Bytes::from_static(b"marker"))
+        .await
+        .expect("publish_now");
+    let (channel, payload) = next_message(&mut b_events).await;
+    assert_eq!(
+        (channel.as_str(), &payload[..]),
+        ("t:room:y", &b"marker"[..]),
+        "nothing after unsubscribe"
+    );
+
+    // The presence hash.
+    a.hset("t:presence:x", "f1".into(), "v1".into())
+        .await
+        .expect("hset");
+    b.hset("t:presence:x", "f2".into(), "v2".into())
+        .await
+        .expect("hset");
+    let mut all = a.hgetall("t:presence:x").await.expect("hgetall");
+    all.sort();
+    assert_eq!(
+        all,
+        vec![("f1".into(), "v1".into()), ("f2".into(), "v2".into())]
+    );
+    b.hdel("t:presence:x", vec!["f1".into(), "nope".into()])
+        .await
+        .expect("hdel");
+    b.hdel("t:presence:x", vec![])
+        .await
+        .expect("hdel of nothing");
+    assert_eq!(
+        b.hgetall("t:presence:x").await.expect("hgetall"),
+        vec![("f2".into(), "v2".into())]
+    );
+    assert!(
+        a.hgetall("t:presence:none")
+            .await
+            .expect("hgetall")
+            .is_empty()
+    );
+
+    a.close().await;
+    b.close().await;
+}
+
+#[actix_web::test]
+async fn the_redis_bus_keeps_the_bus_guarantees() {
+    let redis = RedisServer::start().await;
+    let a = RedisBus::connect(&redis.url()).expect("bus");
+    let b = RedisBus::connect(&redis.url()).expect("bus");
+    conformance(&a, &b).await;
+}
+
+#[actix_web::test]
+async fn the_loopback_bus_keeps_the_bus_guarantees() {
+    let hub = LoopbackHub::new();
+    conformance(&hub.bus(), &hub.bus()).await;
+}
+
+#[actix_web::test]
+async fn the_redis_bus_reports_an_outage_and_the_reconnect() {
+    let mut redis = RedisServer::start().await;
+    let bus = RedisBus::connect(&redis.url()).expect("bus");
+    connected(&bus).await;
+    let mut events = bus.take_events().expect("events");
+    redis.kill();
+    loop {
+        if next(&mut events).await == BusEvent::Disconnected {
+            break;
+        }
+    }
+    wait_connected(&bus, false).await;
+    assert!(
+        bus.subscribe(vec!["t:x".into()]).await.is_err(),
+        "fails fast while down"
+    );
+    redis.restart().await;
+    loop {
+        if next(&mut events).await == BusEvent::Connected {
+            break;
+        }
+    }
+    connected(&bus).await;
+    bus.subscribe(vec!["t:x".into()])
+        .await
+        .expect("subscribe after reconnect");
+    bus.close().await;
+}
+
+#[actix_web::test]
+async fn the_loopback_bus_reports_an_outage_and_the_reconnect() {
+    let hub = LoopbackHub::new();
+    let (a, b) = (hub.bus(), hub.bus());
+    let mut events = a.take_events().expect("events");
+    assert_eq!(next(&mut events).await, BusEvent::Connected);
+    a.subscribe(vec!["t:x".into()]).await.expect("subscribe");
+    a.set_connected(false);
+    assert_eq!(next(&mut events).await, BusEvent::Disconnected);
+    assert!(a.subscribe(vec!["t:x".into()]).await.is_err());
+    b.publish("t:x".into(), Bytes::from_static(b"lost"));
+    a.set_connected(true);
+    assert_eq!(
+        next(&mut events).await,
+        BusEvent::Connected,
+        "nothing delivered while down"
+    );
+    a.subscribe(vec!["t:x".into()]).await.expect("subscribe");
+    b.publish("t:x".into(), Bytes::from_static(b"found"));
+    assert_eq!(
+        next_message(&mut events).await.1,
+        Bytes::from_static(b"found")
+    );
+}

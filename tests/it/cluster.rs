@@ -1,0 +1,421 @@
+//! The cluster (issue: bridge over Redis pub/sub): several real nodes on one Postgres and a private
+//! `redis-server`, real WebSocket clients. Posts on any node reach every member on every node in
+//! seq order, exactly once, through Redis outages, dropped pub/sub connections and dead nodes.
+
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::processes::{RedisServer, spawn_node};
+use crate::support::*;
+
+const HEARTBEAT_MS: u64 = 200;
+const DEAD_AFTER_MS: u64 = 1200;
+
+/// A node of a test cluster: the shared database and Redis, a prefix unique to the test, fast
+/// heartbeats. Waits until its bridge is connected and subscribed.
+async fn cluster_node(db: &str, redis: &RedisServer, prefix: &str) -> TestNode {
+    let (hb, dead) = (HEARTBEAT_MS.to_string(), DEAD_AFTER_MS.to_string());
+    let url = redis.url();
+    let node = TestNode::start(
+        db,
+        &[
+            ("redis.url", url.as_str()),
+            ("redis.prefix", prefix),
+            ("cluster.heartbeat_ms", hb.as_str()),
+            ("cluster.dead_after_ms", dead.as_str()),
+            ("limits.msgs_per_sec", "10000"),
+            ("limits.burst", "10000"),
+        ],
+    )
+    .await;
+    wait_ready(&node, true).await;
+    node
+}
+
+async fn readyz(node: &TestNode) -> u16 {
+    http()
+        .get(node.http("/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .status()
+        .as_u16()
+}
+
+/// Waits until `/readyz` answers 200 (`true`) or 503 (`false`).
+async fn wait_ready(node: &TestNode, ready: bool) {
+    let want = if ready { 200 } else { 503 };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while readyz(node).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz never became {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn prefix() -> String {
+    format!("it{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// A test's cluster: its database, its own redis-server, a prefix of its own, and `n` ready nodes.
+struct TestCluster {
+    db: String,
+    redis: RedisServer,
+    prefix: String,
+    nodes: Vec<TestNode>,
+}
+
+impl TestCluster {
+    async fn start(n: usize) -> TestCluster {
+        let (db, redis, prefix) = (fresh_db().await, RedisServer::start().await, prefix());
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(cluster_node(&db, &redis, &prefix).await);
+        }
+        TestCluster {
+            db,
+            redis,
+            prefix,
+            nodes,
+        }
+    }
+
+    async fn add_node(&self) -> TestNode {
+        cluster_node(&self.db, &self.redis, &self.prefix).await
+    }
+
+    async fn stop(self) {
+        for n in self.nodes {
+            n.stop().await;
+        }
+    }
+}
+
+/// Reads message frames until `n` arrived; fails on anything but presence/typing noise and acks.
+async fn seqs(ws: &mut Ws, n: usize) -> Vec<i64> {
+    recv_seqs(ws, n).await
+}
+
+fn one_to(n: i64) -> Vec<i64> {
+    (1..=n).collect()
+}
+
+/// Reads frames until a `presence_diff` arrives (skipping everything else) and returns it.
+async fn next_diff(ws: &mut Ws) -> Value {
+    loop {
+        let v = ws.recv().await;
+        if v["type"] == "presence_diff" {
+            return v;
+        }
+    }
+}
+
+fn users(list: &Value) -> Vec<String> {
+    let mut u: Vec<String> = list
+        .as_array()
+        .expect("user list")
+        .iter()
+        .map(|u| u["user"].as_str().expect("user").to_owned())
+        .collect();
+    u.sort();
+    u
+}
+
+#[actix_web::test]
+async fn post_on_node_a_reaches_members_on_b_and_c() {
+    let cluster = TestCluster::start(3).await;
+    let [a, b, c] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
+    let mut on_b = b.ws("bob").await;
+    let mut on_c = c.ws("carol").await;
+    on_b.join("x").await;
+    on_c.join("x").await;
+    let mut writer = a.ws("ann").await;
+    writer.join("x").await;
+    let ack = writer.post("x", "hello from a").await;
+    for ws in [&mut on_b, &mut on_c] {
+        let m = ws.recv_type("message").await;
+        assert_eq!(
+            (&m["seq"], &m["id"], &m["body"], &m["user"]),
+            (
+                &ack["seq"],
+                &ack["id"],
+                &json!("hello from a"),
+                &json!("ann")
+            )
+        );
+    }
+    // And back: C posts, A and B see it (C's members once, A's after its own).
+    let ack = on_c.post("x", "from c").await;
+    assert_eq!(ack["seq"], 2);
+    assert_eq!(seqs(&mut on_b, 1).await, vec![2]);
+    assert_eq!(seqs(&mut writer, 1).await, vec![2]);
+    assert!(a.metric("chorus_bridge_published_total") >= 1.0);
+    assert!(b.metric("chorus_bridge_received_total") >= 2.0);
+    assert_eq!(b.metric("chorus_bridge_connected"), 1.0);
+    eventually("three nodes see each other", || {
+        [a, b, c]
+            .iter()
+            .all(|n| n.metric("chorus_cluster_nodes") == 3.0)
+    })
+    .await;
+    cluster.stop().await;
+}
+
+#[actix_web::test]
+async fn eight_writers_on_three_nodes_into_one_room_every_client_sees_exactly_1_to_n() {
+    let cluster = TestCluster::start(3).await;
+    let nodes = &cluster.nodes;
+    let mut readers = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for j in 0..2 {
+            let mut ws = node.ws(&format!("reader{i}{j}")).await;
+            ws.join("busy").await;
+            readers.push(ws);
+        }
+    }
+    const WRITERS: usize = 8;
+    const EACH: usize = 40;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let mut ws = nodes[w % 3].ws(&format!("writer{w}")).await;
+        ws.join("busy").await;
+        writers.push(ws);
+    }
+    // Every writer pipelines all of its sends at once, all writers concurrently.
+    let sends = writers.iter_mut().enumerate().map(|(w, ws)| async move {
+        for i in 0..EACH {
+            let frame = json!({"type":"send","room":"busy","body":format!("{w}-{i}"),
+                               "client_msg_id":format!("{w}-{i}")});
+            ws.stream
+                .feed(WsMessage::text(frame.to_string()))
+                .await
+                .expect("feed");
+        }
+        ws.stream.flush().await.expect("flush");
+    });
+    futures_util::future::join_all(sends).await;
+    let n = (WRITERS * EACH) as i64;
+    for (i, ws) in readers.iter_mut().enumerate() {
+        assert_eq!(seqs(ws, n as usize).await, one_to(n), "reader {i}");
+    }
+    for (w, ws) in writers.iter_mut().enumerate() {
+        assert_eq!(seqs(ws, n as usize).await, one_to(n), "writer {w}");
+    }
+    cluster.stop().await;
+}
+
+#[actix_web::test]
+async fn redis_down_for_seconds_then_back_b_gets_every_message_once_in_order() {
+    let mut cluster = TestCluster::start(2).await;
+    let [a, b] = [&cluster.nodes[0], &cluster.nodes[1]];
+    let mut member = b.ws("bob").await;
+    member.join("outage").await;
+    let mut writer = a.ws("ann").await;
+    writer.join("outage").await;
+    writer.post("outage", "before").await;
+    assert_eq!(seqs(&mut member, 1).await, vec![1]);
+
+    cluster.redis.kill();
+    wait_ready(a, false).await;
+    wait_ready(b, false).await;
+    assert_eq!(a.metric("chorus_bridge_connected"), 0.0);
+    // Posting goes on: commits and local delivery do not need Redis.
+    let down_since = Instant::now();
+    let mut posted = 1;
+    while down_since.elapsed() < Duration::from_secs(3) {
+        posted += 1;
+        assert_eq!(writer.post("outage", "during").await["seq"], posted);
+    }
+    assert_eq!(readyz(a).await, 503, "still 503 while Redis is down");
+
+    cluster.redis.restart().await;
+    let back = Instant::now();
+    writer.post("outage", "after").await;
+    posted += 1;
+    assert_eq!(
+        seqs(&mut member, posted as usize - 1).await,
+        (2..=posted).collect::<Vec<_>>()
+    );
+    let repaired = back.elapsed();
+    assert!(
+        repaired < Duration::from_secs(10),
+        "repair took {repaired:?} after Redis returned"
+    );
+    wait_ready(a, true).await;
+    wait_ready(b, true).await;
+    assert!(b.metric("chorus_gaps_repaired_total") > 0.0);
+    cluster.stop().await;
+}
+
+#[actix_web::test]
+async fn a_dropped_pubsub_connection_is_repaired_from_postgres_without_reconnecting_the_client() {
+    let cluster = TestCluster::start(2).await;
+    let [a, b] = [&cluster.nodes[0], &cluster.nodes[1]];
+    let mut member = b.ws("bob").await;
+    member.join("drop").await;
+    rest_post(a, "drop", "one").await;
+    assert_eq!(seqs(&mut member, 1).await, vec![1]);
+
+    // Kill every subscriber connection: what is published before they resubscribe is lost to them.
+    let killed = cluster
+        .redis
+        .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .await;
+    assert_ne!(killed, ":0", "no pub/sub connection was killed");
+    for body in ["two", "three", "four"] {
+        rest_post(a, "drop", body).await;
+    }
+    assert_eq!(seqs(&mut member, 3).await, vec![2, 3, 4]);
+    // Still the same socket: it answers, and live delivery continues.
+    member.send(json!({"type":"ping","ref":"p"})).await;
+    assert_eq!(member.recv_type("pong").await["ref"], "p");
+    rest_post(a, "drop", "five").await;
+    assert_eq!(seqs(&mut member, 1).await, vec![5]);
+    cluster.stop().await;
+}
+
+#[actix_web::test]
+async fn a_sigkilled_node_leaves_presence_within_dead_after_plus_a_heartbeat() {
+    let cluster = TestCluster::start(1).await;
+    let survivor = &cluster.nodes[0];
+    let (hb, dead, url, p) = (
+        HEARTBEAT_MS.to_string(),
+        DEAD_AFTER_MS.to_string(),
+        cluster.redis.url(),
+        cluster.prefix.clone(),
+    );
+    let (mut child, addr) = spawn_node(
+        &cluster.db,
+        &[
+            ("CHORUS__REDIS__URL", &url),
+            ("CHORUS__REDIS__PREFIX", &p),
+            ("CHORUS__CLUSTER__HEARTBEAT_MS", &hb),
+            ("CHORUS__CLUSTER__DEAD_AFTER_MS", &dead),
+        ],
+    );
+    let mut watcher = survivor.ws("watcher").await;
+    watcher.join("lobby").await;
+    eventually("the survivor hears the doomed node", || {
+        survivor.metric("chorus_cluster_nodes") == 2.0
+    })
+    .await;
+    let mut doomed = Ws::connect(addr.parse().expect("addr"), &token("bob")).await;
+    doomed.send(json!({"type":"join","room":"lobby"})).await;
+    doomed.recv_type("joined").await;
+    let snapshot = doomed.recv_type("presence").await;
+    assert_eq!(users(&snapshot["users"]), vec!["bob", "watcher"]);
+    let diff = next_diff(&mut watcher).await;
+    assert_eq!(users(&diff["joins"]), vec!["bob"]);
+
+    child.kill().expect("SIGKILL");
+    let killed = Instant::now();
+    let _ = child.wait();
+    let diff = next_diff(&mut watcher).await;
+    let took = killed.elapsed();
+    assert_eq!(users(&diff["leaves"]), vec!["bob"]);
+    let bound = Duration::from_millis(DEAD_AFTER_MS + HEARTBEAT_MS);
+    // One more heartbeat of slack: expiry is checked on the survivor's own heartbeat tick.
+    assert!(
+        took <= bound + Duration::from_millis(HEARTBEAT_MS),
+        "bob left after {took:?}, bound {bound:?} (+ one tick)"
+    );
+    eventually("the dead node is no longer counted", || {
+        survivor.metric("chorus_cluster_nodes") == 1.0
+    })
+    .await;
+    // And the shared presence no longer lists bob for a node that starts serving the room now.
+    let late = cluster.add_node().await;
+    let res: Value = http()
+        .get(late.http("/api/rooms/lobby/presence"))
+        .bearer_auth(token("x"))
+        .send()
+        .await
+        .expect("presence")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(users(&res["users"]), vec!["watcher"]);
+    late.stop().await;
+    cluster.stop().await;
+}
+
+#[actix_web::test]
+async fn a_user_on_two_nodes_counts_once_and_leaves_with_the_last_socket() {
+    let cluster = TestCluster::start(3).await;
+    let [a, b, c] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
+    let mut watcher = c.ws("watcher").await;
+    watcher.join("p").await;
+    let mut alice_a = a.ws("alice").await;
+    alice_a.join("p").await;
+    assert_eq!(
+        users(&next_diff(&mut watcher).await["joins"]),
+        vec!["alice"]
+    );
+    let mut alice_b = b.ws("alice").await;
+    alice_b.send(json!({"type":"join","room":"p"})).await;
+    alice_b.recv_type("joined").await;
+    let snapshot = alice_b.recv_type("presence").await;
+    assert_eq!(users(&snapshot["users"]), vec!["alice", "watcher"]);
+
+    // REST presence on a third node: alice once.
+    let res: Value = http()
+        .get(c.http("/api/rooms/p/presence"))
+        .bearer_auth(token("x"))
+        .send()
+        .await
+        .expect("presence")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(users(&res["users"]), vec!["alice", "watcher"]);
+
+    // Typing crosses nodes too, and not back to the typist's own sockets.
+    alice_a.send(json!({"type":"typing","room":"p"})).await;
+    let typing = watcher.recv_type("typing").await;
+    assert_eq!(typing["user"], "alice");
+
+    // The first socket leaving changes nothing; the last one is a leave.
+    alice_a.send(json!({"type":"leave","room":"p"})).await;
+    alice_a.recv_type("left").await;
+    alice_b.send(json!({"type":"leave","room":"p"})).await;
+    alice_b.recv_type("left").await;
+    let diff = next_diff(&mut watcher).await;
+    assert_eq!(users(&diff["leaves"]), vec!["alice"]);
+    assert!(diff["joins"].as_array().expect("joins").is_empty());
+    cluster.stop().await;
+}
+
+#[actix_web::test]
+async fn reconnecting_to_another_node_with_since_gets_exactly_the_missed_messages() {
+    let cluster = TestCluster::start(2).await;
+    let [a, b] = [&cluster.nodes[0], &cluster.nodes[1]];
+    let mut writer = b.ws("w").await;
+    writer.join("resume").await;
+    let mut reader = a.ws("r").await;
+    let joined = reader.join("resume").await;
+    for i in 1..=3 {
+        writer.post("resume", &format!("m{i}")).await;
+    }
+    assert_eq!(seqs(&mut reader, 3).await, vec![1, 2, 3]);
+    drop(reader);
+    for i in 4..=6 {
+        writer.post("resume", &format!("m{i}")).await;
+    }
+    let mut back = b.ws("r").await;
+    back.send(json!({"type":"join","room":"resume","since":3,"epoch":joined["epoch"]}))
+        .await;
+    let rejoined = back.recv_type("joined").await;
+    assert_eq!(rejoined["recovered"], true);
+    assert_eq!(seqs(&mut back, 3).await, vec![4, 5, 6]);
+    // Live after the seam, posted on the other node.
+    let mut late = a.ws("late").await;
+    late.join("resume").await;
+    late.post("resume", "m7").await;
+    assert_eq!(seqs(&mut back, 1).await, vec![7]);
+    cluster.stop().await;
+}

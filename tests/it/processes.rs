@@ -1,0 +1,133 @@
+//! Processes the tests start and stop themselves: a private `redis-server` per test (on a free
+//! port, killed and restarted at will, stopped on drop) and the real `chorus` binary.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{DEADLINE, SECRET};
+
+/// A `redis-server` of this test's own. Nothing is saved to disk; a restart starts empty.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = RedisServer { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Starts the server (again, on the same port) and waits until it answers PING.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis-server is already running");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--logfile", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run redis-server ({e}): the cluster tests start their own. Install it \
+                     with `apt-get install redis-server` (.ci/run does)."
+                )
+            });
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            if self
+                .try_command(&["PING"])
+                .await
+                .is_ok_and(|r| r == "+PONG")
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server on port {} did not answer PING",
+                self.port
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the server at once (SIGKILL: no goodbye to its clients).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends one command and returns the first line of the reply (e.g. `+OK`, `:1`).
+    pub async fn command(&self, args: &[&str]) -> String {
+        self.try_command(args).await.expect("redis command")
+    }
+
+    async fn try_command(&self, args: &[&str]) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(self.addr()).await?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        stream.write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        tokio::io::BufReader::new(stream)
+            .read_line(&mut line)
+            .await?;
+        Ok(line.trim_end().to_owned())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the real binary (`chorus serve` on a free port) with the test secret, Postgres at
+/// `db_url`, and `extra` environment; returns the child and the address it logged.
+pub fn spawn_node(db_url: &str, extra: &[(&str, &str)]) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+    cmd.args(["serve", "--bind", "127.0.0.1:0"])
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .env("CHORUS__DATABASE__URL", db_url)
+        .env("CHORUS__AUTH__JWT_SECRET", SECRET)
+        .env("CHORUS__HTTP__WORKERS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn chorus");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening addr=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(DEADLINE).expect("node logs its address");
+    (child, addr)
+}
