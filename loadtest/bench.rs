@@ -1,7 +1,9 @@
 //! Chorus bench client: N WebSocket sockets in R rooms, each posting at a fixed rate for a while;
-//! every body carries its send time, so each receiver measures send → receipt latency. Prints a
-//! JSON summary: sent, acked, delivered vs expected (acked × room members), latency percentiles,
-//! and (with --pid) the server's RSS idle and at peak under load.
+//! every body carries its send time and the sender's node, so each receiver measures send → receipt
+//! latency, split into same-node and cross-node deliveries when sockets are spread over several
+//! nodes (`--url a,b`). Prints a JSON summary: sent, acked, delivered vs expected (acked × room
+//! members), order violations (a seq that is not the previous one + 1), latency percentiles, and
+//! (with --pid) the servers' RSS idle and at peak under load.
 //!
 //! Run against a node started by `loadtest/run` (or any node sharing the JWT secret):
 //! `cargo run --release --example bench -- --url ws://127.0.0.1:8080 --secret S --sockets 1000 --rooms 10`
@@ -41,6 +43,9 @@ struct Args {
     /// Room name prefix (a fresh one per run keeps runs apart).
     #[arg(long, default_value = "bench")]
     prefix: String,
+    /// A delivery later than this counts as late (see `late_deliveries` in the summary).
+    #[arg(long, default_value_t = 1000)]
+    late_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +54,8 @@ struct Frame<'a> {
     kind: &'a str,
     #[serde(default)]
     body: Option<&'a str>,
+    #[serde(default)]
+    seq: Option<i64>,
     #[serde(default)]
     code: Option<&'a str>,
 }
@@ -59,6 +66,33 @@ struct Counters {
     acked: AtomicU64,
     delivered: AtomicU64,
     errors: AtomicU64,
+    /// Deliveries whose seq was not the previous one + 1 for that socket (gap, duplicate, reorder).
+    out_of_order: AtomicU64,
+    /// Deliveries later than `--late-ms` (e.g. held up by a Redis outage), and when the last
+    /// of them arrived (Unix ms): with the outage's end, how long the repair took.
+    late: AtomicU64,
+    last_late_unix_ms: AtomicU64,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram")
+}
+
+fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "count": h.len(),
+        "p50": h.value_at_quantile(0.50) as f64 / 1000.0,
+        "p90": h.value_at_quantile(0.90) as f64 / 1000.0,
+        "p99": h.value_at_quantile(0.99) as f64 / 1000.0,
+        "max": h.max() as f64 / 1000.0,
+    })
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -90,15 +124,18 @@ async fn main() -> anyhow::Result<()> {
         acked_per_room.push(Arc::new(AtomicU64::new(0)));
     }
     let send_for = Duration::from_secs(args.duration);
+    let late_us = args.late_ms * 1000;
     let period = Duration::from_secs_f64(1.0 / args.rate);
     let mut tasks = Vec::new();
     for i in 0..args.sockets {
         let room_ix = i % args.rooms;
         members[room_ix] += 1;
         let room = format!("{}-{room_ix}", args.prefix);
+        // Every room gets members on every node (sockets i, i+rooms, … alternate nodes).
+        let node_ix = (i / args.rooms) % args.url.len();
         let url = format!(
             "{}/ws?access_token={}",
-            args.url[i % args.url.len()],
+            args.url[node_ix],
             auth.issue(
                 &format!("u{i}"),
                 None,
@@ -114,7 +151,9 @@ async fn main() -> anyhow::Result<()> {
             acked_per_room[room_ix].clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            // Same-node and cross-node deliveries, measured apart.
+            let (mut same, mut cross) = (histogram(), histogram());
+            let mut last_seq: Option<i64> = None;
             let (ws, _) = tokio_tungstenite::connect_async(url)
                 .await
                 .expect("connect");
@@ -147,7 +186,8 @@ async fn main() -> anyhow::Result<()> {
                     while Instant::now() < until {
                         tick.tick().await;
                         let t = epoch.elapsed().as_micros() as u64;
-                        let f = format!(r#"{{"type":"send","room":"{room}","body":"{t}"}}"#);
+                        let f =
+                            format!(r#"{{"type":"send","room":"{room}","body":"{t}:{node_ix}"}}"#);
                         if tx.send(Message::text(f)).await.is_err() {
                             break;
                         }
@@ -165,9 +205,32 @@ async fn main() -> anyhow::Result<()> {
                     match f.kind {
                         "message" => {
                             let now = epoch.elapsed().as_micros() as u64;
-                            if let Some(sent) = f.body.and_then(|b| b.parse::<u64>().ok()) {
-                                let _ = hist.record(now.saturating_sub(sent).max(1));
+                            let parsed =
+                                f.body.and_then(|b| b.split_once(':')).and_then(|(t, n)| {
+                                    Some((t.parse::<u64>().ok()?, n.parse::<usize>().ok()?))
+                                });
+                            if let Some((sent, from)) = parsed {
+                                let h = if from == node_ix {
+                                    &mut same
+                                } else {
+                                    &mut cross
+                                };
+                                let latency = now.saturating_sub(sent).max(1);
+                                let _ = h.record(latency);
+                                if latency > late_us {
+                                    counters.late.fetch_add(1, Ordering::Relaxed);
+                                    counters
+                                        .last_late_unix_ms
+                                        .fetch_max(unix_ms(), Ordering::Relaxed);
+                                }
                             }
+                            if last_seq
+                                .zip(f.seq)
+                                .is_some_and(|(prev, seq)| seq != prev + 1)
+                            {
+                                counters.out_of_order.fetch_add(1, Ordering::Relaxed);
+                            }
+                            last_seq = f.seq.or(last_seq);
                             counters.delivered.fetch_add(1, Ordering::Relaxed);
                         }
                         "ack" => {
@@ -190,7 +253,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut receiver).await;
             let _ = tx.close().await;
-            hist
+            (same, cross)
         }));
     }
     joined.wait().await;
@@ -213,9 +276,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let started = Instant::now();
     start.wait().await;
-    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut all, mut same, mut cross) = (histogram(), histogram(), histogram());
     for t in tasks {
-        all.add(t.await?)?;
+        let (s, c) = t.await?;
+        all.add(&s)?;
+        all.add(&c)?;
+        same.add(s)?;
+        cross.add(c)?;
     }
     let elapsed = started.elapsed();
     sampler.abort();
@@ -238,12 +305,12 @@ async fn main() -> anyhow::Result<()> {
         "expected": expected,
         "delivered_ratio": if expected == 0 { 0.0 } else { delivered as f64 / expected as f64 },
         "deliveries_per_s": delivered as f64 / args.duration as f64,
-        "latency_ms": {
-            "p50": all.value_at_quantile(0.50) as f64 / 1000.0,
-            "p90": all.value_at_quantile(0.90) as f64 / 1000.0,
-            "p99": all.value_at_quantile(0.99) as f64 / 1000.0,
-            "max": all.max() as f64 / 1000.0,
-        },
+        "out_of_order": counters.out_of_order.load(Ordering::Relaxed),
+        "late_deliveries": counters.late.load(Ordering::Relaxed),
+        "last_late_delivery_unix_ms": counters.last_late_unix_ms.load(Ordering::Relaxed),
+        "latency_ms": percentiles(&all),
+        "latency_same_node_ms": percentiles(&same),
+        "latency_cross_node_ms": percentiles(&cross),
         "server_rss_kib": { "idle_after_join": rss_idle, "peak_under_load": rss_peak },
         "wall_s": elapsed.as_secs_f64(),
     });

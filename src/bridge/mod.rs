@@ -395,6 +395,11 @@ impl Bridge {
                 tracing::warn!(dead = %node, "node missed its heartbeats: removing its presence");
                 self.tell_rooms(|| FromCluster::NodeDown(node.clone()));
             }
+        } else {
+            // Redis is only the fast path: while it is away, every room re-reads its head from the
+            // store once a heartbeat and repairs, so members on different nodes still see each
+            // other's messages (a heartbeat late) instead of waiting for Redis to come back.
+            self.tell_rooms(|| FromCluster::CatchUp);
         }
         let beating = self.cluster.liveness().beating();
         inner.metrics.cluster_nodes.set(beating as i64 + 1);

@@ -24,6 +24,9 @@ use super::bus::{Bus, BusError, BusEvent, COMMAND_TIMEOUT, EVENT_CAPACITY};
 const PUBLISH_CAPACITY: usize = 65_536;
 /// Most payloads in one pipeline.
 const PIPELINE_MAX: usize = 1024;
+/// fred's notification channels (messages, reconnects, errors, ...) preallocate this many slots
+/// each; a reader this far behind gets `Lagged` and the rooms repair. 65 536 cost ~70 MiB RSS.
+const NOTIFY_CAPACITY: usize = 4096;
 
 pub struct RedisBus {
     commands: Client,
@@ -45,7 +48,7 @@ impl RedisBus {
         let mut builder = Builder::from_config(config);
         builder
             .with_performance_config(|p| {
-                p.broadcast_channel_capacity = EVENT_CAPACITY;
+                p.broadcast_channel_capacity = NOTIFY_CAPACITY;
                 p.default_command_timeout = COMMAND_TIMEOUT;
             })
             .with_connection_config(|c| {
@@ -176,7 +179,9 @@ impl Bus for RedisBus {
     }
 
     fn connected(&self) -> bool {
-        self.commands.is_connected() && self.subscriber.is_connected()
+        !self.closed.load(Ordering::SeqCst)
+            && self.commands.is_connected()
+            && self.subscriber.is_connected()
     }
 
     async fn subscribe(&self, channels: Vec<String>) -> Result<(), BusError> {

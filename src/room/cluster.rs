@@ -205,6 +205,24 @@ impl Room {
         self.flush(ctx);
     }
 
+    /// Reads the room's head from the store and repairs up to it (while the bus is down).
+    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+        if self.head.is_none() || self.members.is_empty() {
+            return;
+        }
+        let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
+        ctx.spawn(
+            async move { store.head(&room).await }.into_actor(self).map(
+                |head, act, ctx| match head {
+                    Ok(h) => act.learn_head(h.last_seq, ctx),
+                    Err(e) => {
+                        tracing::debug!(room = %act.id, error = %e, "catch-up head read failed")
+                    }
+                },
+            ),
+        );
+    }
+
     /// After the bus came back (or lost envelopes): read the head and presence again, re-announce
     /// this node's users (the hash may have been lost with a Redis restart), tell the others this
     /// room's head so they repair what this node could not publish, and repair from the store.
@@ -286,6 +304,7 @@ impl Handler<FromCluster> for Room {
             FromCluster::Event(env) => self.on_envelope(env, ctx),
             FromCluster::NodeDown(node) => self.on_node_down(&node),
             FromCluster::Resync => self.resync(ctx),
+            FromCluster::CatchUp => self.catch_up(ctx),
         }
     }
 }

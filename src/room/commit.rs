@@ -167,18 +167,17 @@ impl Room {
         }
     }
 
-    /// Fetches the missing seqs between what was delivered and the first held message (or, with
-    /// nothing held, the highest seq known to be committed), at most `REPAIR_MAX` at a time.
+    /// Fetches every missing seq up to the highest held message (or the highest seq known to be
+    /// committed, if higher), at most `REPAIR_MAX` at a time, in one read. All gaps at once: when
+    /// two nodes interleave commits in one room while Redis is down, every other seq is a gap, and
+    /// filling one per read would fall further behind with every message.
     pub(super) fn repair_gap(&mut self, ctx: &mut Context<Self>) {
         let Some(head) = &self.head else {
             return;
         };
         let after = head.delivered;
-        let upto = match self.reorder.first_key_value() {
-            Some((&first, _)) => first - 1,
-            None => self.known_head,
-        }
-        .min(after + REPAIR_MAX);
+        let held = self.reorder.last_key_value().map_or(0, |(&last, _)| last);
+        let upto = held.max(self.known_head).min(after + REPAIR_MAX);
         if upto <= after {
             return self.flush(ctx);
         }
@@ -190,14 +189,16 @@ impl Room {
                     match res {
                         Ok(messages) => {
                             let now = Instant::now();
-                            act.registry
-                                .deps
-                                .metrics
-                                .gaps_repaired
-                                .inc_by(messages.len() as u64);
-                            for m in messages {
-                                act.reorder.insert(m.seq, (Arc::new(m), now));
+                            let delivered = act.head.as_ref().map_or(0, |h| h.delivered);
+                            let mut filled = 0;
+                            for m in messages.into_iter().filter(|m| m.seq > delivered) {
+                                // Held messages keep their own commit instant.
+                                act.reorder.entry(m.seq).or_insert_with(|| {
+                                    filled += 1;
+                                    (Arc::new(m), now)
+                                });
                             }
+                            act.registry.deps.metrics.gaps_repaired.inc_by(filled);
                         }
                         Err(e) => tracing::warn!(room = %act.id, error = %e, "gap repair failed"),
                     }

@@ -173,6 +173,8 @@ pub enum FromCluster {
     Event(crate::bridge::envelope::RoomEnvelope),
     /// A node died or left: its users are no longer here.
     NodeDown(String),
+    /// The bus is down: read the head from the store and repair up to it.
+    CatchUp,
     /// The bus came back or lost envelopes: repair from the store, re-read and re-announce
     /// presence, and tell the others this room's head.
     Resync,
