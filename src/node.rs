@@ -157,8 +157,9 @@ impl Node {
         if let Some(cluster) = &cluster {
             let (cluster, rooms) = (cluster.clone(), registry.clone());
             let beat = Duration::from_millis(settings.cluster.heartbeat_ms);
+            let dead_after = Duration::from_millis(settings.cluster.dead_after_ms);
             Bridge::start_in_arbiter(&arbiters[0].handle(), move |_| {
-                Bridge::new(cluster, rooms, beat)
+                Bridge::new(cluster, rooms, beat, dead_after)
             });
         }
         let limits = &settings.limits;

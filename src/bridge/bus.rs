@@ -10,8 +10,8 @@
 //!   bridge repairs from the store: the bus never has to be reliable, only honest about failing.
 //! - A bus receives its own publishes on channels it subscribes to; the bridge drops them by origin.
 //! - `subscribe` and `unsubscribe` take effect in call order; subscribing twice is harmless.
-//! - The hash operations are plain key/field/value storage, lost when the server restarts (the
-//!   bridge rewrites its entries after every reconnect).
+//! - The hash and key operations are plain storage, lost when the server restarts (the bridge
+//!   rewrites its entries after every reconnect, and its alive mark every heartbeat).
 
 use std::time::Duration;
 
@@ -72,6 +72,12 @@ pub trait Bus: Send + Sync + 'static {
     async fn hdel(&self, key: &str, fields: Vec<String>) -> Result<(), BusError>;
 
     async fn hgetall(&self, key: &str) -> Result<Vec<(String, String)>, BusError>;
+
+    /// Sets `key` for `ttl` (a node's "alive" mark, refreshed every heartbeat).
+    async fn set_expiring(&self, key: &str, ttl: Duration) -> Result<(), BusError>;
+
+    /// Which of `keys` exist (unexpired), in order.
+    async fn exist(&self, keys: Vec<String>) -> Result<Vec<bool>, BusError>;
 
     /// Closes connections and ends the event stream.
     async fn close(&self);

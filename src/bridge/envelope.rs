@@ -5,6 +5,8 @@
 //! - Node channel `<prefix>:nodes`: a [`NodeNotice`] (heartbeat or goodbye) from every node.
 //! - Presence hash `<prefix>:presence:<room>`: one field per (node, user) present on that node, so a
 //!   node that starts serving a room can read who is there without asking every node.
+//! - Alive key `<prefix>:node:<id>`: refreshed every heartbeat, expiring after `dead_after_ms`, so
+//!   a node that never heard another one can still tell a dead node's leftover presence entries.
 //!
 //! Every payload is JSON and starts with `v`; a node ignores (and logs) a version it does not know,
 //! so a rolling deploy of a newer protocol never crashes an older node.
@@ -94,6 +96,11 @@ impl Names {
 
     pub fn nodes_channel(&self) -> String {
         format!("{}:nodes", self.prefix)
+    }
+
+    /// Exists while the node is alive: set with a `dead_after_ms` expiry every heartbeat.
+    pub fn alive_key(&self, node: &str) -> String {
+        format!("{}:node:{}", self.prefix, node)
     }
 
     pub fn presence_key(&self, room: &RoomId) -> String {

@@ -69,6 +69,11 @@ impl Liveness {
         }
     }
 
+    /// Whether heartbeats from `node` arrive.
+    pub fn is_beating(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(|(_, b)| *b)
+    }
+
     /// Nodes whose heartbeats arrive (this node not included).
     pub fn beating(&self) -> usize {
         self.nodes.values().filter(|(_, b)| *b).count()

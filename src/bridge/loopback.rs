@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,6 +18,8 @@ struct HubState {
     /// Bus id → (its subscribed channels, its event sender).
     buses: HashMap<usize, (HashSet<String>, mpsc::Sender<BusEvent>)>,
     hashes: HashMap<String, HashMap<String, String>>,
+    /// Key → when it expires.
+    expiring: HashMap<String, Instant>,
 }
 
 /// What several loopback buses share: subscriptions and hashes.
@@ -172,6 +175,23 @@ impl Bus for LoopbackBus {
             .get(key)
             .map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default())
+    }
+
+    async fn set_expiring(&self, key: &str, ttl: Duration) -> Result<(), BusError> {
+        self.check()?;
+        let mut state = self.hub.lock();
+        state.expiring.insert(key.to_owned(), Instant::now() + ttl);
+        Ok(())
+    }
+
+    async fn exist(&self, keys: Vec<String>) -> Result<Vec<bool>, BusError> {
+        self.check()?;
+        let state = self.hub.lock();
+        let now = Instant::now();
+        Ok(keys
+            .iter()
+            .map(|k| state.expiring.get(k).is_some_and(|at| *at > now))
+            .collect())
     }
 
     async fn close(&self) {

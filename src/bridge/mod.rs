@@ -175,8 +175,21 @@ impl Cluster {
         }
     }
 
-    /// Subscribes to the node channel and every wanted room channel again (after a reconnect).
-    async fn renew(&self) -> bool {
+    /// Marks this node alive, then subscribes to the node channel and every wanted room channel
+    /// again (after a reconnect). The mark comes first: a node that announces users before its
+    /// alive key exists could have them taken for a dead node's leftovers.
+    async fn renew(&self, dead_after: Duration) -> bool {
+        let alive = self.inner.names.alive_key(&self.inner.node);
+        if self
+            .inner
+            .bus
+            .set_expiring(&alive, dead_after)
+            .await
+            .is_err()
+        {
+            self.inner.subscribed.store(false, Ordering::SeqCst);
+            return false;
+        }
         let wanted = self.inner.wanted.lock().await;
         let mut channels: Vec<String> = wanted.keys().cloned().collect();
         channels.push(self.inner.names.nodes_channel());
@@ -221,8 +234,11 @@ impl Cluster {
         }
     }
 
-    /// Who the shared hash says is in `room`, by node. Nodes found there start a liveness clock,
-    /// so entries of a node that died unseen are removed after `dead_after_ms`.
+    /// Who the shared hash says is in `room`, by node, without the entries of dead nodes: a node is
+    /// alive while its heartbeats arrive here or its alive key exists. Dead nodes' entries are
+    /// deleted on the way (the node that died may have been the room's only server, and nobody
+    /// else would ever clean them). Nodes found here start a liveness clock, so rooms hear when one
+    /// dies.
     pub async fn presence(&self, room: &RoomId) -> Result<Vec<(String, PresenceUser)>, BusError> {
         let raw = self
             .inner
@@ -233,12 +249,34 @@ impl Cluster {
             .iter()
             .filter_map(|(f, v)| envelope::parse_presence_entry(f, v))
             .collect();
+        let mut unsure: Vec<String> = entries
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| **n != self.inner.node && !self.liveness().is_beating(n))
+            .cloned()
+            .collect();
+        unsure.sort();
+        unsure.dedup();
+        let keys = unsure
+            .iter()
+            .map(|n| self.inner.names.alive_key(n))
+            .collect();
+        let alive = self.inner.bus.exist(keys).await?;
+        let dead: Vec<&String> = unsure
+            .iter()
+            .zip(alive)
+            .filter(|(_, alive)| !alive)
+            .map(|(n, _)| n)
+            .collect();
+        let (live, gone): (Vec<_>, Vec<_>) =
+            entries.into_iter().partition(|(n, _)| !dead.contains(&n));
+        self.forget(room, gone.into_iter().map(|(n, u)| (n, u.user)).collect());
         let now = Instant::now();
-        let mut live = self.liveness();
-        for (node, _) in entries.iter().filter(|(n, _)| *n != self.inner.node) {
-            live.mention(node, now);
+        let mut liveness = self.liveness();
+        for (node, _) in live.iter().filter(|(n, _)| *n != self.inner.node) {
+            liveness.mention(node, now);
         }
-        Ok(entries)
+        Ok(live)
     }
 
     /// Who is in `room` on the other nodes, each user once (for a node not serving the room).
@@ -342,10 +380,17 @@ pub struct Bridge {
     nodes_channel: String,
     /// A renewal is under way.
     renewing: bool,
+    /// How long this node's alive key lives after each heartbeat.
+    dead_after: Duration,
 }
 
 impl Bridge {
-    pub fn new(cluster: Cluster, registry: Registry, heartbeat: Duration) -> Bridge {
+    pub fn new(
+        cluster: Cluster,
+        registry: Registry,
+        heartbeat: Duration,
+        dead_after: Duration,
+    ) -> Bridge {
         let events = cluster.inner.bus.take_events();
         let nodes_channel = cluster.inner.names.nodes_channel();
         Bridge {
@@ -355,6 +400,7 @@ impl Bridge {
             events,
             nodes_channel,
             renewing: false,
+            dead_after,
         }
     }
 
@@ -383,8 +429,11 @@ impl Bridge {
                 event: NodeEvent::Heartbeat,
             };
             let (bus, channel) = (inner.bus.clone(), self.nodes_channel.clone());
+            let alive = inner.names.alive_key(&inner.node);
+            let ttl = self.dead_after;
             ctx.spawn(
                 async move {
+                    let _ = bus.set_expiring(&alive, ttl).await;
                     let _ = bus.publish_now(channel, notice.encode()).await;
                 }
                 .into_actor(self),
@@ -462,10 +511,10 @@ impl Bridge {
 
     /// After a reconnect or a loss: subscribe again, then have every room repair and re-announce.
     fn resync(&mut self, ctx: &mut Context<Self>) {
-        let cluster = self.cluster.clone();
+        let (cluster, dead_after) = (self.cluster.clone(), self.dead_after);
         self.renewing = true;
         ctx.spawn(
-            async move { cluster.renew().await }
+            async move { cluster.renew(dead_after).await }
                 .into_actor(self)
                 .map(|renewed, act, _| {
                     act.renewing = false;

@@ -240,6 +240,24 @@ impl Bus for RedisBus {
         Ok(map.into_iter().collect())
     }
 
+    async fn set_expiring(&self, key: &str, ttl: Duration) -> Result<(), BusError> {
+        self.ready(&self.commands)?;
+        let ms = ttl.as_millis().max(1) as i64;
+        self.commands
+            .set::<(), _, _>(key, "1", Some(Expiration::PX(ms)), None, false)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn exist(&self, keys: Vec<String>) -> Result<Vec<bool>, BusError> {
+        self.ready(&self.commands)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<String>> = self.commands.mget(keys).await.map_err(unavailable)?;
+        Ok(values.into_iter().map(|v| v.is_some()).collect())
+    }
+
     async fn close(&self) {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;

@@ -131,6 +131,26 @@ async fn conformance(a: &dyn Bus, b: &dyn Bus) {
             .is_empty()
     );
 
+    // Expiring keys (a node's alive mark).
+    a.set_expiring("t:node:a", Duration::from_millis(300))
+        .await
+        .expect("set");
+    assert_eq!(
+        b.exist(vec!["t:node:a".into(), "t:node:b".into()])
+            .await
+            .expect("exist"),
+        vec![true, false]
+    );
+    assert!(b.exist(vec![]).await.expect("exist of nothing").is_empty());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while b.exist(vec!["t:node:a".into()]).await.expect("exist") != vec![false] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     a.close().await;
     b.close().await;
 }

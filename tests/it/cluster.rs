@@ -383,6 +383,9 @@ async fn a_sigkilled_node_leaves_presence_within_dead_after_plus_a_heartbeat() {
     })
     .await;
     let mut doomed = Ws::connect(addr.parse().expect("addr"), &token("bob")).await;
+    // A room only the doomed node serves: nobody but a later reader can clean it up.
+    doomed.send(json!({"type":"join","room":"lonely"})).await;
+    doomed.recv_type("joined").await;
     doomed.send(json!({"type":"join","room":"lobby"})).await;
     doomed.recv_type("joined").await;
     let snapshot = doomed.recv_type("presence").await;
@@ -418,6 +421,33 @@ async fn a_sigkilled_node_leaves_presence_within_dead_after_plus_a_heartbeat() {
         .await
         .expect("json");
     assert_eq!(users(&res["users"]), vec!["watcher"]);
+    // No ghost in the room nobody else served either, once the dead node's alive key expired.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let res: Value = http()
+            .get(late.http("/api/rooms/lonely/presence"))
+            .bearer_auth(token("x"))
+            .send()
+            .await
+            .expect("presence")
+            .json()
+            .await
+            .expect("json");
+        if users(&res["users"]).is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a dead node's user stays in presence: {res}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let key = format!("{}:presence:lonely", cluster.prefix);
+    assert_eq!(
+        cluster.redis.command(&["HLEN", &key]).await,
+        ":0",
+        "the leftover entry is deleted"
+    );
     late.stop().await;
     cluster.stop().await;
 }
