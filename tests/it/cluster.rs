@@ -273,6 +273,57 @@ async fn redis_down_for_seconds_b_still_gets_every_message_once_in_order() {
 }
 
 #[actix_web::test]
+async fn writers_on_both_nodes_while_redis_is_down_every_member_still_sees_1_to_n() {
+    let mut cluster = TestCluster::start(2).await;
+    let nodes = &cluster.nodes;
+    let (mut readers, mut writers) = (Vec::new(), Vec::new());
+    for (i, node) in nodes.iter().enumerate() {
+        let mut ws = node.ws(&format!("reader{i}")).await;
+        ws.join("both").await;
+        readers.push(ws);
+        let mut ws = node.ws(&format!("writer{i}")).await;
+        ws.join("both").await;
+        writers.push(ws);
+    }
+    cluster.redis.kill();
+    for node in nodes {
+        wait_ready(node, false).await;
+    }
+    // The two nodes take turns, so every other seq is the other node's: with Redis gone, each
+    // node sees a gap after every message of its own, and must fill them all from Postgres.
+    const N: i64 = 120;
+    for seq in 1..=N {
+        let ws = &mut writers[(seq % 2) as usize];
+        ws.send(json!({"type":"send","room":"both","body":"turn"}))
+            .await;
+        loop {
+            let v = ws.recv().await;
+            if v["type"] == "ack" {
+                assert_eq!(v["seq"], seq);
+                break;
+            }
+        }
+    }
+    for (i, ws) in readers.iter_mut().enumerate() {
+        assert_eq!(seqs(ws, N as usize).await, one_to(N), "reader {i}");
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        // Every other seq was a gap on each node: N/2 messages repaired. A repair reads all gaps
+        // up to the highest held message at once (seen: 3 reads per node); one read per gap (N/2)
+        // falls further behind with every message.
+        assert_eq!(node.metric("chorus_gaps_repaired_total"), (N / 2) as f64);
+        let reads = node.metric("chorus_store_seconds_count{op=\"range\"}");
+        assert!(
+            reads <= (N / 4) as f64,
+            "node {i} needed {reads} repair reads for {} gaps",
+            N / 2
+        );
+    }
+    cluster.redis.restart().await;
+    cluster.stop().await;
+}
+
+#[actix_web::test]
 async fn only_the_posting_nodes_redis_link_cut_the_others_still_get_everything() {
     let cluster = TestCluster::start(1).await;
     let b = &cluster.nodes[0];
