@@ -17,7 +17,16 @@ pub struct Metrics {
     pub messages_posted: IntCounter,
     pub messages_delivered: IntCounter,
     pub delivery_seconds: Histogram,
+    /// Deliveries slower than [`SLOW_DELIVERY_S`]: CloudWatch's agent drops histograms, and "more
+    /// than 1 % slow" is the p99 alarm in a form it can evaluate.
+    pub delivery_slow: IntCounter,
     pub store_seconds: HistogramVec,
+    /// Store operations slower than [`SLOW_STORE_S`], by op (the same reason).
+    pub store_slow: IntCounterVec,
+    /// Store operations that failed (clients got `unavailable` or `internal`), by op.
+    pub store_errors: IntCounterVec,
+    /// HTTP responses by status class (`2xx` … `5xx`); WebSocket upgrades count as `1xx`.
+    pub http_responses: IntCounterVec,
     pub bridge_connected: IntGauge,
     pub bridge_published: IntCounter,
     pub bridge_received: IntCounter,
@@ -28,6 +37,13 @@ pub struct Metrics {
     pub slow_consumers: IntCounter,
     pub backfill_messages: IntCounter,
 }
+
+/// A delivery (commit → socket) slower than this counts in `chorus_message_delivery_slow_total`.
+pub const SLOW_DELIVERY_S: f64 = 0.25;
+/// A store operation slower than this counts in `chorus_store_slow_total`.
+pub const SLOW_STORE_S: f64 = 0.5;
+/// The store operations, so every `op` series exists from the start.
+const STORE_OPS: &[&str] = &["head", "append", "after", "before", "range", "ping"];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -85,6 +101,34 @@ impl Metrics {
         for code in crate::protocol::CloseCode::ALL {
             session_closes.with_label_values(&[code.label()]);
         }
+        let counter_vec = |name: &str, help: &str, label: &str, values: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            for v in values {
+                c.with_label_values(&[v]);
+            }
+            c
+        };
+        let store_slow = counter_vec(
+            "chorus_store_slow_total",
+            "Store operations slower than 500 ms",
+            "op",
+            STORE_OPS,
+        );
+        let store_errors = counter_vec(
+            "chorus_store_errors_total",
+            "Store operations that failed",
+            "op",
+            STORE_OPS,
+        );
+        let http_responses = counter_vec(
+            "chorus_http_responses_total",
+            "HTTP responses by status class",
+            "class",
+            &["1xx", "2xx", "3xx", "4xx", "5xx"],
+        );
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
@@ -102,7 +146,14 @@ impl Metrics {
                 "Message frames written to sockets",
             ),
             delivery_seconds,
+            delivery_slow: counter(
+                "chorus_message_delivery_slow_total",
+                "Deliveries slower than 250 ms from commit to socket",
+            ),
             store_seconds,
+            store_slow,
+            store_errors,
+            http_responses,
             bridge_connected: gauge(
                 "chorus_bridge_connected",
                 "1 while the Redis bridge is connected",

@@ -46,9 +46,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             .wrap_fn(|req, srv| {
                 let (start, method, path) =
                     (Instant::now(), req.method().clone(), req.path().to_owned());
+                let responses = req
+                    .app_data::<web::Data<Shared>>()
+                    .map(|s| s.metrics.http_responses.clone());
                 srv.call(req).map(move |res| {
                     if let Ok(r) = &res {
-                        tracing::debug!(%method, %path, status = r.status().as_u16(),
+                        let status = r.status().as_u16();
+                        if let Some(c) = &responses {
+                            c.with_label_values(&[status_class(status)]).inc();
+                        }
+                        tracing::debug!(%method, %path, status,
                             ms = start.elapsed().as_millis() as u64, "http request");
                     }
                     res
@@ -78,6 +85,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             )
             .default_service(web::to(not_found)),
     );
+}
+
+/// `2xx`, `4xx`, …: the label of `chorus_http_responses_total`.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
 }
 
 async fn not_found() -> HttpResponse {

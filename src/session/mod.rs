@@ -220,7 +220,11 @@ impl Handler<ToSession> for Session {
         let counted = msg.counted();
         let mut write = |d: &crate::room::Delivery| {
             if let Some(at) = d.committed {
-                metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
+                let took = at.elapsed().as_secs_f64();
+                metrics.delivery_seconds.observe(took);
+                if took > crate::metrics::SLOW_DELIVERY_S {
+                    metrics.delivery_slow.inc();
+                }
                 metrics.messages_delivered.inc();
             }
             ctx.text(d.frame.clone());

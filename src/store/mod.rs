@@ -166,7 +166,8 @@ pub fn check_range(got: Vec<Message>, after: Seq, upto: Seq) -> Result<Vec<Messa
     }
 }
 
-/// Wraps any store with `chorus_store_seconds{op}`.
+/// Wraps any store with `chorus_store_seconds{op}`, `chorus_store_slow_total{op}` and
+/// `chorus_store_errors_total{op}`.
 pub struct Metered<S> {
     inner: S,
     metrics: Metrics,
@@ -177,13 +178,22 @@ impl<S: Store> Metered<S> {
         Self { inner, metrics }
     }
 
-    async fn timed<T>(&self, op: &str, fut: impl Future<Output = T>) -> T {
+    async fn timed<T>(
+        &self,
+        op: &str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let start = Instant::now();
         let out = fut.await;
-        self.metrics
-            .store_seconds
-            .with_label_values(&[op])
-            .observe(start.elapsed().as_secs_f64());
+        let took = start.elapsed().as_secs_f64();
+        let m = &self.metrics;
+        m.store_seconds.with_label_values(&[op]).observe(took);
+        if took > crate::metrics::SLOW_STORE_S {
+            m.store_slow.with_label_values(&[op]).inc();
+        }
+        if out.is_err() {
+            m.store_errors.with_label_values(&[op]).inc();
+        }
         out
     }
 }

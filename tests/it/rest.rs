@@ -255,6 +255,8 @@ async fn health_readiness_and_metrics_are_served() {
     let mut ws = node.ws("m").await;
     ws.join("m").await;
     ws.post("m", "count me").await;
+    let missing = http().get(node.http("/api/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
     let text = http()
         .get(node.http("/metrics"))
         .send()
@@ -276,6 +278,14 @@ async fn health_readiness_and_metrics_are_served() {
         "chorus_backfill_messages_total 0",
         "chorus_bridge_connected 0",
         "chorus_gaps_repaired_total 0",
+        "chorus_message_delivery_slow_total 0",
+        "chorus_store_slow_total{op=\"append\"} 0",
+        "chorus_store_errors_total{op=\"append\"} 0",
+        // /healthz and /readyz; the 404 above; the WebSocket upgrade.
+        "chorus_http_responses_total{class=\"2xx\"} 2",
+        "chorus_http_responses_total{class=\"4xx\"} 1",
+        "chorus_http_responses_total{class=\"1xx\"} 1",
+        "chorus_http_responses_total{class=\"5xx\"} 0",
         "process_resident_memory_bytes",
     ] {
         assert!(
@@ -312,6 +322,10 @@ async fn postgres_unreachable_means_unavailable_never_an_ack_and_a_retry_lands_o
         .await
         .unwrap();
     assert_eq!(error_code(res).await, (503, "unavailable".to_owned()));
+    // Counted for the alarms: the failed appends and pings, and the 503s.
+    assert!(node.metric("chorus_store_errors_total{op=\"append\"}") >= 2.0);
+    assert!(node.metric("chorus_store_errors_total{op=\"ping\"}") >= 1.0);
+    assert!(node.metric("chorus_http_responses_total{class=\"5xx\"}") >= 2.0);
 
     proxy.restore();
     ws.send(
