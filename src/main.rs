@@ -142,7 +142,7 @@ fn migrate(settings: &Settings) -> anyhow::Result<()> {
         !settings.database.url.is_empty(),
         "database.url is empty: nothing to migrate"
     );
-    chorus::telemetry::init(&settings.log);
+    chorus::telemetry::init(&settings.log, &settings.node.id);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -152,7 +152,7 @@ fn migrate(settings: &Settings) -> anyhow::Result<()> {
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
-    chorus::telemetry::init(&settings.log);
+    chorus::telemetry::init(&settings.log, &settings.node.id);
     let drain = Duration::from_millis(settings.shutdown.drain_ms);
     actix_web::rt::System::new().block_on(async move {
         let node = Node::start(settings).await.context("starting the node")?;

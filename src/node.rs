@@ -202,7 +202,8 @@ impl Node {
         .run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
-        tracing::info!(addr = %addr, node = %shared.node_id, store = shared.store.backend(), "listening addr={addr}");
+        // JSON lines carry `node` already (telemetry.rs); the text line names it in the message.
+        tracing::info!(addr = %addr, store = shared.store.backend(), "listening addr={addr} node={}", shared.node_id);
         Ok(Node {
             addr,
             shared,

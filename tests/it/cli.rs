@@ -192,3 +192,38 @@ fn serve_refuses_a_cluster_without_a_shared_database() {
         "{err}"
     );
 }
+
+#[test]
+fn json_logs_carry_the_node_id_on_every_line() {
+    let mut child = chorus()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("CHORUS__LOG__FORMAT", "json")
+        .env("CHORUS__NODE__ID", "node-\"7\"")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = 0;
+    for line in lines.by_ref().map_while(Result::ok) {
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(v["node"], "node-\"7\"", "{line}");
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        seen += 1;
+        if v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("listening addr="))
+        {
+            assert_eq!(line.matches("\"node\":").count(), 1, "one node key: {line}");
+            break;
+        }
+    }
+    assert!(seen >= 2, "the node logged its start");
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+}

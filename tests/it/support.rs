@@ -159,7 +159,8 @@ pub struct TestNode {
 
 impl TestNode {
     pub async fn start(db_url: &str, extra: &[(&str, &str)]) -> TestNode {
-        chorus::telemetry::init(&settings(db_url, extra).log);
+        let s = settings(db_url, extra);
+        chorus::telemetry::init(&s.log, &s.node.id);
         let node = Node::start(settings(db_url, extra))
             .await
             .expect("node starts");
