@@ -79,6 +79,8 @@ struct Inner {
     wanted: tokio::sync::Mutex<HashMap<String, usize>>,
     /// The last renewal of every subscription succeeded.
     subscribed: AtomicBool,
+    /// This node's own heartbeats come back through the bus (see [`Bridge::tick`]).
+    echoing: AtomicBool,
     liveness: Mutex<Liveness>,
     ops: mpsc::Sender<PresenceOp>,
 }
@@ -102,6 +104,7 @@ impl Cluster {
                 metrics,
                 wanted: tokio::sync::Mutex::new(HashMap::new()),
                 subscribed: AtomicBool::new(false),
+                echoing: AtomicBool::new(true),
                 liveness: Mutex::new(Liveness::new(dead_after)),
                 ops,
             }),
@@ -114,9 +117,12 @@ impl Cluster {
         &self.inner.node
     }
 
-    /// Connected and subscribed: what `/readyz` and `chorus_bridge_connected` report.
+    /// Connected, subscribed, and this node hears its own heartbeats: what `/readyz` and
+    /// `chorus_bridge_connected` report.
     pub fn ready(&self) -> bool {
-        self.inner.bus.connected() && self.inner.subscribed.load(Ordering::SeqCst)
+        self.inner.bus.connected()
+            && self.inner.subscribed.load(Ordering::SeqCst)
+            && self.inner.echoing.load(Ordering::SeqCst)
     }
 
     fn liveness(&self) -> std::sync::MutexGuard<'_, Liveness> {
@@ -382,6 +388,10 @@ pub struct Bridge {
     renewing: bool,
     /// How long this node's alive key lives after each heartbeat.
     dead_after: Duration,
+    /// When this node last heard its own heartbeat come back. A client library may believe a
+    /// connection is up while the server is frozen (SIGSTOP, a stalled host): hearing ourselves is
+    /// the end-to-end proof that publishing and receiving both work.
+    last_echo: Instant,
 }
 
 impl Bridge {
@@ -401,6 +411,7 @@ impl Bridge {
             nodes_channel,
             renewing: false,
             dead_after,
+            last_echo: Instant::now(),
         }
     }
 
@@ -412,16 +423,29 @@ impl Bridge {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let inner = &self.cluster.inner;
-        inner
-            .metrics
-            .bridge_connected
-            .set(self.cluster.ready() as i64);
         if inner.bus.connected() && !inner.subscribed.load(Ordering::SeqCst) && !self.renewing {
             // Connected but not (re)subscribed: a renewal failed or an error was reported without
             // a reconnect. Heal here rather than wait for the next connection event.
             self.resync(ctx);
         }
+        // Not hearing ourselves for dead_after: the bus is stalled even if the client thinks it is
+        // connected. Treat it as down (503, catch up from the store) until the echo returns, then
+        // resync as after any outage.
+        let echoing = self.last_echo.elapsed() < self.dead_after;
+        let was_echoing = self.cluster.inner.echoing.swap(echoing, Ordering::SeqCst);
+        if was_echoing && !echoing {
+            tracing::warn!(
+                "bridge stalled: own heartbeats are not coming back; rooms catch up from the store"
+            );
+        } else if echoing && !was_echoing && !self.renewing {
+            tracing::info!("bridge heard itself again");
+            self.resync(ctx);
+        }
         let inner = &self.cluster.inner;
+        inner
+            .metrics
+            .bridge_connected
+            .set(self.cluster.ready() as i64);
         if inner.bus.connected() {
             let notice = NodeNotice {
                 v: VERSION,
@@ -438,11 +462,15 @@ impl Bridge {
                 }
                 .into_actor(self),
             );
-            // While this node is cut off it hears nobody: only judge others while connected.
-            let dead = self.cluster.liveness().expire(Instant::now());
-            for node in dead {
-                tracing::warn!(dead = %node, "node missed its heartbeats: removing its presence");
-                self.tell_rooms(|| FromCluster::NodeDown(node.clone()));
+            // While this node is cut off it hears nobody: only judge others while it hears itself.
+            if echoing {
+                let dead = self.cluster.liveness().expire(Instant::now());
+                for node in dead {
+                    tracing::warn!(dead = %node, "node missed its heartbeats: removing its presence");
+                    self.tell_rooms(|| FromCluster::NodeDown(node.clone()));
+                }
+            } else {
+                self.tell_rooms(|| FromCluster::CatchUp);
             }
         } else {
             // Redis is only the fast path: while it is away, every room re-reads its head from the
@@ -460,6 +488,7 @@ impl Bridge {
             Err(e) => return tracing::warn!(error = %e, "ignoring node notice"),
         };
         if notice.origin == self.cluster.inner.node {
+            self.last_echo = Instant::now();
             return;
         }
         match notice.event {
@@ -556,6 +585,10 @@ impl StreamHandler<BusEvent> for Bridge {
             BusEvent::Connected => {
                 tracing::info!(bus = self.cluster.inner.bus.backend(), "bridge connected");
                 self.cluster.liveness().grace(Instant::now());
+                // A fresh connection gets a full dead_after to prove itself (this resync covers
+                // the stall, if there was one).
+                self.last_echo = Instant::now();
+                self.cluster.inner.echoing.store(true, Ordering::SeqCst);
                 self.resync(ctx);
             }
             BusEvent::Disconnected => {

@@ -324,6 +324,34 @@ async fn writers_on_both_nodes_while_redis_is_down_every_member_still_sees_1_to_
 }
 
 #[actix_web::test]
+async fn a_stalled_redis_is_noticed_and_members_still_get_everything() {
+    let cluster = TestCluster::start(2).await;
+    let [a, b] = [&cluster.nodes[0], &cluster.nodes[1]];
+    let mut member = b.ws("bob").await;
+    member.join("stall").await;
+    let mut writer = a.ws("ann").await;
+    writer.join("stall").await;
+    writer.post("stall", "before").await;
+    assert_eq!(seqs(&mut member, 1).await, vec![1]);
+
+    // Frozen, not dead: sockets stay open, nothing answers. The nodes must notice on their own
+    // (commands time out) and fall back to Postgres.
+    cluster.redis.signal("-STOP");
+    for seq in 2..=4 {
+        assert_eq!(writer.post("stall", "frozen").await["seq"], seq);
+    }
+    wait_ready(b, false).await;
+    assert_eq!(seqs(&mut member, 3).await, vec![2, 3, 4]);
+
+    cluster.redis.signal("-CONT");
+    wait_ready(a, true).await;
+    wait_ready(b, true).await;
+    writer.post("stall", "thawed").await;
+    assert_eq!(seqs(&mut member, 1).await, vec![5]);
+    cluster.stop().await;
+}
+
+#[actix_web::test]
 async fn only_the_posting_nodes_redis_link_cut_the_others_still_get_everything() {
     let cluster = TestCluster::start(1).await;
     let b = &cluster.nodes[0];

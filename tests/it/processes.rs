@@ -77,6 +77,17 @@ impl RedisServer {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: connections stay open but nothing is
+    /// answered, the way a stalled host or a long GC pause looks to a client.
+    pub fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let ok = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success(), "kill {sig} failed");
+    }
+
     /// Sends one command and returns the first line of the reply (e.g. `+OK`, `:1`).
     pub async fn command(&self, args: &[&str]) -> String {
         self.try_command(args).await.expect("redis command")

@@ -142,7 +142,10 @@ pub fn settings(db_url: &str, extra: &[(&str, &str)]) -> Settings {
         ("CHORUS__DATABASE__TIMEOUT_MS".into(), "2000".into()),
         ("CHORUS__AUTH__JWT_SECRET".into(), SECRET.into()),
         // fred warns on every connection the cluster tests break on purpose.
-        ("CHORUS__LOG__LEVEL".into(), "warn,fred=error".into()),
+        (
+            "CHORUS__LOG__LEVEL".into(),
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn,fred=error".into()),
+        ),
     ]);
     for (k, v) in extra {
         env.insert(
