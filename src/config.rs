@@ -36,6 +36,8 @@ pub struct Http {
     pub bind: String,
     pub workers: usize,
     pub sse_heartbeat_ms: u64,
+    pub handshake_timeout_ms: u64,
+    pub trusted_proxies: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +79,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub msgs_per_sec: u32,
     pub burst: u32,
+    pub max_connections_per_user: usize,
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,7 +273,17 @@ impl Settings {
                 "must be set (at least 16 bytes) when database.url or redis.url is set",
             ));
         }
-        let positive: [(&str, u64); 13] = [
+        if self.http.handshake_timeout_ms < 1000 {
+            // actix's timers read a clock that ticks every 500 ms: shorter budgets fire early.
+            return Err(ConfigError::new(
+                "http.handshake_timeout_ms",
+                "must be at least 1000",
+            ));
+        }
+        if let Err(e) = crate::http::admission::parse_trusted(&self.http.trusted_proxies) {
+            return Err(ConfigError::new("http.trusted_proxies", e));
+        }
+        let positive: [(&str, u64); 15] = [
             ("database.pool_size", self.database.pool_size as u64),
             ("database.timeout_ms", self.database.timeout_ms),
             ("limits.max_frame_bytes", self.limits.max_frame_bytes as u64),
@@ -283,6 +297,14 @@ impl Settings {
             ("room.batch_max", self.room.batch_max as u64),
             ("cluster.heartbeat_ms", self.cluster.heartbeat_ms),
             ("shutdown.drain_ms", self.shutdown.drain_ms),
+            (
+                "limits.max_connections_per_user",
+                self.limits.max_connections_per_user as u64,
+            ),
+            (
+                "limits.max_connections_per_ip",
+                self.limits.max_connections_per_ip as u64,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -17,6 +17,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::auth::Auth;
 use crate::bridge::{Bridge, Bus, Cluster, RedisBus};
 use crate::config::Settings;
+use crate::http::admission::{self, Admission};
 use crate::metrics::Metrics;
 use crate::room::{Registry, RoomDeps, SessionId};
 use crate::session::{CloseSession, Session};
@@ -39,6 +40,8 @@ pub struct Shared {
     sessions: Mutex<HashMap<SessionId, Addr<Session>>>,
     /// REST sends: the same token bucket as a WebSocket connection, per user on this node.
     pub rest_limiter: DefaultKeyedRateLimiter<String>,
+    /// Per-user and per-IP socket limits.
+    pub admission: Admission,
 }
 
 impl Shared {
@@ -182,6 +185,12 @@ impl Node {
             draining: AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
             rest_limiter: RateLimiter::keyed(quota),
+            admission: Admission::new(
+                limits.max_connections_per_user,
+                limits.max_connections_per_ip,
+                // validate() checked it.
+                admission::parse_trusted(&settings.http.trusted_proxies).unwrap_or_default(),
+            ),
             settings,
         });
 
@@ -196,6 +205,9 @@ impl Node {
                 .configure(|cfg| crate::http::routes(cfg, &origins))
         })
         .workers(threads)
+        .client_request_timeout(Duration::from_millis(
+            shared.settings.http.handshake_timeout_ms,
+        ))
         .disable_signals()
         .shutdown_timeout(5)
         .listen(listener)?

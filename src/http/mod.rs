@@ -17,6 +17,7 @@ use crate::node::Shared;
 use crate::protocol::ErrorCode;
 use crate::store::StoreError;
 
+pub mod admission;
 pub mod demo;
 pub mod health;
 pub mod listener;

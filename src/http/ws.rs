@@ -1,5 +1,5 @@
-//! `GET /ws`: checks draining, Origin and token before the upgrade (401/403/503 are plain HTTP
-//! answers), then hands the connection to a [`Session`] actor.
+//! `GET /ws`: checks draining, Origin, token and the connection limits before the upgrade
+//! (401/403/429/503 are plain HTTP answers), then hands the connection to a [`Session`] actor.
 
 use actix_web::error::PayloadError;
 use actix_web::http::header;
@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws::WsResponseBuilder;
 use bytes::Bytes;
 
+use super::admission::Refused;
 use super::{ApiError, authenticate};
 use crate::node::Shared;
 use crate::protocol::ErrorCode;
@@ -36,7 +37,26 @@ pub async fn upgrade(
         }
     }
     let identity = authenticate(&req, &shared)?;
-    let session = Session::new(shared.into_inner(), identity, payload);
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let ip = shared
+        .admission
+        .client_ip(req.peer_addr().map(|a| a.ip()), forwarded);
+    let permit = shared
+        .admission
+        .admit(&identity.user, ip)
+        .map_err(|refused| {
+            let what = match refused {
+                Refused::User => "too many open connections for this user",
+                Refused::Ip => "too many open connections from this address",
+            };
+            let mut e = ApiError::new(ErrorCode::RateLimited, what);
+            e.retry_after_s = Some(5);
+            e
+        })?;
+    let session = Session::new(shared.into_inner(), identity, payload, permit);
     // The builder wants a stream for its own decoder; the real payload goes to our FrameStream.
     let unused = futures_util::stream::pending::<Result<Bytes, PayloadError>>();
     WsResponseBuilder::new(session, &req, unused)

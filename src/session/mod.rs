@@ -19,6 +19,7 @@ use actix_web_actors::ws;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::auth::Identity;
+use crate::http::admission::Permit;
 use crate::ids::{RoomId, random_id};
 use crate::node::Shared;
 use crate::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerFrame};
@@ -43,6 +44,8 @@ pub struct Session {
     closing: bool,
     /// Set in `started` (it needs the actor's address).
     outbox: Option<Outbox>,
+    /// This socket's slot under the per-user and per-IP limits, freed when the actor is dropped.
+    _permit: Permit,
 }
 
 /// Tells a session to close (drain, shutdown).
@@ -51,7 +54,12 @@ pub struct Session {
 pub struct CloseSession(pub CloseCode);
 
 impl Session {
-    pub fn new(shared: Arc<Shared>, identity: Identity, payload: Payload) -> Session {
+    pub fn new(
+        shared: Arc<Shared>,
+        identity: Identity,
+        payload: Payload,
+        permit: Permit,
+    ) -> Session {
         let limits = &shared.settings.limits;
         let quota =
             Quota::per_second(nonzero(limits.msgs_per_sec)).allow_burst(nonzero(limits.burst));
@@ -66,6 +74,7 @@ impl Session {
             assembler: Assembler::new(limits.max_frame_bytes),
             closing: false,
             outbox: None,
+            _permit: permit,
             shared,
         }
     }

@@ -2,6 +2,7 @@
 //! a private redis-server per cluster test, real WebSocket and HTTP clients. See `support` and
 //! `processes` for the harness.
 
+mod admission;
 mod backfill;
 mod bad_input;
 mod bus_conformance;
