@@ -342,3 +342,161 @@ async fn a_chatty_client_is_rate_limited_and_a_flood_is_closed_with_4029() {
     assert_eq!(ws.closed().await, 4029);
     node.stop().await;
 }
+
+/// Closes a fresh socket with `code`, written byte by byte (a client library may refuse to send
+/// an invalid code, or hide the server's answer behind its own), and returns the code in the
+/// server's close frame.
+async fn raw_close(node: &TestNode, code: u16) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(node.addr())
+        .await
+        .expect("tcp");
+    let handshake = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        token("raw")
+    );
+    tcp.write_all(handshake.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.expect("response head"));
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // A masked close frame: FIN + opcode 8, mask bit + length 2, mask key, masked code.
+    let mask = [1u8, 2, 3, 4];
+    let [hi, lo] = code.to_be_bytes();
+    tcp.write_all(&[0x88, 0x82, 1, 2, 3, 4, hi ^ mask[0], lo ^ mask[1]])
+        .await
+        .expect("write close");
+    let read = async {
+        loop {
+            let opcode = tcp.read_u8().await.expect("frame") & 0x0f;
+            let len = match tcp.read_u8().await.expect("length") & 0x7f {
+                126 => tcp.read_u16().await.expect("length") as usize,
+                127 => tcp.read_u64().await.expect("length") as usize,
+                n => n as usize,
+            };
+            let mut payload = vec![0u8; len];
+            tcp.read_exact(&mut payload).await.expect("payload");
+            if opcode == 0x8 {
+                return u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("a close frame")
+}
+
+/// Sends `frame` on a fresh socket and returns the close code the server answers with.
+async fn close_code_for(node: &TestNode, frame: WsMessage) -> u16 {
+    let mut ws = node.ws("attacker").await;
+    ws.send_raw(frame).await;
+    ws.closed().await
+}
+
+#[actix_web::test]
+async fn a_barrage_of_bad_input_gets_its_reactions_while_a_calm_pair_misses_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let node = TestNode::start(&fresh_db().await, &[]).await;
+    let mut reader = node.ws("reader").await;
+    reader.join("calm").await;
+    let mut writer = node.ws("writer").await;
+    writer.join("calm").await;
+    let mut posted = 0;
+    let mut calm_post = async |writer: &mut Ws| {
+        posted += 1;
+        assert_eq!(writer.post("calm", "still here").await["seq"], posted);
+    };
+
+    // Error replies on one connection that stays open.
+    let mut attacker = node.ws("attacker").await;
+    let deep = format!(
+        r#"{{"type":"ping","x":{}{}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    for (input, code) in [
+        ("\u{0}\u{1}garbage", "bad_request"),
+        ("[]", "bad_request"),
+        ("42", "bad_request"),
+        (deep.as_str(), "bad_request"),
+        (
+            r#"{"type":"history","room":"calm","limit":1e400}"#,
+            "bad_request",
+        ),
+        (
+            r#"{"type":"join","room":"b","since":123456789012345678901234567890}"#,
+            "bad_request",
+        ),
+        (r#"{"type":"leave","room":"never"}"#, "not_joined"),
+    ] {
+        expect_error(&mut attacker, input, code).await;
+        calm_post(&mut writer).await;
+    }
+    // Unknown fields are ignored (forward compatible): the frame is served.
+    attacker
+        .send_raw(WsMessage::text(
+            r#"{"type":"ping","ref":"u","extra":{"a":[1]}}"#,
+        ))
+        .await;
+    assert_eq!(attacker.recv().await, json!({"type":"pong","ref":"u"}));
+    attacker.join("twice").await;
+    expect_error(
+        &mut attacker,
+        r#"{"type":"join","room":"twice"}"#,
+        "bad_request",
+    )
+    .await;
+
+    // Protocol violations close with 1002: a control frame over 125 bytes, close codes a peer
+    // must not send (actix-http's codec enforces RFC 6455 §7.4). A valid application close code
+    // is answered in kind.
+    assert_eq!(
+        close_code_for(&node, WsMessage::Ping(vec![7u8; 200].into())).await,
+        1002
+    );
+    calm_post(&mut writer).await;
+    for bad in [999u16, 1005, 1006, 2000, 5000] {
+        assert_eq!(raw_close(&node, bad).await, 1002, "close code {bad}");
+        calm_post(&mut writer).await;
+    }
+    assert_eq!(raw_close(&node, 4000).await, 4000, "a valid code is echoed");
+
+    // Header bytes that are not text: a plain 401, no crash.
+    let mut tcp = tokio::net::TcpStream::connect(node.addr())
+        .await
+        .expect("tcp");
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Authorization: Bearer \xff\xfe\x00\x80\r\nOrigin: \xc3\x28\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut head = [0u8; 12];
+    tokio::time::timeout(DEADLINE, tcp.read_exact(&mut head))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let status = String::from_utf8_lossy(&head);
+    assert!(
+        status == "HTTP/1.1 401" || status == "HTTP/1.1 400",
+        "got {status}"
+    );
+    calm_post(&mut writer).await;
+
+    // The calm pair: every message exactly once, in order.
+    let n = posted;
+    assert_eq!(
+        recv_seqs(&mut reader, n as usize).await,
+        (1..=n).collect::<Vec<i64>>()
+    );
+    node.stop().await;
+}
