@@ -89,6 +89,7 @@ pub struct Session {
     pub heartbeat_ms: u64,
     pub timeout_ms: u64,
     pub queue_max: usize,
+    pub write_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -283,7 +284,7 @@ impl Settings {
         if let Err(e) = crate::http::admission::parse_trusted(&self.http.trusted_proxies) {
             return Err(ConfigError::new("http.trusted_proxies", e));
         }
-        let positive: [(&str, u64); 15] = [
+        let positive: [(&str, u64); 16] = [
             ("database.pool_size", self.database.pool_size as u64),
             ("database.timeout_ms", self.database.timeout_ms),
             ("limits.max_frame_bytes", self.limits.max_frame_bytes as u64),
@@ -293,6 +294,7 @@ impl Settings {
             ("session.heartbeat_ms", self.session.heartbeat_ms),
             ("http.sse_heartbeat_ms", self.http.sse_heartbeat_ms),
             ("session.queue_max", self.session.queue_max as u64),
+            ("session.write_timeout_ms", self.session.write_timeout_ms),
             ("room.max_catchup", self.room.max_catchup.max(0) as u64),
             ("room.batch_max", self.room.batch_max as u64),
             ("cluster.heartbeat_ms", self.cluster.heartbeat_ms),

@@ -7,6 +7,35 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::support::*;
 
+/// Floods room "flood" with 4 KB bodies in windows of 50 (the writer reads its acks, so it is
+/// never slow) until the server reports a slow consumer; bounded at 20 000 messages. Returns how
+/// many were sent.
+async fn flood_until_slow(node: &TestNode, writer: &mut Ws) -> u64 {
+    let body = "x".repeat(4000);
+    let mut sent = 0u64;
+    while node.metric("chorus_slow_consumers_total") < 1.0 {
+        assert!(
+            sent < 20_000,
+            "no slow consumer detected after {sent} messages"
+        );
+        for _ in 0..50 {
+            let f = json!({"type":"send","room":"flood","body":body}).to_string();
+            writer.stream.feed(WsMessage::text(f)).await.unwrap();
+        }
+        writer.stream.flush().await.unwrap();
+        sent += 50;
+        let mut acks = 0;
+        while acks < 50 {
+            let v = writer.recv().await;
+            assert_ne!(v["type"], "error", "{v}");
+            if v["type"] == "ack" {
+                acks += 1;
+            }
+        }
+    }
+    sent
+}
+
 #[actix_web::test]
 async fn a_reader_that_stops_reading_is_closed_with_1013_and_others_lose_nothing() {
     let node = TestNode::start(
@@ -49,30 +78,7 @@ async fn a_reader_that_stops_reading_is_closed_with_1013_and_others_lose_nothing
     let mut writer = node.ws("writer").await;
     writer.join("flood").await;
 
-    // Flood with 4 KB bodies in windows of 50 (the writer reads its acks, so it is never slow)
-    // until the server reports the slow consumer; bounded at 20 000 messages.
-    let body = "x".repeat(4000);
-    let mut sent = 0u64;
-    while node.metric("chorus_slow_consumers_total") < 1.0 {
-        assert!(
-            sent < 20_000,
-            "no slow consumer detected after {sent} messages"
-        );
-        for _ in 0..50 {
-            let f = json!({"type":"send","room":"flood","body":body}).to_string();
-            writer.stream.feed(WsMessage::text(f)).await.unwrap();
-        }
-        writer.stream.flush().await.unwrap();
-        sent += 50;
-        let mut acks = 0;
-        while acks < 50 {
-            let v = writer.recv().await;
-            assert_ne!(v["type"], "error", "{v}");
-            if v["type"] == "ack" {
-                acks += 1;
-            }
-        }
-    }
+    let mut sent = flood_until_slow(&node, &mut writer).await;
     writer
         .send(json!({"type":"send","room":"flood","body":"last"}))
         .await;
@@ -92,5 +98,46 @@ async fn a_reader_that_stops_reading_is_closed_with_1013_and_others_lose_nothing
         node.metric("chorus_session_closes_total{code=\"1013\"}"),
         1.0
     );
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn a_reader_that_never_reads_again_is_disconnected_and_its_session_freed() {
+    let node = TestNode::start(
+        &fresh_db().await,
+        &[
+            ("session.queue_max", "256"),
+            ("session.write_timeout_ms", "1000"),
+            ("limits.msgs_per_sec", "100000"),
+            ("limits.burst", "100000"),
+        ],
+    )
+    .await;
+    let mut stuck = Ws::connect_small_buffer(node.addr(), &token("stuck")).await;
+    stuck.join("flood").await;
+    let mut writer = node.ws("writer").await;
+    writer.join("flood").await;
+    assert_eq!(node.metric("chorus_sessions"), 2.0);
+    flood_until_slow(&node, &mut writer).await;
+    // The stuck reader never reads again: its 1013 can never be written, so the kernel must drop
+    // the connection once nothing has been accepted for write_timeout_ms, and the session ends.
+    eventually("the stuck session is gone", || {
+        node.metric("chorus_sessions") == 1.0
+    })
+    .await;
+    // The writer is untouched (its own copies of the flood may still be ahead of the pong).
+    writer.send(json!({"type":"ping","ref":"ok"})).await;
+    loop {
+        let v = writer.recv().await;
+        if v["type"] == "pong" {
+            assert_eq!(v["ref"], "ok");
+            break;
+        }
+        assert!(
+            matches!(v["type"].as_str(), Some("message" | "presence_diff")),
+            "{v}"
+        );
+    }
+    drop(stuck);
     node.stop().await;
 }
