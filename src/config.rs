@@ -38,6 +38,7 @@ pub struct Http {
     pub sse_heartbeat_ms: u64,
     pub handshake_timeout_ms: u64,
     pub trusted_proxies: String,
+    pub echo_endpoint: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

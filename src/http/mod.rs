@@ -65,6 +65,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             .route("/", web::get().to(demo::index))
             .route("/favicon.ico", web::get().to(demo::favicon))
             .route("/ws", web::get().to(ws::upgrade))
+            .route("/echo", web::get().to(ws::echo))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(health::metrics))

@@ -12,6 +12,41 @@ use super::{ApiError, authenticate};
 use crate::node::Shared;
 use crate::protocol::ErrorCode;
 use crate::session::Session;
+use crate::session::echo::Echo;
+
+/// `GET /echo` (only with `http.echo_endpoint`): the conformance-test echo, see [`Echo`].
+pub async fn echo(
+    req: HttpRequest,
+    payload: web::Payload,
+    shared: web::Data<Shared>,
+) -> Result<HttpResponse, ApiError> {
+    if !shared.settings.http.echo_endpoint {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
+    }
+    let echo = Echo::new(payload, shared.settings.limits.max_frame_bytes);
+    start(echo, &req)
+}
+
+/// Answers the handshake and starts `actor` on the connection. The actor reads the real payload
+/// through its own `FrameStream`; the builder wants a stream for its decoder, so it gets one that
+/// never yields.
+fn start<A>(actor: A, req: &HttpRequest) -> Result<HttpResponse, ApiError>
+where
+    A: actix::Actor<Context = actix_web_actors::ws::WebsocketContext<A>>
+        + actix::StreamHandler<
+            Result<actix_web_actors::ws::Message, actix_web_actors::ws::ProtocolError>,
+        >,
+{
+    let unused = futures_util::stream::pending::<Result<Bytes, PayloadError>>();
+    WsResponseBuilder::new(actor, req, unused)
+        .start()
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("not a WebSocket handshake: {e}"),
+            )
+        })
+}
 
 pub async fn upgrade(
     req: HttpRequest,
@@ -57,14 +92,5 @@ pub async fn upgrade(
             e
         })?;
     let session = Session::new(shared.into_inner(), identity, payload, permit);
-    // The builder wants a stream for its own decoder; the real payload goes to our FrameStream.
-    let unused = futures_util::stream::pending::<Result<Bytes, PayloadError>>();
-    WsResponseBuilder::new(session, &req, unused)
-        .start()
-        .map_err(|e| {
-            ApiError::new(
-                ErrorCode::BadRequest,
-                format!("not a WebSocket handshake: {e}"),
-            )
-        })
+    start(session, &req)
 }

@@ -1,7 +1,7 @@
 //! Turns the raw request payload into WebSocket frames with actix-http's codec, and reassembles
 //! fragmented messages. Kept separate from the actor so every limit is decided in one place:
 //! a frame or reassembled message over `limits.max_frame_bytes` → 1009, invalid UTF-8 → 1007,
-//! binary → 1008, other protocol violations → 1002.
+//! binary → 1008 (accepted only by the test-only echo endpoint), other protocol violations → 1002.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -78,6 +78,8 @@ where
 pub enum Inbound {
     /// A complete text message.
     Text(String),
+    /// A complete binary message (only where binary is accepted: the Autobahn echo endpoint).
+    Binary(Bytes),
     Ping(Bytes),
     Pong,
     /// The client closes; echo its code.
@@ -91,12 +93,34 @@ pub enum Inbound {
 /// Reassembles continuation frames, enforcing the size cap on the whole message.
 pub struct Assembler {
     max: usize,
+    /// The message being reassembled, and whether it is binary.
     partial: Option<BytesMut>,
+    partial_binary: bool,
+    /// Binary messages are accepted (echo endpoint) instead of closing with 1008 (chat).
+    binary: bool,
 }
 
 impl Assembler {
+    /// For chat sessions: text only.
     pub fn new(max: usize) -> Self {
-        Self { max, partial: None }
+        Self {
+            max,
+            partial: None,
+            partial_binary: false,
+            binary: false,
+        }
+    }
+
+    /// Text and binary (the echo endpoint used for protocol conformance).
+    pub fn with_binary(max: usize) -> Self {
+        Self {
+            binary: true,
+            ..Self::new(max)
+        }
+    }
+
+    fn binary_refused() -> Inbound {
+        Inbound::Violation(CloseCode::Policy, "binary frames are not supported")
     }
 
     pub fn accept(&mut self, frame: Frame) -> Inbound {
@@ -110,9 +134,16 @@ impl Assembler {
                 }
                 text(data.to_vec())
             }
-            Frame::Binary(_) => {
-                Inbound::Violation(CloseCode::Policy, "binary frames are not supported")
+            Frame::Binary(data) if self.binary => {
+                if self.partial.is_some() {
+                    return Inbound::Violation(
+                        CloseCode::Protocol,
+                        "binary frame inside a fragmented message",
+                    );
+                }
+                Inbound::Binary(data)
             }
+            Frame::Binary(_) => Self::binary_refused(),
             Frame::Ping(data) => Inbound::Ping(data),
             Frame::Pong(_) => Inbound::Pong,
             Frame::Close(reason) => Inbound::Close(reason),
@@ -122,19 +153,9 @@ impl Assembler {
 
     fn continuation(&mut self, item: Item) -> Inbound {
         match item {
-            Item::FirstText(data) => {
-                if self.partial.is_some() {
-                    return Inbound::Violation(
-                        CloseCode::Protocol,
-                        "new message before the last ended",
-                    );
-                }
-                self.partial = Some(BytesMut::from(&data[..]));
-                self.check_size()
-            }
-            Item::FirstBinary(_) => {
-                Inbound::Violation(CloseCode::Policy, "binary frames are not supported")
-            }
+            Item::FirstText(data) => self.first(data, false),
+            Item::FirstBinary(data) if self.binary => self.first(data, true),
+            Item::FirstBinary(_) => Self::binary_refused(),
             Item::Continue(data) => match &mut self.partial {
                 Some(buf) => {
                     buf.extend_from_slice(&data);
@@ -150,13 +171,26 @@ impl Assembler {
                     if buf.len() > self.max {
                         return Inbound::Violation(CloseCode::TooBig, "message too big");
                     }
-                    text(buf.to_vec())
+                    if self.partial_binary {
+                        Inbound::Binary(buf.freeze())
+                    } else {
+                        text(buf.to_vec())
+                    }
                 }
                 None => {
                     Inbound::Violation(CloseCode::Protocol, "continuation without a first frame")
                 }
             },
         }
+    }
+
+    fn first(&mut self, data: Bytes, binary: bool) -> Inbound {
+        if self.partial.is_some() {
+            return Inbound::Violation(CloseCode::Protocol, "new message before the last ended");
+        }
+        self.partial = Some(BytesMut::from(&data[..]));
+        self.partial_binary = binary;
+        self.check_size()
     }
 
     fn check_size(&self) -> Inbound {

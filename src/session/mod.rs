@@ -25,6 +25,7 @@ use crate::node::Shared;
 use crate::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 use crate::room::{Leave, Outbox, Room, SessionId, ToSession};
 
+pub mod echo;
 pub mod frames;
 mod requests;
 
@@ -199,6 +200,10 @@ impl StreamHandler<Result<actix_http::ws::Frame, ws::ProtocolError>> for Session
         };
         match self.assembler.accept(frame) {
             Inbound::Text(text) => self.on_text(&text, ctx),
+            // The chat assembler refuses binary before it gets here.
+            Inbound::Binary(_) => {
+                self.close(ctx, CloseCode::Policy, "binary frames are not supported")
+            }
             Inbound::Ping(data) => ctx.pong(&data),
             Inbound::Pong | Inbound::Partial => {}
             Inbound::Close(reason) => {

@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod demo;
 mod drain;
+mod echo;
 mod processes;
 mod rest;
 mod rooms;
