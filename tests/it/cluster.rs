@@ -134,6 +134,31 @@ async fn next_diff(ws: &mut Ws) -> Value {
     }
 }
 
+/// `GET /api/rooms/{room}/presence` on `node`: the user ids, sorted.
+async fn rest_presence(node: &TestNode, room: &str) -> Vec<String> {
+    let res: Value = http()
+        .get(node.http(&format!("/api/rooms/{room}/presence")))
+        .bearer_auth(token("x"))
+        .send()
+        .await
+        .expect("presence")
+        .json()
+        .await
+        .expect("json");
+    users(&res["users"])
+}
+
+/// Bob listening on `b`, Ann writing on `a`, both in `room`, and Ann's first message seen by Bob.
+async fn writer_on_a_member_on_b(a: &TestNode, b: &TestNode, room: &str) -> (Ws, Ws) {
+    let mut member = b.ws("bob").await;
+    member.join(room).await;
+    let mut writer = a.ws("ann").await;
+    writer.join(room).await;
+    writer.post(room, "before").await;
+    assert_eq!(seqs(&mut member, 1).await, vec![1]);
+    (writer, member)
+}
+
 fn users(list: &Value) -> Vec<String> {
     let mut u: Vec<String> = list
         .as_array()
@@ -232,12 +257,7 @@ async fn eight_writers_on_three_nodes_into_one_room_every_client_sees_exactly_1_
 async fn redis_down_for_seconds_b_still_gets_every_message_once_in_order() {
     let mut cluster = TestCluster::start(2).await;
     let [a, b] = [&cluster.nodes[0], &cluster.nodes[1]];
-    let mut member = b.ws("bob").await;
-    member.join("outage").await;
-    let mut writer = a.ws("ann").await;
-    writer.join("outage").await;
-    writer.post("outage", "before").await;
-    assert_eq!(seqs(&mut member, 1).await, vec![1]);
+    let (mut writer, mut member) = writer_on_a_member_on_b(a, b, "outage").await;
 
     cluster.redis.kill();
     wait_ready(a, false).await;
@@ -327,12 +347,7 @@ async fn writers_on_both_nodes_while_redis_is_down_every_member_still_sees_1_to_
 async fn a_stalled_redis_is_noticed_and_members_still_get_everything() {
     let cluster = TestCluster::start(2).await;
     let [a, b] = [&cluster.nodes[0], &cluster.nodes[1]];
-    let mut member = b.ws("bob").await;
-    member.join("stall").await;
-    let mut writer = a.ws("ann").await;
-    writer.join("stall").await;
-    writer.post("stall", "before").await;
-    assert_eq!(seqs(&mut member, 1).await, vec![1]);
+    let (mut writer, mut member) = writer_on_a_member_on_b(a, b, "stall").await;
 
     // Frozen, not dead: sockets stay open, nothing answers. The nodes must notice on their own
     // (commands time out) and fall back to Postgres.
@@ -364,12 +379,7 @@ async fn only_the_posting_nodes_redis_link_cut_the_others_still_get_everything()
         &cluster.prefix,
     )
     .await;
-    let mut member = b.ws("bob").await;
-    member.join("cut").await;
-    let mut writer = a.ws("ann").await;
-    writer.join("cut").await;
-    writer.post("cut", "before").await;
-    assert_eq!(seqs(&mut member, 1).await, vec![1]);
+    let (mut writer, mut member) = writer_on_a_member_on_b(&a, b, "cut").await;
 
     proxy.cut();
     wait_ready(&a, false).await;
@@ -490,34 +500,17 @@ async fn a_sigkilled_node_leaves_presence_within_dead_after_plus_a_heartbeat() {
     .await;
     // And the shared presence no longer lists bob for a node that starts serving the room now.
     let late = cluster.add_node().await;
-    let res: Value = http()
-        .get(late.http("/api/rooms/lobby/presence"))
-        .bearer_auth(token("x"))
-        .send()
-        .await
-        .expect("presence")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(users(&res["users"]), vec!["watcher"]);
+    assert_eq!(rest_presence(&late, "lobby").await, vec!["watcher"]);
     // No ghost in the room nobody else served either, once the dead node's alive key expired.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let res: Value = http()
-            .get(late.http("/api/rooms/lonely/presence"))
-            .bearer_auth(token("x"))
-            .send()
-            .await
-            .expect("presence")
-            .json()
-            .await
-            .expect("json");
-        if users(&res["users"]).is_empty() {
+        let present = rest_presence(&late, "lonely").await;
+        if present.is_empty() {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "a dead node's user stays in presence: {res}"
+            "a dead node's user stays in presence: {present:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -550,16 +543,7 @@ async fn a_user_on_two_nodes_counts_once_and_leaves_with_the_last_socket() {
     assert_eq!(users(&snapshot["users"]), vec!["alice", "watcher"]);
 
     // REST presence on a third node: alice once.
-    let res: Value = http()
-        .get(c.http("/api/rooms/p/presence"))
-        .bearer_auth(token("x"))
-        .send()
-        .await
-        .expect("presence")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(users(&res["users"]), vec!["alice", "watcher"]);
+    assert_eq!(rest_presence(c, "p").await, vec!["alice", "watcher"]);
 
     // Typing crosses nodes too, and not back to the typist's own sockets.
     alice_a.send(json!({"type":"typing","room":"p"})).await;
