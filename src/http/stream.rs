@@ -23,6 +23,7 @@ use super::rest::authorize;
 use crate::auth::Identity;
 use crate::ids::{RoomId, Seq};
 use crate::node::Shared;
+use crate::protocol::client::parse_cursor;
 use crate::protocol::{ErrorCode, PresenceUser};
 
 /// Most messages one long-poll returns.
@@ -83,14 +84,12 @@ pub async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let (room, identity) = authorize(&req, &shared, &path)?;
     let last_event_id = match req.headers().get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<Seq>().ok())
-                .ok_or_else(|| {
-                    ApiError::new(ErrorCode::BadRequest, "Last-Event-ID must be a seq")
-                })?,
-        ),
+        Some(v) => Some(v.to_str().ok().and_then(parse_cursor).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                "Last-Event-ID must be a non-negative seq",
+            )
+        })?),
         None => None,
     };
     let since = cursor(last_event_id.or(query.after))?;

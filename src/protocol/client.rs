@@ -165,6 +165,12 @@ pub fn validate_client_msg_id(id: &str) -> Result<(), (ErrorCode, String)> {
 }
 
 /// Clamps a requested page size to 1..=200 (default 50).
+/// A cursor written as text (SSE `Last-Event-ID`): a non-negative seq, surrounding spaces
+/// allowed. `None` for anything else.
+pub fn parse_cursor(text: &str) -> Option<Seq> {
+    text.trim().parse::<Seq>().ok().filter(|s| *s >= 0)
+}
+
 pub fn history_limit(requested: Option<Seq>) -> usize {
     match requested {
         None => DEFAULT_HISTORY_LIMIT,
@@ -287,6 +293,15 @@ mod tests {
         assert_eq!(e.r#ref.as_deref(), Some("r7"));
         let long_ref = format!(r#"{{"type":"ping","ref":"{}"}}"#, "x".repeat(65));
         assert_eq!(code(&long_ref), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn cursors_are_non_negative_seqs() {
+        assert_eq!(parse_cursor(" 42 "), Some(42));
+        assert_eq!(parse_cursor("0"), Some(0));
+        for bad in ["-1", "", "4.2", "1e3", "99999999999999999999", "x"] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
+        }
     }
 
     #[test]
