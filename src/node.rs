@@ -69,22 +69,6 @@ impl Shared {
     }
 }
 
-/// Sets TCP_USER_TIMEOUT on every accepted connection: when a peer acknowledges nothing for
-/// `limit` (a reader that stopped reading keeps a zero window; a vanished one never answers), the
-/// kernel drops the connection. actix stops polling a session whose socket is full, so its own
-/// 1013 close could never be written; this is what actually frees such a connection.
-fn write_timeout(
-    limit: Duration,
-) -> impl Fn(&dyn std::any::Any, &mut actix_web::dev::Extensions) + Send + Sync + 'static {
-    move |conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
-            && let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(limit))
-        {
-            tracing::warn!(error = %e, "cannot set TCP_USER_TIMEOUT");
-        }
-    }
-}
-
 /// Parts a caller may supply instead of building them from the settings.
 #[derive(Default)]
 pub struct Parts {
@@ -224,7 +208,8 @@ impl Node {
         .client_request_timeout(Duration::from_millis(
             shared.settings.http.handshake_timeout_ms,
         ))
-        .on_connect(write_timeout(Duration::from_millis(
+        .client_disconnect_timeout(crate::http::conn::LINGER)
+        .on_connect(crate::http::conn::on_connect(Duration::from_millis(
             shared.settings.session.write_timeout_ms,
         )))
         .disable_signals()

@@ -18,6 +18,7 @@ use crate::protocol::ErrorCode;
 use crate::store::StoreError;
 
 pub mod admission;
+pub mod conn;
 pub mod demo;
 pub mod health;
 pub mod listener;

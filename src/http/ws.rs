@@ -8,6 +8,7 @@ use actix_web_actors::ws::WsResponseBuilder;
 use bytes::Bytes;
 
 use super::admission::Refused;
+use super::conn::ConnSocket;
 use super::{ApiError, authenticate};
 use crate::node::Shared;
 use crate::protocol::ErrorCode;
@@ -23,7 +24,11 @@ pub async fn echo(
     if !shared.settings.http.echo_endpoint {
         return Err(ApiError::new(ErrorCode::NotFound, "no such route"));
     }
-    let echo = Echo::new(payload, shared.settings.limits.max_frame_bytes);
+    let echo = Echo::new(
+        payload,
+        shared.settings.limits.max_frame_bytes,
+        ConnSocket::of(&req),
+    );
     start(echo, &req)
 }
 
@@ -91,6 +96,12 @@ pub async fn upgrade(
             e.retry_after_s = Some(5);
             e
         })?;
-    let session = Session::new(shared.into_inner(), identity, payload, permit);
+    let session = Session::new(
+        shared.into_inner(),
+        identity,
+        payload,
+        permit,
+        ConnSocket::of(&req),
+    );
     start(session, &req)
 }

@@ -10,20 +10,23 @@ use actix_web::web::Payload;
 use actix_web_actors::ws;
 
 use super::frames::{Assembler, FrameStream, Inbound, close_for};
+use crate::http::conn::ConnSocket;
 use crate::protocol::CloseCode;
 
 pub struct Echo {
     payload: Option<Payload>,
     assembler: Assembler,
     max_frame_bytes: usize,
+    conn: Option<ConnSocket>,
 }
 
 impl Echo {
-    pub fn new(payload: Payload, max_frame_bytes: usize) -> Echo {
+    pub fn new(payload: Payload, max_frame_bytes: usize, conn: Option<ConnSocket>) -> Echo {
         Echo {
             payload: Some(payload),
             assembler: Assembler::with_binary(max_frame_bytes),
             max_frame_bytes,
+            conn,
         }
     }
 
@@ -42,6 +45,14 @@ impl Actor for Echo {
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(payload) = self.payload.take() {
             ctx.add_stream(FrameStream::new(payload, self.max_frame_bytes));
+        }
+    }
+
+    /// Every way this actor ends is a finished handshake or a failed connection: close the TCP
+    /// connection first, as RFC 6455 §7.1.1 asks of a server.
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(conn) = &self.conn {
+            conn.hang_up();
         }
     }
 }

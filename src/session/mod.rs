@@ -20,6 +20,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::auth::Identity;
 use crate::http::admission::Permit;
+use crate::http::conn::ConnSocket;
 use crate::ids::{RoomId, random_id};
 use crate::node::Shared;
 use crate::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerFrame};
@@ -43,6 +44,10 @@ pub struct Session {
     last_seen: Instant,
     assembler: Assembler,
     closing: bool,
+    /// The connection, ended by the server when the session stops with [`Session::hang_up`] set.
+    conn: Option<ConnSocket>,
+    /// Close the TCP connection when the actor stops (see `close`).
+    hang_up: bool,
     /// Set in `started` (it needs the actor's address).
     outbox: Option<Outbox>,
     /// This socket's slot under the per-user and per-IP limits, freed when the actor is dropped.
@@ -60,6 +65,7 @@ impl Session {
         identity: Identity,
         payload: Payload,
         permit: Permit,
+        conn: Option<ConnSocket>,
     ) -> Session {
         let limits = &shared.settings.limits;
         let quota =
@@ -74,6 +80,8 @@ impl Session {
             last_seen: Instant::now(),
             assembler: Assembler::new(limits.max_frame_bytes),
             closing: false,
+            conn,
+            hang_up: false,
             outbox: None,
             _permit: permit,
             shared,
@@ -92,6 +100,15 @@ impl Session {
             return;
         }
         self.closing = true;
+        // A frame that breaks the protocol fails the connection (RFC 6455 §7.1.7): the server
+        // closes the TCP connection right after its Close. Any other close is one the peer should
+        // answer with its own Close before it hangs up; actix lingers for that (`conn::LINGER`).
+        // Hanging up on those too would make a peer that writes in the meantime (a pong) meet a
+        // reset, and may cost it our Close frame.
+        self.hang_up = matches!(
+            code,
+            CloseCode::Protocol | CloseCode::InvalidUtf8 | CloseCode::Policy | CloseCode::TooBig
+        );
         self.shared
             .metrics
             .session_closes
@@ -181,6 +198,11 @@ impl Actor for Session {
             });
         }
         self.shared.unregister_session(&self.id);
+        if self.hang_up
+            && let Some(conn) = &self.conn
+        {
+            conn.hang_up();
+        }
     }
 }
 
@@ -207,6 +229,8 @@ impl StreamHandler<Result<actix_http::ws::Frame, ws::ProtocolError>> for Session
             Inbound::Ping(data) => ctx.pong(&data),
             Inbound::Pong | Inbound::Partial => {}
             Inbound::Close(reason) => {
+                // The peer started the closing handshake; our answer completes it.
+                self.hang_up = true;
                 ctx.close(reason);
                 ctx.stop();
             }

@@ -343,10 +343,9 @@ async fn a_chatty_client_is_rate_limited_and_a_flood_is_closed_with_4029() {
     node.stop().await;
 }
 
-/// Closes a fresh socket with `code`, written byte by byte (a client library may refuse to send
-/// an invalid code, or hide the server's answer behind its own), and returns the code in the
-/// server's close frame.
-async fn raw_close(node: &TestNode, code: u16) -> u16 {
+/// A fresh upgraded socket for user `raw`, spoken to byte by byte (a client library may refuse to
+/// send an invalid frame, or hide the server's answer and the TCP close behind its own).
+async fn raw_socket(node: &TestNode) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(node.addr())
         .await
@@ -367,12 +366,23 @@ async fn raw_close(node: &TestNode, code: u16) -> u16 {
         "{}",
         String::from_utf8_lossy(&head)
     );
-    // A masked close frame: FIN + opcode 8, mask bit + length 2, mask key, masked code.
+    tcp
+}
+
+/// Writes a masked close frame with `code`.
+async fn write_close(tcp: &mut tokio::net::TcpStream, code: u16) {
+    use tokio::io::AsyncWriteExt;
+    // FIN + opcode 8, mask bit + length 2, mask key, masked code.
     let mask = [1u8, 2, 3, 4];
     let [hi, lo] = code.to_be_bytes();
     tcp.write_all(&[0x88, 0x82, 1, 2, 3, 4, hi ^ mask[0], lo ^ mask[1]])
         .await
         .expect("write close");
+}
+
+/// Reads frames until the server's close frame and returns its code.
+async fn read_close(tcp: &mut tokio::net::TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
     let read = async {
         loop {
             let opcode = tcp.read_u8().await.expect("frame") & 0x0f;
@@ -391,6 +401,46 @@ async fn raw_close(node: &TestNode, code: u16) -> u16 {
     tokio::time::timeout(DEADLINE, read)
         .await
         .expect("a close frame")
+}
+
+/// Closes a fresh socket with `code` and returns the code in the server's close frame.
+async fn raw_close(node: &TestNode, code: u16) -> u16 {
+    let mut tcp = raw_socket(node).await;
+    write_close(&mut tcp, code).await;
+    read_close(&mut tcp).await
+}
+
+/// After its Close, the server must close the TCP connection itself (RFC 6455 §7.1.1) rather
+/// than wait for the client: `what` is the step that ends the connection. Waits half of actix's
+/// linger; a server that waited for the client would close only when the whole linger ran out.
+async fn server_hangs_up(tcp: &mut tokio::net::TcpStream, what: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut rest = [0u8; 64];
+    let read = tokio::time::timeout(chorus::http::conn::LINGER / 2, tcp.read(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("after {what} the server kept the connection open"));
+    assert_eq!(read.expect("a clean end, not a reset"), 0, "after {what}");
+}
+
+#[actix_web::test]
+async fn the_server_closes_the_tcp_connection_once_the_websocket_is_over() {
+    use tokio::io::AsyncWriteExt;
+    let node = TestNode::start(&fresh_db().await, &[]).await;
+
+    // The client starts the closing handshake.
+    let mut tcp = raw_socket(&node).await;
+    write_close(&mut tcp, 1000).await;
+    assert_eq!(read_close(&mut tcp).await, 1000);
+    server_hangs_up(&mut tcp, "the client's close").await;
+
+    // The server fails the connection (a ping over 125 bytes).
+    let mut tcp = raw_socket(&node).await;
+    let mut ping = vec![0x89, 0x80 | 126, 0, 200, 0, 0, 0, 0];
+    ping.extend_from_slice(&[0u8; 200]);
+    tcp.write_all(&ping).await.expect("write ping");
+    assert_eq!(read_close(&mut tcp).await, 1002);
+    server_hangs_up(&mut tcp, "a protocol error").await;
+    node.stop().await;
 }
 
 /// Sends `frame` on a fresh socket and returns the close code the server answers with.

@@ -11,13 +11,11 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use crate::processes::{RedisServer, spawn_node};
 use crate::support::*;
 
-const HEARTBEAT_MS: u64 = 200;
-const DEAD_AFTER_MS: u64 = 1200;
+pub const HEARTBEAT_MS: u64 = 200;
+pub const DEAD_AFTER_MS: u64 = 1200;
 
-/// A node of a test cluster: the shared database and Redis, a prefix unique to the test, fast
-/// heartbeats. Waits until its bridge is connected and subscribed.
 /// Where a node finds Redis: the test's server, or a proxy in front of it.
-trait RedisUrl {
+pub trait RedisUrl {
     fn url(&self) -> String;
 }
 
@@ -35,7 +33,9 @@ impl RedisUrl for RedisAt {
     }
 }
 
-async fn cluster_node(db: &str, redis: &impl RedisUrl, prefix: &str) -> TestNode {
+/// A node of a test cluster: the shared database and Redis, a prefix unique to the test, fast
+/// heartbeats. Waits until its bridge is connected and subscribed.
+pub async fn cluster_node(db: &str, redis: &impl RedisUrl, prefix: &str) -> TestNode {
     let (hb, dead) = (HEARTBEAT_MS.to_string(), DEAD_AFTER_MS.to_string());
     let url = redis.url();
     let node = TestNode::start(
@@ -65,7 +65,7 @@ async fn readyz(node: &TestNode) -> u16 {
 }
 
 /// Waits until `/readyz` answers 200 (`true`) or 503 (`false`).
-async fn wait_ready(node: &TestNode, ready: bool) {
+pub async fn wait_ready(node: &TestNode, ready: bool) {
     let want = if ready { 200 } else { 503 };
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while readyz(node).await != want {
@@ -77,7 +77,7 @@ async fn wait_ready(node: &TestNode, ready: bool) {
     }
 }
 
-fn prefix() -> String {
+pub fn prefix() -> String {
     format!("it{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
 
@@ -135,7 +135,7 @@ async fn next_diff(ws: &mut Ws) -> Value {
 }
 
 /// `GET /api/rooms/{room}/presence` on `node`: the user ids, sorted.
-async fn rest_presence(node: &TestNode, room: &str) -> Vec<String> {
+pub async fn rest_presence(node: &TestNode, room: &str) -> Vec<String> {
     let res: Value = http()
         .get(node.http(&format!("/api/rooms/{room}/presence")))
         .bearer_auth(token("x"))

@@ -1,7 +1,9 @@
 //! Graceful drain on the real binary with a real SIGTERM (PROTOCOL.md §6): readiness turns 503 and
 //! new sockets are refused at once, every session gets a 1012 close (never a bare disconnect), the
 //! process exits 0, and clients resume on another node with `since` without losing an acked
-//! message; unacked sends retried with the same client_msg_id land exactly once.
+//! message; unacked sends retried with the same client_msg_id land exactly once. Run once on
+//! Postgres alone and once in a cluster, where a member on the surviving node hears everything live
+//! and the survivor drops the drained node and its users.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,22 +12,82 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::processes::spawn_node;
+use crate::cluster::{DEAD_AFTER_MS, HEARTBEAT_MS, prefix, rest_presence, wait_ready};
+use crate::processes::{RedisServer, spawn_node};
 use crate::support::*;
+
+const DRAIN_ENV: [(&str, &str); 3] = [
+    ("CHORUS__SHUTDOWN__DRAIN_MS", "1500"),
+    ("CHORUS__LIMITS__MSGS_PER_SEC", "1000"),
+    ("CHORUS__LIMITS__BURST", "1000"),
+];
 
 #[actix_web::test]
 async fn sigterm_drains_with_1012_and_clients_resume_elsewhere_without_loss() {
     let db = fresh_db().await;
-    let (mut child, addr) = spawn_node(
+    let (child, addr) = spawn_node(&db, &DRAIN_ENV);
+    let other = TestNode::start(&db, &[]).await;
+    let last = drain_and_resume(child, addr, &other, None).await;
+    assert!(last > 20);
+    other.stop().await;
+}
+
+#[actix_web::test]
+async fn in_a_cluster_a_drained_node_loses_nothing_and_its_peers_see_it_go() {
+    let (db, redis, prefix) = (fresh_db().await, RedisServer::start().await, prefix());
+    let (url, hb, dead) = (
+        redis.url(),
+        HEARTBEAT_MS.to_string(),
+        DEAD_AFTER_MS.to_string(),
+    );
+    let mut env = DRAIN_ENV.to_vec();
+    env.extend([
+        ("CHORUS__REDIS__URL", url.as_str()),
+        ("CHORUS__REDIS__PREFIX", prefix.as_str()),
+        ("CHORUS__CLUSTER__HEARTBEAT_MS", hb.as_str()),
+        ("CHORUS__CLUSTER__DEAD_AFTER_MS", dead.as_str()),
+    ]);
+    let (child, addr) = spawn_node(&db, &env);
+    // The survivor would judge the drained node dead only after 30 s, longer than any wait here:
+    // it must learn of the exit from the drained node's goodbye.
+    let other = TestNode::start(
         &db,
         &[
-            ("CHORUS__SHUTDOWN__DRAIN_MS", "1500"),
-            ("CHORUS__LIMITS__MSGS_PER_SEC", "1000"),
-            ("CHORUS__LIMITS__BURST", "1000"),
+            ("redis.url", url.as_str()),
+            ("redis.prefix", prefix.as_str()),
+            ("cluster.heartbeat_ms", hb.as_str()),
+            ("cluster.dead_after_ms", "30000"),
         ],
-    );
-    let other = TestNode::start(&db, &[]).await;
+    )
+    .await;
+    wait_ready(&other, true).await;
+    eventually("both nodes see each other", || {
+        other.metric("chorus_cluster_nodes") == 2.0
+    })
+    .await;
+    // A member of the room on the surviving node, connected throughout.
+    let mut watcher = other.ws("watcher").await;
+    watcher.join("drain").await;
 
+    let last = drain_and_resume(child, addr, &other, Some(&mut watcher)).await;
+    // It heard every message live, the drained node's and the retried ones, once and in order.
+    assert_eq!(
+        recv_seqs(&mut watcher, last as usize).await,
+        (1..=last).collect::<Vec<_>>()
+    );
+    other.stop().await;
+}
+
+/// Starts readers and a pacing writer in room `drain` on the spawned node at `addr`, SIGTERMs it
+/// and checks the drain, then resumes everyone on `other` and checks nothing acked was lost and
+/// nothing was stored twice. With `watcher` (a member on `other`, in a cluster) it also checks that
+/// `other` drops the drained node and its users once it exits. Returns the last seq.
+async fn drain_and_resume(
+    mut child: std::process::Child,
+    addr: String,
+    other: &TestNode,
+    watcher: Option<&mut Ws>,
+) -> i64 {
     // Three readers and one writer on the draining node.
     let mut readers = Vec::new();
     for i in 0..3 {
@@ -122,6 +184,14 @@ async fn sigterm_drains_with_1012_and_clients_resume_elsewhere_without_loss() {
     assert_eq!(close, Some(1012), "writer");
     let status = exit_status(&mut child).await;
     assert!(status.success(), "exit status {status}");
+    if watcher.is_some() {
+        // Its goodbye, not a timeout, and none of its users linger in presence.
+        eventually("the survivor drops the drained node", || {
+            other.metric("chorus_cluster_nodes") == 1.0
+        })
+        .await;
+        assert_eq!(rest_presence(other, "drain").await, vec!["watcher"]);
+    }
 
     // The writer retries everything it did not see acked, with the same ids, on the other node.
     // (A retry that did commit on the old node comes back as a duplicate: an ack and no message.)
@@ -166,5 +236,5 @@ async fn sigterm_drains_with_1012_and_clients_resume_elsewhere_without_loss() {
         got.extend(recv_seqs(&mut ws, missing).await);
         assert_eq!(*got, (1..=last).collect::<Vec<_>>(), "reader {i}");
     }
-    other.stop().await;
+    last
 }

@@ -1,0 +1,93 @@
+//! The TCP connection under each request: what is set on it when it is accepted, and how a
+//! WebSocket actor ends it once the closing handshake is over.
+//!
+//! - TCP_USER_TIMEOUT (`session.write_timeout_ms`): when a peer acknowledges nothing for that long
+//!   (a reader that stopped reading keeps a zero window; a vanished one never answers), the kernel
+//!   drops the connection. actix stops polling a session whose socket is full, so its own 1013
+//!   close could never be written; this is what actually frees such a connection.
+//! - [`ConnSocket`]: after a WebSocket ends, actix-http keeps the upgraded connection open until the
+//!   *client* closes it or its linger timer (`client_disconnect_timeout`) fires, because the upgrade
+//!   payload never reaches an end of its own. RFC 6455 §7.1.1 wants the server to close the TCP
+//!   connection first. Shutting down the socket's read half makes actix-http see the end of the
+//!   payload: it flushes what is queued (the Close frame included) and then closes the connection.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_web::HttpRequest;
+use actix_web::dev::Extensions;
+use actix_web::rt::net::TcpStream;
+
+/// How long actix-http keeps reading (and discarding) from a connection whose response ended
+/// before its request did: an early 413 still reaches a client that is sending a big body, and a
+/// peer told to close (drain, expired token) has time to answer with its own Close and hang up.
+/// Connections the server ends itself ([`ConnSocket::hang_up`]) do not wait for it.
+pub const LINGER: Duration = Duration::from_secs(5);
+
+/// The `on_connect` hook of the HTTP server.
+pub fn on_connect(
+    write_timeout: Duration,
+) -> impl Fn(&dyn Any, &mut Extensions) + Send + Sync + 'static {
+    move |conn, data| {
+        let Some(tcp) = conn.downcast_ref::<TcpStream>() else {
+            return;
+        };
+        if let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(write_timeout)) {
+            tracing::warn!(error = %e, "cannot set TCP_USER_TIMEOUT");
+        }
+        let open = Rc::new(Cell::new(true));
+        data.insert(ConnSocket {
+            fd: tcp.as_raw_fd(),
+            open: open.clone(),
+        });
+        data.insert(OpenWhileHeld(open));
+    }
+}
+
+/// The socket of one connection, as seen by the actor serving it. Holds no file descriptor of its
+/// own: it knows the number, and whether the connection still owns it.
+#[derive(Clone)]
+pub struct ConnSocket {
+    fd: RawFd,
+    /// True until the connection's data is dropped, which happens when actix-http drops the
+    /// connection (and with it the socket).
+    open: Rc<Cell<bool>>,
+}
+
+/// Lives in the connection's data; clears [`ConnSocket::open`] when the connection is dropped.
+struct OpenWhileHeld(Rc<Cell<bool>>);
+
+impl Drop for OpenWhileHeld {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+impl ConnSocket {
+    /// The connection of `req`, if it is a plain TCP connection.
+    pub fn of(req: &HttpRequest) -> Option<ConnSocket> {
+        req.conn_data::<ConnSocket>().cloned()
+    }
+
+    /// Ends the connection once actix-http has written what is queued for it: reading stops, the
+    /// server sees the end of the upgrade payload, flushes, sends FIN and drops the connection.
+    /// Call it when the closing handshake is complete or the connection has failed; never while
+    /// the peer may still send something the server needs.
+    pub fn hang_up(&self) {
+        if !self.open.get() {
+            return;
+        }
+        // SAFETY: `open` is true only while actix-http holds the connection, so `fd` is its socket
+        // and not a number reused by a later connection. The check and this call run on the
+        // connection's own worker thread (an `Rc` cannot leave it), so the connection cannot be
+        // dropped in between.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        if let Err(e) = socket2::SockRef::from(&fd).shutdown(Shutdown::Read) {
+            tracing::debug!(error = %e, "shutdown(read) after the closing handshake");
+        }
+    }
+}
