@@ -5,8 +5,16 @@
 //! members), order violations (a seq that is not the previous one + 1), latency percentiles, and
 //! (with --pid) the servers' RSS idle and at peak under load.
 //!
+//! Other scenarios: `--protocol socketio` measures the Socket.IO comparison server the same way
+//! (`proto.rs`); `--idle` only connects and joins, then reports RSS per socket; `--stalled N` adds
+//! N sockets to the first room that never read; `--storm-missed M` is the reconnect storm
+//! (`storm.rs`).
+//!
 //! Run against a node started by `loadtest/run` (or any node sharing the JWT secret):
 //! `cargo run --release --example bench -- --url ws://127.0.0.1:8080 --secret S --sockets 1000 --rooms 10`
+
+mod proto;
+mod storm;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +23,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use serde::Deserialize;
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
+
+use proto::{Incoming, Proto};
 
 #[derive(Parser, Debug, Clone)]
 struct Args {
@@ -46,18 +55,21 @@ struct Args {
     /// A delivery later than this counts as late (see `late_deliveries` in the summary).
     #[arg(long, default_value_t = 1000)]
     late_ms: u64,
-}
-
-#[derive(Deserialize)]
-struct Frame<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(default)]
-    body: Option<&'a str>,
-    #[serde(default)]
-    seq: Option<i64>,
-    #[serde(default)]
-    code: Option<&'a str>,
+    /// The server's protocol: chorus, or socketio for loadtest/socketio/server.js.
+    #[arg(long, value_enum, default_value = "chorus")]
+    protocol: Proto,
+    /// Connect and join only; report the servers' RSS per socket instead of sending.
+    #[arg(long)]
+    idle: bool,
+    /// Extra sockets in the first room (on the first node) that join and never read again.
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
+    /// Run the reconnect storm instead: each client misses this many messages (see storm.rs).
+    #[arg(long, default_value_t = 0)]
+    storm_missed: u64,
+    /// Connections being opened at once while setting up (the storm's reconnect is not limited).
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
 }
 
 #[derive(Default)]
@@ -81,11 +93,11 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram")
 }
 
-fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
+pub(crate) fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
     serde_json::json!({
         "count": h.len(),
         "p50": h.value_at_quantile(0.50) as f64 / 1000.0,
@@ -114,6 +126,16 @@ async fn main() -> anyhow::Result<()> {
         args.secret.as_bytes(),
         &chorus::config::Settings::load(None, &Default::default(), &[])?.auth,
     );
+    let token = |user: &str| auth.issue(user, None, Duration::from_secs(3600), None, None);
+    if args.storm_missed > 0 {
+        let summary = storm::run(&args, token).await?;
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    let rss_before: Vec<u64> = args.pid.iter().map(|p| rss_kib(*p)).collect();
+    let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+    let stalled = connect_stalled(&args, &token).await?;
+    let proto = args.protocol;
     let epoch = Instant::now();
     let counters = Arc::new(Counters::default());
     let joined = Arc::new(Barrier::new(args.sockets + 1));
@@ -133,44 +155,29 @@ async fn main() -> anyhow::Result<()> {
         let room = format!("{}-{room_ix}", args.prefix);
         // Every room gets members on every node (sockets i, i+rooms, … alternate nodes).
         let node_ix = (i / args.rooms) % args.url.len();
-        let url = format!(
-            "{}/ws?access_token={}",
-            args.url[node_ix],
-            auth.issue(
-                &format!("u{i}"),
-                None,
-                Duration::from_secs(3600),
-                None,
-                None
-            )
-        );
-        let (counters, joined, start, acked_room) = (
+        let url = proto.url(&args.url[node_ix], &token(&format!("u{i}")));
+        let (counters, joined, start, acked_room, gate) = (
             counters.clone(),
             joined.clone(),
             start.clone(),
             acked_per_room[room_ix].clone(),
+            gate.clone(),
         );
         tasks.push(tokio::spawn(async move {
             // Same-node and cross-node deliveries, measured apart.
             let (mut same, mut cross) = (histogram(), histogram());
             let mut last_seq: Option<i64> = None;
-            let (ws, _) = tokio_tungstenite::connect_async(url)
-                .await
-                .expect("connect");
-            let (mut tx, mut rx) = ws.split();
-            tx.send(Message::text(format!(
-                r#"{{"type":"join","room":"{room}"}}"#
-            )))
-            .await
-            .expect("join");
-            loop {
-                let Some(Ok(Message::Text(t))) = rx.next().await else {
-                    panic!("no joined")
-                };
-                if t.contains(r#""type":"joined""#) {
-                    break;
+            let slot = gate.acquire().await;
+            let (ws, _, _) = match proto.connect_and_join(&url, &room, None).await {
+                Ok(joined) => joined,
+                Err(e) => {
+                    // The others would wait at the barrier forever.
+                    eprintln!("socket {i} could not connect and join: {e}");
+                    std::process::exit(1);
                 }
-            }
+            };
+            drop(slot);
+            let (mut tx, mut rx) = ws.split();
             joined.wait().await;
             start.wait().await;
             // Spread the sockets' send times over one period.
@@ -183,14 +190,15 @@ async fn main() -> anyhow::Result<()> {
                     let until = Instant::now() + send_for;
                     let mut tick = tokio::time::interval(period);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let mut n = 0;
                     while Instant::now() < until {
                         tick.tick().await;
                         let t = epoch.elapsed().as_micros() as u64;
-                        let f =
-                            format!(r#"{{"type":"send","room":"{room}","body":"{t}:{node_ix}"}}"#);
+                        let f = proto.send_frame(&room, &format!("{t}:{node_ix}"), n);
                         if tx.send(Message::text(f)).await.is_err() {
                             break;
                         }
+                        n += 1;
                         counters.sent.fetch_add(1, Ordering::Relaxed);
                     }
                     tx
@@ -199,16 +207,12 @@ async fn main() -> anyhow::Result<()> {
             let receiver = async {
                 while let Some(Ok(msg)) = rx.next().await {
                     let Message::Text(t) = msg else { continue };
-                    let Ok(f) = serde_json::from_str::<Frame>(&t) else {
-                        continue;
-                    };
-                    match f.kind {
-                        "message" => {
+                    match proto.parse(&t) {
+                        Incoming::Message { body, seq } => {
                             let now = epoch.elapsed().as_micros() as u64;
-                            let parsed =
-                                f.body.and_then(|b| b.split_once(':')).and_then(|(t, n)| {
-                                    Some((t.parse::<u64>().ok()?, n.parse::<usize>().ok()?))
-                                });
+                            let parsed = body.and_then(|b| b.split_once(':')).and_then(|(t, n)| {
+                                Some((t.parse::<u64>().ok()?, n.parse::<usize>().ok()?))
+                            });
                             if let Some((sent, from)) = parsed {
                                 let h = if from == node_ix {
                                     &mut same
@@ -224,24 +228,21 @@ async fn main() -> anyhow::Result<()> {
                                         .fetch_max(unix_ms(), Ordering::Relaxed);
                                 }
                             }
-                            if last_seq
-                                .zip(f.seq)
-                                .is_some_and(|(prev, seq)| seq != prev + 1)
-                            {
+                            if last_seq.zip(seq).is_some_and(|(prev, seq)| seq != prev + 1) {
                                 counters.out_of_order.fetch_add(1, Ordering::Relaxed);
                             }
-                            last_seq = f.seq.or(last_seq);
+                            last_seq = seq.or(last_seq);
                             counters.delivered.fetch_add(1, Ordering::Relaxed);
                         }
-                        "ack" => {
+                        Incoming::Ack => {
                             counters.acked.fetch_add(1, Ordering::Relaxed);
                             acked_room.fetch_add(1, Ordering::Relaxed);
                         }
-                        "error" => {
+                        Incoming::Error(code) => {
                             counters.errors.fetch_add(1, Ordering::Relaxed);
-                            eprintln!("error frame: {:?}", f.code);
+                            eprintln!("error frame: {code}");
                         }
-                        _ => {}
+                        Incoming::Other => {}
                     }
                 }
             };
@@ -258,6 +259,23 @@ async fn main() -> anyhow::Result<()> {
     }
     joined.wait().await;
     let rss_idle: Vec<u64> = args.pid.iter().map(|p| rss_kib(*p)).collect();
+    if args.idle {
+        // Let first heartbeats and allocator caches settle, then measure again.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let rss_settled: Vec<u64> = args.pid.iter().map(|p| rss_kib(*p)).collect();
+        let total_before: u64 = rss_before.iter().sum();
+        let total_after: u64 = rss_settled.iter().sum();
+        let summary = serde_json::json!({
+            "scenario": { "name": "idle", "sockets": args.sockets, "rooms": args.rooms,
+                          "nodes": args.url.len(), "protocol": format!("{:?}", args.protocol) },
+            "server_rss_kib": { "before_connect": rss_before, "after_join": rss_idle,
+                                "settled_5s": rss_settled },
+            "rss_per_socket_kib": (total_after.saturating_sub(total_before)) as f64
+                / args.sockets.max(1) as f64,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        std::process::exit(0);
+    }
     eprintln!(
         "{} sockets joined {} rooms; sending for {} s",
         args.sockets, args.rooms, args.duration
@@ -297,9 +315,11 @@ async fn main() -> anyhow::Result<()> {
         "scenario": {
             "sockets": args.sockets, "rooms": args.rooms, "rate_per_socket": args.rate,
             "duration_s": args.duration, "nodes": args.url.len(),
+            "protocol": format!("{:?}", args.protocol), "stalled_sockets": args.stalled,
         },
         "sent": counters.sent.load(Ordering::Relaxed),
         "acked": counters.acked.load(Ordering::Relaxed),
+        "acked_per_s": counters.acked.load(Ordering::Relaxed) as f64 / args.duration as f64,
         "errors": counters.errors.load(Ordering::Relaxed),
         "delivered": delivered,
         "expected": expected,
@@ -311,9 +331,40 @@ async fn main() -> anyhow::Result<()> {
         "latency_ms": percentiles(&all),
         "latency_same_node_ms": percentiles(&same),
         "latency_cross_node_ms": percentiles(&cross),
-        "server_rss_kib": { "idle_after_join": rss_idle, "peak_under_load": rss_peak },
+        "server_rss_kib": {
+            "before_connect": rss_before, "idle_after_join": rss_idle, "peak_under_load": rss_peak,
+        },
         "wall_s": elapsed.as_secs_f64(),
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
+    drop(stalled);
     Ok(())
+}
+
+/// `--stalled N`: sockets with a 4 KiB receive buffer that join the first room on the first node
+/// and never read again. The server must close them (1013, then TCP_USER_TIMEOUT) while its
+/// memory stays flat and the other members are unaffected.
+async fn connect_stalled(
+    args: &Args,
+    token: &impl Fn(&str) -> String,
+) -> anyhow::Result<Vec<proto::Ws>> {
+    let mut held = Vec::new();
+    let base = &args.url[0];
+    let host = base.trim_start_matches("ws://").trim_end_matches('/');
+    for k in 0..args.stalled {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let tcp = socket.connect(host.parse()?).await?;
+        let url = Proto::Chorus.url(base, &token(&format!("stalled{k}")));
+        let (mut ws, _) =
+            tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+                .await?;
+        let room = format!("{}-0", args.prefix);
+        ws.send(Message::text(format!(
+            r#"{{"type":"join","room":"{room}"}}"#
+        )))
+        .await?;
+        held.push(ws);
+    }
+    Ok(held)
 }

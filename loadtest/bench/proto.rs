@@ -1,0 +1,166 @@
+//! The two wire protocols the bench speaks: Chorus (PROTOCOL.md §2) and, for the comparison,
+//! Socket.IO 4 (Engine.IO v4 over a plain WebSocket) as served by `loadtest/socketio/server.js`.
+//! Everything protocol-specific lives here: the URL, the join handshake, the send frame and how an
+//! incoming text frame is read, so the scenarios measure both servers the same way.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Proto {
+    Chorus,
+    #[value(name = "socketio")]
+    SocketIo,
+}
+
+/// What an incoming text frame means to the bench.
+pub enum Incoming<'a> {
+    Message {
+        body: Option<&'a str>,
+        /// Chorus: the room's seq. Socket.IO: none (it has no per-room order to check).
+        seq: Option<i64>,
+    },
+    Ack,
+    Error(String),
+    Other,
+}
+
+#[derive(Deserialize)]
+struct ChorusFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    body: Option<&'a str>,
+    #[serde(default)]
+    seq: Option<i64>,
+    #[serde(default)]
+    code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct SioMessage<'a> {
+    #[serde(default)]
+    body: Option<&'a str>,
+}
+
+impl Proto {
+    pub fn url(self, base: &str, token: &str) -> String {
+        match self {
+            Proto::Chorus => format!("{base}/ws?access_token={token}"),
+            Proto::SocketIo => format!("{base}/socket.io/?EIO=4&transport=websocket"),
+        }
+    }
+
+    /// Connects and joins `room` (Chorus: with `since` when given); returns the socket, the room's
+    /// last seq and `recovered` from the join reply (Chorus only: 0 and false for Socket.IO).
+    pub async fn connect_and_join(
+        self,
+        url: &str,
+        room: &str,
+        since: Option<i64>,
+    ) -> anyhow::Result<(Ws, i64, bool)> {
+        // No Nagle: as a browser's WebSocket, every frame leaves at once.
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+        let deadline = Duration::from_secs(60);
+        match self {
+            Proto::Chorus => {
+                let since = since
+                    .map(|s| format!(r#","since":{s}"#))
+                    .unwrap_or_default();
+                ws.send(Message::text(format!(
+                    r#"{{"type":"join","room":"{room}"{since}}}"#
+                )))
+                .await?;
+                let joined =
+                    wait_for(&mut ws, deadline, |t| t.contains(r#""type":"joined""#)).await?;
+                let v: serde_json::Value = serde_json::from_str(&joined)?;
+                let recovered = v["recovered"].as_bool().unwrap_or(false);
+                Ok((ws, v["last_seq"].as_i64().unwrap_or(0), recovered))
+            }
+            Proto::SocketIo => {
+                // Engine.IO open ("0{...}"), then connect to the default namespace ("40").
+                wait_for(&mut ws, deadline, |t| t.starts_with('0')).await?;
+                ws.send(Message::text("40")).await?;
+                wait_for(&mut ws, deadline, |t| t.starts_with("40")).await?;
+                // An emit with ack id 0; the ack is "430[...]".
+                ws.send(Message::text(format!(r#"420["join","{room}"]"#)))
+                    .await?;
+                wait_for(&mut ws, deadline, |t| t.starts_with("430")).await?;
+                Ok((ws, 0, false))
+            }
+        }
+    }
+
+    /// The frame that posts `body` to `room`; `n` numbers the sender's posts (Socket.IO ack id).
+    pub fn send_frame(self, room: &str, body: &str, n: u64) -> String {
+        match self {
+            Proto::Chorus => format!(r#"{{"type":"send","room":"{room}","body":"{body}"}}"#),
+            Proto::SocketIo => {
+                // Ack ids 0 is the join's; posts use 1, 2, ...
+                format!(r#"42{}["send",{{"room":"{room}","body":"{body}"}}]"#, n + 1)
+            }
+        }
+    }
+
+    pub fn parse(self, text: &str) -> Incoming<'_> {
+        match self {
+            Proto::Chorus => match serde_json::from_str::<ChorusFrame>(text) {
+                Ok(f) => match f.kind {
+                    "message" => Incoming::Message {
+                        body: f.body,
+                        seq: f.seq,
+                    },
+                    "ack" => Incoming::Ack,
+                    "error" => Incoming::Error(f.code.unwrap_or("?").to_owned()),
+                    _ => Incoming::Other,
+                },
+                Err(_) => Incoming::Other,
+            },
+            Proto::SocketIo => {
+                if let Some(event) = text.strip_prefix("42") {
+                    match serde_json::from_str::<(&str, SioMessage)>(event) {
+                        Ok(("message", m)) => Incoming::Message {
+                            body: m.body,
+                            seq: None,
+                        },
+                        _ => Incoming::Other,
+                    }
+                } else if text.starts_with("43") {
+                    if text.contains(r#""seq""#) {
+                        Incoming::Ack
+                    } else {
+                        Incoming::Error(text.to_owned())
+                    }
+                } else {
+                    Incoming::Other
+                }
+            }
+        }
+    }
+}
+
+/// Reads text frames until one satisfies `done`; returns it.
+async fn wait_for(
+    ws: &mut Ws,
+    deadline: Duration,
+    done: impl Fn(&str) -> bool,
+) -> anyhow::Result<String> {
+    tokio::time::timeout(deadline, async {
+        while let Some(msg) = ws.next().await {
+            if let Message::Text(t) = msg?
+                && done(&t)
+            {
+                return Ok(t.to_string());
+            }
+        }
+        anyhow::bail!("connection closed during the handshake")
+    })
+    .await?
+}
