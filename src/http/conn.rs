@@ -53,8 +53,11 @@ pub fn on_connect(
 #[derive(Clone)]
 pub struct ConnSocket {
     fd: RawFd,
-    /// True until the connection's data is dropped, which happens when actix-http drops the
-    /// connection (and with it the socket).
+    /// True until the connection's data is dropped. actix-http's dispatcher holds that data for
+    /// the connection's life; a request also holds it, but only until it returns to actix-web's
+    /// request pool, which clears it. On an upgraded connection the upgrade request was the last
+    /// request and its handler has returned, so the dispatcher is the last holder: the flag falls
+    /// when the dispatcher drops the connection, and with it the socket.
     open: Rc<Cell<bool>>,
 }
 
@@ -81,10 +84,11 @@ impl ConnSocket {
         if !self.open.get() {
             return;
         }
-        // SAFETY: `open` is true only while actix-http holds the connection, so `fd` is its socket
-        // and not a number reused by a later connection. The check and this call run on the
-        // connection's own worker thread (an `Rc` cannot leave it), so the connection cannot be
-        // dropped in between.
+        // SAFETY: `open` is true only while the connection's dispatcher holds the socket (see the
+        // field: only WebSocket actors call this, after their upgrade handler has returned), so
+        // `fd` is that socket and not a number reused by a later connection. The check and this
+        // call run on the connection's own worker thread (an `Rc` cannot leave it), so the
+        // connection cannot be dropped in between.
         let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
         if let Err(e) = socket2::SockRef::from(&fd).shutdown(Shutdown::Read) {
             tracing::debug!(error = %e, "shutdown(read) after the closing handshake");
