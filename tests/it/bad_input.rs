@@ -345,7 +345,7 @@ async fn a_chatty_client_is_rate_limited_and_a_flood_is_closed_with_4029() {
 
 /// A fresh upgraded socket for user `raw`, spoken to byte by byte (a client library may refuse to
 /// send an invalid frame, or hide the server's answer and the TCP close behind its own).
-async fn raw_socket(node: &TestNode) -> tokio::net::TcpStream {
+pub async fn raw_socket(node: &TestNode) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(node.addr())
         .await
@@ -370,7 +370,7 @@ async fn raw_socket(node: &TestNode) -> tokio::net::TcpStream {
 }
 
 /// Writes a masked close frame with `code`.
-async fn write_close(tcp: &mut tokio::net::TcpStream, code: u16) {
+pub async fn write_close(tcp: &mut tokio::net::TcpStream, code: u16) {
     use tokio::io::AsyncWriteExt;
     // FIN + opcode 8, mask bit + length 2, mask key, masked code.
     let mask = [1u8, 2, 3, 4];
@@ -381,7 +381,7 @@ async fn write_close(tcp: &mut tokio::net::TcpStream, code: u16) {
 }
 
 /// Reads frames until the server's close frame and returns its code.
-async fn read_close(tcp: &mut tokio::net::TcpStream) -> u16 {
+pub async fn read_close(tcp: &mut tokio::net::TcpStream) -> u16 {
     use tokio::io::AsyncReadExt;
     let read = async {
         loop {
@@ -413,7 +413,7 @@ async fn raw_close(node: &TestNode, code: u16) -> u16 {
 /// After its Close, the server must close the TCP connection itself (RFC 6455 §7.1.1) rather
 /// than wait for the client: `what` is the step that ends the connection. Waits half of actix's
 /// linger; a server that waited for the client would close only when the whole linger ran out.
-async fn server_hangs_up(tcp: &mut tokio::net::TcpStream, what: &str) {
+pub async fn server_hangs_up(tcp: &mut tokio::net::TcpStream, what: &str) {
     use tokio::io::AsyncReadExt;
     let mut rest = [0u8; 64];
     let read = tokio::time::timeout(chorus::http::conn::LINGER / 2, tcp.read(&mut rest))

@@ -54,29 +54,6 @@ pub async fn cluster_node(db: &str, redis: &impl RedisUrl, prefix: &str) -> Test
     node
 }
 
-async fn readyz(node: &TestNode) -> u16 {
-    http()
-        .get(node.http("/readyz"))
-        .send()
-        .await
-        .expect("readyz")
-        .status()
-        .as_u16()
-}
-
-/// Waits until `/readyz` answers 200 (`true`) or 503 (`false`).
-pub async fn wait_ready(node: &TestNode, ready: bool) {
-    let want = if ready { 200 } else { 503 };
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while readyz(node).await != want {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "readyz never became {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 pub fn prefix() -> String {
     format!("it{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }

@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::cluster::{DEAD_AFTER_MS, HEARTBEAT_MS, prefix, rest_presence, wait_ready};
+use crate::cluster::{DEAD_AFTER_MS, HEARTBEAT_MS, prefix, rest_presence};
 use crate::processes::{RedisServer, spawn_node};
 use crate::support::*;
 

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -14,15 +15,36 @@ use crate::support::{DEADLINE, SECRET};
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Extra `redis-server` arguments (e.g. `--requirepass`), kept for restarts.
+    args: Vec<String>,
+    password: Option<String>,
+}
+
+/// A port nothing listens on (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = RedisServer { port, child: None };
+        RedisServer::start_on(free_port(), None).await
+    }
+
+    /// Starts on `port` (which a node may already be trying to reach), requiring `password`.
+    pub async fn start_on(port: u16, password: Option<&str>) -> RedisServer {
+        let mut args = Vec::new();
+        if let Some(p) = password {
+            args.extend(["--requirepass".to_owned(), p.to_owned()]);
+        }
+        let mut server = RedisServer {
+            port,
+            child: None,
+            args,
+            password: password.map(str::to_owned),
+        };
         server.restart().await;
         server
     }
@@ -41,6 +63,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--logfile", ""])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -95,15 +118,22 @@ impl RedisServer {
 
     async fn try_command(&self, args: &[&str]) -> std::io::Result<String> {
         let mut stream = TcpStream::connect(self.addr()).await?;
-        let mut req = format!("*{}\r\n", args.len());
+        let mut req = String::new();
+        if let Some(p) = &self.password {
+            req.push_str(&format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len()));
+        }
+        req.push_str(&format!("*{}\r\n", args.len()));
         for a in args {
             req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
         }
         stream.write_all(req.as_bytes()).await?;
+        let mut reader = tokio::io::BufReader::new(stream);
         let mut line = String::new();
-        tokio::io::BufReader::new(stream)
-            .read_line(&mut line)
-            .await?;
+        if self.password.is_some() {
+            reader.read_line(&mut line).await?; // +OK to AUTH
+            line.clear();
+        }
+        reader.read_line(&mut line).await?;
         Ok(line.trim_end().to_owned())
     }
 }
@@ -117,6 +147,35 @@ impl Drop for RedisServer {
 /// Runs the real binary (`chorus serve` on a free port) with the test secret, Postgres at
 /// `db_url`, and `extra` environment; returns the child and the address it logged.
 pub fn spawn_node(db_url: &str, extra: &[(&str, &str)]) -> (Child, String) {
+    let (child, addr, _) = spawn_node_logged(db_url, extra);
+    (child, addr)
+}
+
+/// Every line a node printed so far (stdout and stderr).
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+/// As [`spawn_node`], and keeps every line the node prints.
+pub fn spawn_node_logged(db_url: &str, extra: &[(&str, &str)]) -> (Child, String, Log) {
+    let (child, log) = spawn_logged(db_url, extra);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let addr = log.lock().expect("log").iter().find_map(|line| {
+            let rest = line.split("listening addr=").nth(1)?;
+            Some(rest.split_whitespace().next().unwrap_or("").to_owned())
+        });
+        if let Some(addr) = addr {
+            return (child, addr, log);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node logs its address"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Starts `chorus serve` and collects its output lines without waiting for anything.
+pub fn spawn_logged(db_url: &str, extra: &[(&str, &str)]) -> (Child, Log) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
     cmd.args(["serve", "--bind", "127.0.0.1:0"])
         .env_clear()
@@ -125,20 +184,37 @@ pub fn spawn_node(db_url: &str, extra: &[(&str, &str)]) -> (Child, String) {
         .env("CHORUS__AUTH__JWT_SECRET", SECRET)
         .env("CHORUS__HTTP__WORKERS", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     for (k, v) in extra {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn chorus");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening addr=").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+    let log: Log = Arc::default();
+    let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().expect("stdout"));
+    let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().expect("stderr"));
+    for stream in [out, err] {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                log.lock().expect("log").push(line);
             }
+        });
+    }
+    (child, log)
+}
+
+/// Waits until a line of `log` satisfies `pred` (bounded by the deadline) and returns it.
+pub async fn wait_for_line(log: &Log, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(line) = log.lock().expect("log").iter().find(|l| pred(l)) {
+            return line.clone();
         }
-    });
-    let addr = rx.recv_timeout(DEADLINE).expect("node logs its address");
-    (child, addr)
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no log line {what}; the node printed:\n{}",
+            log.lock().expect("log").join("\n")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

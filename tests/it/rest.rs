@@ -314,8 +314,7 @@ async fn postgres_unreachable_means_unavailable_never_an_ack_and_a_retry_lands_o
         (Some("error"), Some("unavailable"), Some("s1")),
         "{e}"
     );
-    let res = http().get(node.http("/readyz")).send().await.unwrap();
-    assert_eq!(res.status(), 503);
+    wait_ready(&node, false).await;
     let res = post(&node, "down", "u")
         .json(&json!({"body":"x"}))
         .send()
@@ -341,14 +340,6 @@ async fn postgres_unreachable_means_unavailable_never_an_ack_and_a_retry_lands_o
     ws.send(json!({"type":"send","room":"down","body":"important","client_msg_id":"c-1"}))
         .await;
     assert_eq!(ws.recv_type("ack").await["duplicate"], true);
-    assert_eq!(
-        http()
-            .get(node.http("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    wait_ready(&node, true).await;
     node.stop().await;
 }

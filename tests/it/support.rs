@@ -1,4 +1,5 @@
-//! Test harness: real Postgres (a fresh database per test, cloned from a migrated template), real
+//! Test harness: real Postgres (a fresh database per test, cloned from a migrated template of this
+//! run; the run drops its own databases when it exits and never touches another run's), real
 //! nodes on port 0, real WebSocket and HTTP clients, a TCP fault proxy, and helpers that wait on
 //! events with deadlines instead of sleeping.
 //!
@@ -8,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chorus::auth::Auth;
@@ -56,73 +57,119 @@ async fn admin() -> tokio_postgres::Client {
 
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
 static CREATE_LOCK: Mutex<()> = Mutex::const_new(());
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
-/// The migrated template database, made once per test process (named after the migrations' content,
-/// so a changed migration makes a new template).
+/// This test run's prefix for every database it creates: `chorus_it_<pid>_<random>`. A run creates
+/// and drops only databases with its own prefix, so two runs on one Postgres (CI on a clean clone
+/// while a developer runs `cargo test`) never touch each other's.
+pub fn run_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        format!(
+            "chorus_it_{}_{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        )
+    })
+}
+
+/// Drops this run's databases when the test process exits (the harness exits through `exit`,
+/// also when tests failed, so `atexit` handlers run).
+extern "C" fn drop_run_databases() {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async {
+        let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await else {
+            return;
+        };
+        tokio::spawn(conn);
+        let pattern = format!("{}\\_%", run_prefix());
+        let Ok(rows) = client
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY datname DESC",
+                &[&pattern],
+            )
+            .await
+        else {
+            return;
+        };
+        // Per-test databases sort after `…_tpl`: they go first, then the template.
+        for row in rows {
+            let db: String = row.get(0);
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .await;
+        }
+    });
+}
+
+unsafe extern "C" {
+    fn atexit(f: extern "C" fn()) -> std::ffi::c_int;
+}
+
+/// Leftovers of earlier runs on this machine that died without their exit handler (SIGKILL):
+/// databases named after a process that no longer exists and that nobody is connected to. A
+/// live run's databases are never touched (its process exists).
+async fn reap_dead_runs(client: &tokio_postgres::Client) {
+    let local = matches!(pg_addr().ip().to_string().as_str(), "127.0.0.1" | "::1");
+    if !local {
+        return;
+    }
+    let rows = client
+        .query(
+            "SELECT datname FROM pg_database d WHERE datname LIKE 'chorus\\_it\\_%' \
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+            &[],
+        )
+        .await
+        .expect("list test databases");
+    for row in rows {
+        let db: String = row.get(0);
+        let pid = db.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+                .await;
+        }
+    }
+}
+
+/// The migrated template database of this run, made once per test process.
 async fn template() -> &'static str {
     TEMPLATE
         .get_or_init(|| async {
-            let mut hash: u64 = 1469598103934665603;
-            let mut files: Vec<_> =
-                std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
-                    .expect("migrations folder")
-                    .map(|e| e.expect("dir entry").path())
-                    .collect();
-            files.sort();
-            for f in files {
-                for b in std::fs::read(&f).expect("migration file") {
-                    hash = (hash ^ b as u64).wrapping_mul(1099511628211);
-                }
-            }
-            let name = format!("chorus_tpl_{hash:016x}");
+            let name = format!("{}_tpl", run_prefix());
             let client = admin().await;
-            client
-                .execute("SELECT pg_advisory_lock(4242)", &[])
-                .await
-                .expect("lock");
-            let exists = client
-                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-                .await
-                .expect("query pg_database")
-                .is_some();
-            if !exists {
-                client
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create template");
-                chorus::store::migrate::run(&url_with_db(&name))
-                    .await
-                    .expect("migrate template");
-            }
-            // Leftovers of earlier runs.
-            let old = client
-                .query(
-                    "SELECT datname FROM pg_database WHERE datname LIKE 'chorus_it_%'",
-                    &[],
-                )
-                .await
-                .expect("list old test databases");
-            for row in old {
-                let db: String = row.get(0);
-                let _ = client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                    .await;
+            reap_dead_runs(&client).await;
+            // SAFETY: registering a plain `extern "C" fn` with the C runtime's exit handlers.
+            unsafe {
+                atexit(drop_run_databases);
             }
             client
-                .execute("SELECT pg_advisory_unlock(4242)", &[])
+                .batch_execute(&format!("CREATE DATABASE {name}"))
                 .await
-                .expect("unlock");
+                .expect("create template");
+            chorus::store::migrate::run(&url_with_db(&name))
+                .await
+                .expect("migrate template");
             name
         })
         .await
 }
 
-/// A fresh, migrated database for one test.
+/// A fresh, migrated database for one test (dropped when the test process exits).
 pub async fn fresh_db() -> String {
     let tpl = template().await;
     let name = format!(
-        "chorus_it_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
+        "{}_{}",
+        run_prefix(),
+        NEXT_DB.fetch_add(1, Ordering::SeqCst)
     );
     let _guard = CREATE_LOCK.lock().await;
     admin()
@@ -131,6 +178,30 @@ pub async fn fresh_db() -> String {
         .await
         .expect("create test database");
     url_with_db(&name)
+}
+
+/// An empty database of this run (no schema: a node must migrate it).
+pub async fn empty_db() -> String {
+    let name = format!(
+        "{}_{}",
+        run_prefix(),
+        NEXT_DB.fetch_add(1, Ordering::SeqCst)
+    );
+    admin()
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create empty test database");
+    url_with_db(&name)
+}
+
+/// A direct connection to a test database, for what an operator would do by hand.
+pub async fn db_client(db_url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(db_url, NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(conn);
+    client
 }
 
 /// Settings for a test node: port 0, one worker, the test secret, plus `extra` keys.
@@ -243,6 +314,29 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::new()
+}
+
+pub async fn readyz(node: &TestNode) -> u16 {
+    http()
+        .get(node.http("/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .status()
+        .as_u16()
+}
+
+/// Waits until `/readyz` answers 200 (`true`) or 503 (`false`).
+pub async fn wait_ready(node: &TestNode, ready: bool) {
+    let want = if ready { 200 } else { 503 };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while readyz(node).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz never became {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Posts `body` to `room` over REST as user "poster"; expects 201 and returns the message JSON.
@@ -424,11 +518,37 @@ pub async fn recv_seqs(ws: &mut Ws, n: usize) -> Vec<i64> {
 }
 
 /// A TCP proxy between a node and a dependency that a test can cut (refuse and reset every
-/// connection) and restore.
+/// connection), stall (a blackhole: connections are accepted and stay open, nothing passes either
+/// way) and restore.
 pub struct FaultProxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+/// Copies `from` → `to` while the proxy is not stalled; while it is, nothing is read (the data
+/// waits in the kernel's buffers, as behind a dead route).
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let n = match tokio::time::timeout(Duration::from_millis(50), from.read(&mut buf)).await {
+            Err(_) => continue, // look at the stall flag again
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => n,
+        };
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl FaultProxy {
@@ -436,23 +556,39 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
         let addr = listener.local_addr().expect("proxy addr");
         let cut = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicBool::new(false));
         let conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let (cut2, conns2) = (cut.clone(), conns.clone());
+        let (cut2, stalled2, conns2) = (cut.clone(), stalled.clone(), conns.clone());
         tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 if cut2.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
                 }
+                let stalled = stalled2.clone();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    // A blackhole accepts, but nothing reaches the server until restored.
+                    while stalled.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    if let Ok(server) = TcpStream::connect(upstream).await {
+                        let (cr, cw) = client.into_split();
+                        let (sr, sw) = server.into_split();
+                        tokio::select! {
+                            () = pump(cr, sw, stalled.clone()) => {}
+                            () = pump(sr, cw, stalled) => {}
+                        }
                     }
                 });
                 conns2.lock().expect("conns").push(task);
             }
         });
-        FaultProxy { addr, cut, conns }
+        FaultProxy {
+            addr,
+            cut,
+            stalled,
+            conns,
+        }
     }
 
     /// Refuse new connections and reset the open ones.
@@ -463,8 +599,14 @@ impl FaultProxy {
         }
     }
 
+    /// Blackhole: connections stay open (and new ones are accepted) but nothing passes.
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+        self.stalled.store(false, Ordering::SeqCst);
     }
 }
 
