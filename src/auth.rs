@@ -1,7 +1,8 @@
 //! Identity (PROTOCOL.md §2): HS256 JWTs verified with `jsonwebtoken`, and the room rights they carry.
 //!
 //! Only HS256 is accepted (so `alg: none` and every asymmetric trick fail), `sub` and `exp` are required,
-//! `aud`/`iss` are checked when configured, and the leeway is small. Tokens are never logged.
+//! `aud`/`iss` are checked when configured, `nbf` in the future is refused, and the leeway is small.
+//! `sub` and `name` are stored with messages, so a token carrying a NUL is refused here. Tokens are never logged.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config;
-use crate::ids::{RoomId, valid_user_id};
+use crate::ids::{RoomId, storable, valid_user_id};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -17,6 +18,8 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,6 +30,23 @@ pub struct Claims {
     pub aud: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+}
+
+impl Claims {
+    /// Just the required claims: `sub` and `exp` (seconds since the epoch).
+    pub fn new(sub: &str, exp: u64) -> Claims {
+        Claims {
+            sub: sub.to_owned(),
+            exp,
+            iat: None,
+            nbf: None,
+            name: None,
+            rooms: None,
+            role: None,
+            aud: None,
+            iss: None,
+        }
+    }
 }
 
 /// Who is on the other end of a connection or request, and what they may touch.
@@ -89,6 +109,8 @@ impl Auth {
     pub fn new(secret: &[u8], settings: &config::Auth) -> Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = settings.leeway_s;
+        // A token that is not valid yet is refused, with the same leeway as `exp` (PROTOCOL §2).
+        validation.validate_nbf = true;
         let audience = Some(settings.audience.clone()).filter(|a| !a.is_empty());
         let issuer = Some(settings.issuer.clone()).filter(|i| !i.is_empty());
         // A configured aud/iss must also be *present*: jsonwebtoken only checks claims that exist
@@ -118,7 +140,13 @@ impl Auth {
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let c = data.claims;
         if !valid_user_id(&c.sub) {
-            return Err(AuthError::Invalid("sub must be 1-128 characters".into()));
+            return Err(AuthError::Invalid(
+                "sub must be 1-128 characters without NUL".into(),
+            ));
+        }
+        // The name is stored with every message: it must be something the store can take.
+        if c.name.as_deref().is_some_and(|n| !storable(n)) {
+            return Err(AuthError::Invalid("name must not contain NUL".into()));
         }
         Ok(Identity {
             user: c.sub,
@@ -140,14 +168,13 @@ impl Auth {
     ) -> String {
         let now = now_secs();
         let claims = Claims {
-            sub: user.to_owned(),
-            exp: now + ttl.as_secs(),
             iat: Some(now),
             name: name.map(str::to_owned),
             rooms,
             role: role.map(str::to_owned),
             aud: self.audience.clone(),
             iss: self.issuer.clone(),
+            ..Claims::new(user, now + ttl.as_secs())
         };
         // Encoding an HS256 token with an in-memory key cannot fail.
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -219,27 +246,48 @@ mod tests {
         let t = other.issue("u", None, Duration::from_secs(60), None, None);
         assert!(auth.verify(&t).is_err());
 
-        let expired = Claims {
-            sub: "u".into(),
-            exp: now_secs() - 120,
-            iat: None,
-            name: None,
-            rooms: None,
-            role: None,
-            aud: None,
-            iss: None,
-        };
-        let t = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &expired,
-            &EncodingKey::from_secret(b"0123456789abcdef"),
-        )
-        .unwrap();
-        assert!(auth.verify(&t).is_err());
+        let expired = Claims::new("u", now_secs() - 120);
+        assert!(auth.verify(&signed(&expired)).is_err());
 
         // {"alg":"none","typ":"JWT"} . {"sub":"u","exp":9999999999} . (no signature)
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZXhwIjo5OTk5OTk5OTk5fQ.";
         assert!(auth.verify(none).is_err());
+    }
+
+    fn signed(claims: &Claims) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(b"0123456789abcdef"),
+        )
+        .unwrap()
+    }
+
+    fn claims(sub: &str) -> Claims {
+        Claims::new(sub, now_secs() + 600)
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused_within_the_same_leeway_as_exp() {
+        let auth = Auth::new(b"0123456789abcdef", &settings());
+        let mut c = claims("u");
+        c.nbf = Some(now_secs() + 600);
+        assert!(auth.verify(&signed(&c)).is_err(), "nbf in the future");
+        c.nbf = Some(now_secs() + 10);
+        assert!(auth.verify(&signed(&c)).is_ok(), "within the 30 s leeway");
+        c.nbf = Some(now_secs() - 10);
+        assert!(auth.verify(&signed(&c)).is_ok(), "already valid");
+    }
+
+    #[test]
+    fn a_token_whose_sub_or_name_the_store_cannot_take_is_refused() {
+        let auth = Auth::new(b"0123456789abcdef", &settings());
+        assert!(auth.verify(&signed(&claims("a\0b"))).is_err());
+        let mut c = claims("u");
+        c.name = Some("Nul\0Name".into());
+        assert!(auth.verify(&signed(&c)).is_err());
+        c.name = Some("Ünïcode ✓".into());
+        assert!(auth.verify(&signed(&c)).is_ok());
     }
 
     #[test]

@@ -227,7 +227,20 @@ impl Settings {
             .collect()
     }
 
-    /// Checks every value a running node relies on; the error names the key.
+    /// The signing secret a serving node needs (not `chorus migrate`: a migration job should not
+    /// hold it). Checked by `serve`, `check-config` and [`crate::node::Node::start`].
+    pub fn validate_secret(&self) -> Result<(), ConfigError> {
+        if !self.standalone() && self.auth.jwt_secret.len() < 16 {
+            return Err(ConfigError::new(
+                "auth.jwt_secret",
+                "must be set (at least 16 bytes) when database.url or redis.url is set",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks every value a running node relies on, except the secret ([`Self::validate_secret`]);
+    /// the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.http.bind.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::new(
@@ -268,12 +281,6 @@ impl Settings {
         }
         if self.redis.prefix.is_empty() {
             return Err(ConfigError::new("redis.prefix", "must not be empty"));
-        }
-        if !self.standalone() && self.auth.jwt_secret.len() < 16 {
-            return Err(ConfigError::new(
-                "auth.jwt_secret",
-                "must be set (at least 16 bytes) when database.url or redis.url is set",
-            ));
         }
         if self.http.handshake_timeout_ms < 1000 {
             // actix's timers read a clock that ticks every 500 ms: shorter budgets fire early.
@@ -442,11 +449,10 @@ mod tests {
         let e = env(&[("CHORUS__HTTP__BIND", "nowhere")]);
         assert_eq!(Settings::load(None, &e, &[]).unwrap_err().key, "http.bind");
 
+        // The secret is a serving node's need, not a migration job's.
         let e = env(&[("CHORUS__DATABASE__URL", "postgres://localhost/x")]);
-        assert_eq!(
-            Settings::load(None, &e, &[]).unwrap_err().key,
-            "auth.jwt_secret"
-        );
+        let s = Settings::load(None, &e, &[]).expect("loads without the secret");
+        assert_eq!(s.validate_secret().unwrap_err().key, "auth.jwt_secret");
     }
 
     #[test]

@@ -52,9 +52,16 @@ impl<'de> Deserialize<'de> for RoomId {
     }
 }
 
-/// A user id is the token's `sub`: 1-128 characters.
+/// A user id is the token's `sub`: 1-128 characters the store can take.
 pub fn valid_user_id(s: &str) -> bool {
-    (1..=128).contains(&s.chars().count())
+    (1..=128).contains(&s.chars().count()) && storable(s)
+}
+
+/// Whether Postgres can store `s` as `text`: every Unicode scalar value except U+0000 (SQLSTATE
+/// 22021). Every string a client sends that reaches the store passes this check at the boundary
+/// (bodies, `client_msg_id`, a token's `sub` and `name`), so one bad message never fails a batch.
+pub fn storable(s: &str) -> bool {
+    !s.contains('\0')
 }
 
 /// A short random id for sessions, messages' epochs and node suffixes.

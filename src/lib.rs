@@ -33,8 +33,8 @@
 //! - [`http`]: routes (WebSocket upgrade, REST, health, metrics).
 //! - [`session`]: the Session actor; [`room`]: the Room actor and registry; [`store`]: the Store seam.
 //! - [`bridge`]: the cluster bridge (envelopes, heartbeats, presence) over the Bus seam.
-//! - [`node`]: builds and runs one node; [`metrics`]: per-node Prometheus registry;
-//!   [`telemetry`]: logging.
+//! - [`node`]: builds and runs one node; [`health`]: dependency readiness for `/readyz`;
+//!   [`metrics`]: per-node Prometheus registry; [`telemetry`]: logging.
 //!
 //! ## Guarantees
 //! For every joined room a client receives messages in strictly increasing `seq` order, without gaps
@@ -45,6 +45,7 @@
 pub mod auth;
 pub mod bridge;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod ids;
 pub mod metrics;

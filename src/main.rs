@@ -83,7 +83,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // Everything but `migrate` and `token` (which checks for itself) needs the signing secret.
+    if matches!(command, Command::Serve | Command::CheckConfig)
+        && let Err(e) = settings.validate_secret()
+    {
+        eprintln!("invalid configuration: {e}");
+        eprintln!("offending key: {}", e.key);
+        return ExitCode::FAILURE;
+    }
+    let result = match command {
         Command::CheckConfig => {
             print!("{}", settings.masked());
             Ok(())

@@ -17,6 +17,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::auth::Auth;
 use crate::bridge::{Bridge, Bus, Cluster, RedisBus};
 use crate::config::Settings;
+use crate::health::Health;
 use crate::http::admission::{self, Admission};
 use crate::metrics::Metrics;
 use crate::room::{Registry, RoomDeps, SessionId};
@@ -42,6 +43,8 @@ pub struct Shared {
     pub rest_limiter: DefaultKeyedRateLimiter<String>,
     /// Per-user and per-IP socket limits.
     pub admission: Admission,
+    /// What `/readyz` reports of the store (checked in the background).
+    pub health: Arc<Health>,
 }
 
 impl Shared {
@@ -84,6 +87,8 @@ pub struct Node {
     pub demo_token: Option<String>,
     server: ServerHandle,
     arbiters: Vec<Arbiter>,
+    /// The store check behind `/readyz`; aborted when the node stops.
+    watch: tokio::task::JoinHandle<()>,
 }
 
 impl Node {
@@ -96,17 +101,33 @@ impl Node {
     /// loopback bus make a cluster in one process), else on the configured ones.
     pub async fn start_with(settings: Settings, parts: Parts) -> anyhow::Result<Node> {
         let metrics = Metrics::new();
+        settings
+            .validate_secret()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let mut store_host = "memory".to_owned();
         let store: Arc<dyn Store> = if let Some(store) = parts.store {
             store
         } else if settings.database.url.is_empty() {
             Arc::new(Metered::new(MemoryStore::new(), metrics.clone()))
         } else {
-            store::migrate::run(&settings.database.url)
-                .await
-                .context("applying migrations at start")?;
+            // Start-up order never matters (PROTOCOL §6): with Postgres unreachable the node
+            // starts anyway, not ready, and migrates in the background as soon as it can.
+            let url = settings.database.url.clone();
+            store_host = store::postgres::hosts_of(&url);
             let pg = PostgresStore::new(&settings.database).context("building Postgres pools")?;
+            let timeout = Duration::from_millis(settings.database.timeout_ms);
+            match tokio::time::timeout(timeout, store::migrate::run(&url)).await {
+                Ok(Ok(_)) => {}
+                _ => {
+                    let gate = pg.schema_gate();
+                    gate.store(false, Ordering::Release);
+                    actix_web::rt::spawn(store::migrate::until_applied(url, gate, timeout));
+                }
+            }
             Arc::new(Metered::new(pg, metrics.clone()))
         };
+        let health = Arc::new(Health::default());
+        let watch = health.clone().watch(store.clone(), store_host).await;
 
         let mut demo_token = None;
         let secret = if settings.auth.jwt_secret.is_empty() {
@@ -185,6 +206,7 @@ impl Node {
             draining: AtomicBool::new(false),
             sessions: Mutex::new(HashMap::new()),
             rest_limiter: RateLimiter::keyed(quota),
+            health,
             admission: Admission::new(
                 limits.max_connections_per_user,
                 limits.max_connections_per_ip,
@@ -229,11 +251,14 @@ impl Node {
             demo_token,
             server: handle,
             arbiters,
+            watch,
         })
     }
 
     /// Graceful drain (PROTOCOL.md §6): readiness turns 503 and new sockets are refused at once, then
-    /// every session is closed with 1012, spread evenly over `drain_ms`, and the server stops.
+    /// every session is closed with 1012, spread evenly over `drain_ms`, and the node waits for
+    /// them to end: a client that answers its close ends at once, one that does not is hung up
+    /// after `conn::LINGER`. The drain ends as soon as no session is left.
     pub async fn drain(&self, drain: Duration) {
         self.shared.draining.store(true, Ordering::SeqCst);
         let sessions: Vec<Addr<Session>> = self.shared.sessions_map().values().cloned().collect();
@@ -243,11 +268,15 @@ impl Node {
             "draining"
         );
         let gap = drain / (sessions.len().max(1) as u32);
-        for addr in sessions {
+        let last = sessions.len().saturating_sub(1);
+        for (i, addr) in sessions.into_iter().enumerate() {
             addr.do_send(CloseSession(crate::protocol::CloseCode::Draining));
-            tokio::time::sleep(gap).await;
+            if i < last {
+                tokio::time::sleep(gap).await;
+            }
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let deadline =
+            tokio::time::Instant::now() + crate::http::conn::LINGER + Duration::from_secs(1);
         while self.shared.session_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -256,6 +285,7 @@ impl Node {
     /// Stops the HTTP server, leaves the cluster (a goodbye, so the others drop this node's
     /// presence at once) and stops the room threads.
     pub async fn stop(self) {
+        self.watch.abort();
         self.server.stop(true).await;
         if let Some(cluster) = &self.shared.cluster {
             cluster.shutdown().await;

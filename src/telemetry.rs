@@ -1,17 +1,24 @@
 //! Logging setup: `tracing` with JSON lines (`log.format = "json"`) or human text. `RUST_LOG`
 //! overrides `log.level`. Tokens and message bodies are never logged by any module.
 //!
+//! Other crates log at `info` at most, whatever `RUST_LOG` says: below that some of them write
+//! what passes through them (tokio-postgres logs every statement's parameters at `debug`, which
+//! are message bodies; fred logs commands at `trace`). Chorus's own modules may log at any level.
+//!
 //! JSON lines carry the node id as `node` on every line (with the event's own fields, such as
 //! `room` and `session`, flattened beside it), so CloudWatch Logs Insights or Loki can filter one
 //! node's lines without parsing the stream name.
 
 use std::fmt;
 
-use tracing::{Event, Subscriber};
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::Log;
 
@@ -20,6 +27,7 @@ pub fn init(log: &Log, node: &str) {
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let guard = filter_fn(may_log);
     // try_init: a second node in the same process (tests) keeps the first subscriber.
     let _ = if log.format == "json" {
         let json = tracing_subscriber::fmt::format()
@@ -29,10 +37,17 @@ pub fn init(log: &Log, node: &str) {
         builder
             .json()
             .event_format(WithNode::new(json, node))
+            .finish()
+            .with(guard)
             .try_init()
     } else {
-        builder.try_init()
+        builder.finish().with(guard).try_init()
     };
+}
+
+/// Chorus's own events at any level; every other crate's at `info` or above (see the module doc).
+pub fn may_log(meta: &Metadata<'_>) -> bool {
+    meta.target().starts_with("chorus") || *meta.level() <= Level::INFO
 }
 
 /// Wraps a JSON event format and puts `"node":"<id>"` first in every object.
@@ -68,5 +83,39 @@ where
             Some(rest) => write!(writer, "{{\"node\":{},{rest}", self.node),
             None => writer.write_str(&line),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_crates_never_log_below_info_and_chorus_may() {
+        let allowed = |target: &'static str, level: Level| {
+            struct Cs;
+            impl tracing::Callsite for Cs {
+                fn set_interest(&self, _: tracing::subscriber::Interest) {}
+                fn metadata(&self) -> &Metadata<'_> {
+                    unreachable!()
+                }
+            }
+            static CS: Cs = Cs;
+            let meta = Metadata::new(
+                "e",
+                target,
+                level,
+                None,
+                None,
+                None,
+                tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CS)),
+                tracing::metadata::Kind::EVENT,
+            );
+            may_log(&meta)
+        };
+        assert!(!allowed("tokio_postgres::query", Level::DEBUG));
+        assert!(!allowed("fred::router", Level::TRACE));
+        assert!(allowed("tokio_postgres::connection", Level::WARN));
+        assert!(allowed("chorus::room", Level::TRACE));
     }
 }

@@ -50,6 +50,9 @@ pub enum RoomEvent {
     },
     /// Ephemeral: `user` is typing.
     Typing { user: String },
+    /// The room's history went backwards and the origin gave it a new `epoch`; live delivery
+    /// continues after the envelope's `seq`. Receivers reset their members too.
+    Reset { epoch: String },
 }
 
 /// A node's announcement on the node channel.

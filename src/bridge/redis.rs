@@ -1,6 +1,8 @@
 //! The Redis bus, on fred: one connection for commands (pipelined publishes, presence hashes) and
-//! one in pub/sub mode for subscriptions. Both reconnect forever with exponential backoff (100 ms up
-//! to 2 s, jittered); a connection that stops answering for 3 s counts as broken.
+//! one in pub/sub mode for subscriptions. Both connect and reconnect forever with exponential
+//! backoff (100 ms up to 2 s, jittered), the first connection too, so a node started before Redis
+//! connects by itself; a connection that stops answering for 3 s counts as broken. Each failure
+//! cause is logged once, with the host (never the password).
 //!
 //! Publishing never waits per message: payloads queue on a channel and one task sends whatever has
 //! accumulated as a single pipeline, one round trip per batch (like the room's group commit).
@@ -44,7 +46,18 @@ fn unavailable(e: impl std::fmt::Display) -> BusError {
 impl RedisBus {
     /// Starts connecting (in the background: a node starts even while Redis is down).
     pub fn connect(url: &str) -> Result<RedisBus, BusError> {
-        let config = Config::from_url(url).map_err(unavailable)?;
+        let mut config = Config::from_url(url).map_err(unavailable)?;
+        // fred gives up after a failed *first* connection unless told otherwise: a node started
+        // before Redis (or with a wrong password) would never connect. Start-up order must never
+        // matter (PROTOCOL §6), so the first connection follows the same reconnect policy.
+        config.fail_fast = false;
+        let host = config
+            .server
+            .hosts()
+            .iter()
+            .map(|s| format!("{}:{}", s.host, s.port))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut builder = Builder::from_config(config);
         builder
             .with_performance_config(|p| {
@@ -69,7 +82,7 @@ impl RedisBus {
         let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_CAPACITY);
         let tasks = vec![
-            forward_events(&commands, &subscriber, events_tx.clone()),
+            forward_events(&commands, &subscriber, events_tx.clone(), host),
             tokio::spawn(publisher(commands.clone(), publish_rx, events_tx)),
         ];
         // The connection tasks run until `quit`; their handles are not needed.
@@ -94,11 +107,36 @@ impl RedisBus {
     }
 }
 
-/// Turns fred's notifications into [`BusEvent`]s, in the order they happen.
+/// The cause of a Redis connection failure in an operator's words, then fred's detail (which
+/// never holds the password).
+pub fn describe(e: &Error) -> String {
+    let detail = e.details().to_owned();
+    let lower = detail.to_lowercase();
+    let cause = match e.kind() {
+        ErrorKind::Auth => "authentication",
+        ErrorKind::Timeout => "timeout",
+        _ if lower.contains("wrongpass") || lower.contains("noauth") || lower.contains("auth") => {
+            "authentication"
+        }
+        _ if lower.contains("refused") => "connection refused",
+        _ if lower.contains("lookup") || lower.contains("resolve") || lower.contains("dns") => {
+            "DNS"
+        }
+        _ if lower.contains("tls") || lower.contains("certificate") => "TLS",
+        _ if lower.contains("timed out") || lower.contains("timeout") => "timeout",
+        ErrorKind::IO => "network",
+        _ => "error",
+    };
+    format!("{cause}: {detail}")
+}
+
+/// Turns fred's notifications into [`BusEvent`]s, in the order they happen, and logs each change
+/// of the connection's state once (with the host and the cause).
 fn forward_events(
     commands: &Client,
     subscriber: &Client,
     tx: mpsc::Sender<BusEvent>,
+    host: String,
 ) -> JoinHandle<()> {
     let mut messages = subscriber.message_rx();
     let mut sub_up = subscriber.reconnect_rx();
@@ -106,6 +144,17 @@ fn forward_events(
     let mut sub_err = subscriber.error_rx();
     let mut cmd_err = commands.error_rx();
     tokio::spawn(async move {
+        // The cause last logged; `None` while connected.
+        let mut failing: Option<String> = None;
+        let log_error = |e: &Error, failing: &mut Option<String>| {
+            let cause = describe(e);
+            if failing.as_deref() != Some(cause.as_str()) {
+                tracing::warn!(host = %host, cause = %cause,
+                    "redis unreachable: not ready; messages still commit and reach local members, \
+                     the rooms repair from the store; reconnecting (backoff up to 2 s)");
+                *failing = Some(cause);
+            }
+        };
         loop {
             let event = tokio::select! {
                 m = messages.recv() => match m {
@@ -130,13 +179,18 @@ fn forward_events(
                 },
                 r = sub_err.recv() => match r {
                     Err(broadcast::error::RecvError::Closed) => break,
-                    _ => BusEvent::Disconnected,
+                    Ok((e, _)) => { log_error(&e, &mut failing); BusEvent::Disconnected }
+                    Err(_) => BusEvent::Disconnected,
                 },
                 r = cmd_err.recv() => match r {
                     Err(broadcast::error::RecvError::Closed) => break,
-                    _ => BusEvent::Disconnected,
+                    Ok((e, _)) => { log_error(&e, &mut failing); BusEvent::Disconnected }
+                    Err(_) => BusEvent::Disconnected,
                 },
             };
+            if matches!(event, BusEvent::Connected) && failing.take().is_some() {
+                tracing::info!(host = %host, "redis reachable again");
+            }
             if tx.send(event).await.is_err() {
                 break;
             }

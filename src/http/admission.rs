@@ -4,13 +4,18 @@
 //! (a load balancer), the nearest untrusted address in `X-Forwarded-For`. Only the rightmost
 //! entries can be trusted: each proxy appends, and a client may write anything on the left.
 //!
-//! A [`Permit`] is held by the session for its whole life; dropping it frees the slot.
+//! Every long-lived connection counts (PROTOCOL §4): WebSocket sessions, SSE streams and waiting
+//! long-polls. A [`Permit`] is held for the connection's whole life; dropping it frees the slot.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use actix_web::HttpRequest;
 use ipnet::IpNet;
+
+use super::ApiError;
+use crate::protocol::ErrorCode;
 
 #[derive(Default)]
 struct Counts {
@@ -109,6 +114,24 @@ impl Admission {
             ip,
         })
     }
+}
+
+/// Takes a slot for `user` on the connection of `req`, or answers 429 naming the full limit.
+pub fn admit(admission: &Admission, req: &HttpRequest, user: &str) -> Result<Permit, ApiError> {
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let ip = admission.client_ip(req.peer_addr().map(|a| a.ip()), forwarded);
+    admission.admit(user, ip).map_err(|refused| {
+        let what = match refused {
+            Refused::User => "too many open connections for this user",
+            Refused::Ip => "too many open connections from this address",
+        };
+        let mut e = ApiError::new(ErrorCode::RateLimited, what);
+        e.retry_after_s = Some(5);
+        e
+    })
 }
 
 impl Drop for Permit {

@@ -10,6 +10,8 @@
 //!   payload never reaches an end of its own. RFC 6455 §7.1.1 wants the server to close the TCP
 //!   connection first. Shutting down the socket's read half makes actix-http see the end of the
 //!   payload: it flushes what is queued (the Close frame included) and then closes the connection.
+//! - [`ConnSocket::peer_gone`]: whether the client of a long-lived HTTP request (long-poll, SSE)
+//!   has hung up, so its connection slot is freed within a second.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -74,6 +76,42 @@ impl ConnSocket {
     /// The connection of `req`, if it is a plain TCP connection.
     pub fn of(req: &HttpRequest) -> Option<ConnSocket> {
         req.conn_data::<ConnSocket>().cloned()
+    }
+
+    /// Whether the client has gone away (sent FIN or reset the connection), checked without
+    /// reading anything: a long-poll or SSE handler calls it while its request is in flight, so a
+    /// client that left frees its connection slot within a check instead of at the timeout.
+    pub fn peer_gone(&self) -> bool {
+        if !self.open.get() {
+            return true;
+        }
+        // SAFETY: as in `hang_up`: while `open` is true the dispatcher holds the socket, and a
+        // handler of a request on this connection runs on the connection's own worker thread.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        // The socket is non-blocking (tokio's): no data yet is `WouldBlock`, the end is `Ok(0)`.
+        match socket2::SockRef::from(&fd).peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            ),
+        }
+    }
+
+    /// Resolves once [`Self::peer_gone`] says so (checked every quarter second); never for a
+    /// connection whose socket is unknown (`None`: e.g. not plain TCP).
+    pub async fn gone(conn: Option<&ConnSocket>) {
+        let Some(conn) = conn else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            if conn.peer_gone() {
+                return;
+            }
+        }
     }
 
     /// Ends the connection once actix-http has written what is queued for it: reading stops, the

@@ -1,5 +1,5 @@
-//! `/healthz` (alive), `/readyz` (can serve: store reachable, bridge connected and subscribed when
-//! configured, not draining) and `/metrics`.
+//! `/healthz` (alive), `/readyz` (can serve: store reachable and migrated, bridge connected and
+//! subscribed when configured, not draining; answered at once from the last checks) and `/metrics`.
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -19,7 +19,9 @@ pub async fn readyz(shared: web::Data<Shared>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable()
             .json(json!({"status": "unavailable", "reason": "cluster bridge disconnected"}));
     }
-    if shared.store.ping().await.is_err() {
+    // The last background check (crate::health), never a query here: a blackholed database
+    // must not hold the load balancer's probe for the whole store timeout.
+    if !shared.health.store_ok() {
         return HttpResponse::ServiceUnavailable()
             .json(json!({"status": "unavailable", "reason": "store unreachable"}));
     }

@@ -29,8 +29,14 @@ pub enum Event {
         seq: Seq,
         frame: ByteString,
     },
+    /// The room's history was reset (PROTOCOL §6): the `reset` frame, as serialised.
+    Reset {
+        frame: ByteString,
+    },
     Heartbeat,
 }
+
+const RESET_PREFIX: &str = r#"{"type":"reset""#;
 
 pub struct Listener {
     id: SessionId,
@@ -81,6 +87,10 @@ impl Listener {
         if let Some(seq) = d.seq {
             let frame = d.frame.clone();
             self.emit(Event::Message { seq, frame }, ctx);
+        } else if d.frame.starts_with(RESET_PREFIX) {
+            // `type` is always the first key (protocol/server.rs), so this is the reset frame.
+            let frame = d.frame.clone();
+            self.emit(Event::Reset { frame }, ctx);
         }
     }
 

@@ -144,12 +144,8 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::warn!(error = %e, "store request failed");
-        match e {
-            StoreError::Unavailable(_) => {
-                ApiError::new(ErrorCode::Unavailable, "store unavailable, retry")
-            }
-            StoreError::Internal(_) => ApiError::new(ErrorCode::Internal, "internal error"),
-        }
+        let (code, text) = e.wire();
+        ApiError::new(code, text)
     }
 }
 

@@ -4,8 +4,12 @@
 //! uses it only as a wake-up and reads the messages from the store (no busy polling).
 //!
 //! SSE events: `event: joined` (data: room, epoch, last_seq, recovered — `recovered:false` after a
-//! cursor means "reload via history"), `id: <seq>` + `event: message` (data: the message frame), and
-//! `: heartbeat` comments every `http.sse_heartbeat_ms`.
+//! cursor means "reload via history"), `id: <seq>` + `event: message` (data: the message frame),
+//! `event: reset` (data: the `reset` frame: the history was reset, reload), and `: heartbeat`
+//! comments every `http.sse_heartbeat_ms`.
+//!
+//! Both count against the connection limits like a WebSocket (429 past them), and both notice a
+//! client that hung up within a second ([`ConnSocket::gone`]), freeing the slot and the listener.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -17,9 +21,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::ApiError;
+use super::conn::ConnSocket;
 use super::listener::{Event, Listener};
 use super::rest::authorize;
+use super::{ApiError, admission};
 use crate::auth::Identity;
 use crate::ids::{RoomId, Seq};
 use crate::node::Shared;
@@ -93,10 +98,17 @@ pub async fn events(
         None => None,
     };
     let since = cursor(last_event_id.or(query.after))?;
+    let permit = admission::admit(&shared.admission, &req, &identity.user)?;
+    let conn = ConnSocket::of(&req);
     let heartbeat = Duration::from_millis(shared.settings.http.sse_heartbeat_ms);
     let rx = listen(&shared, &room, identity, since, Some(heartbeat));
-    let body = futures_util::stream::unfold((rx, room), |(mut rx, room)| async move {
-        let event = rx.recv().await?;
+    // The permit lives as long as the stream: a client that hangs up frees it within a check.
+    let state = (rx, room, permit, conn);
+    let body = futures_util::stream::unfold(state, |(mut rx, room, permit, conn)| async move {
+        let event = tokio::select! {
+            event = rx.recv() => event?,
+            () = ConnSocket::gone(conn.as_ref()) => return None,
+        };
         let text = match event {
             Event::Message { seq, frame } => {
                 format!("id: {seq}\nevent: message\ndata: {frame}\n\n")
@@ -109,9 +121,13 @@ pub async fn events(
                 let data = json!({"room": room, "epoch": epoch, "last_seq": last_seq, "recovered": recovered});
                 format!("event: joined\ndata: {data}\n\n")
             }
+            Event::Reset { frame } => format!("event: reset\ndata: {frame}\n\n"),
             Event::Heartbeat => ": heartbeat\n\n".to_owned(),
         };
-        Some((Ok::<_, Infallible>(Bytes::from(text)), (rx, room)))
+        Some((
+            Ok::<_, Infallible>(Bytes::from(text)),
+            (rx, room, permit, conn),
+        ))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -127,6 +143,8 @@ pub async fn poll(
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, ApiError> {
     let (room, identity) = authorize(&req, &shared, &path)?;
+    let _permit = admission::admit(&shared.admission, &req, &identity.user)?;
+    let conn = ConnSocket::of(&req);
     let timeout = Duration::from_secs(query.timeout.unwrap_or(30).min(60));
     let after = match cursor(query.after)? {
         Some(after) => after,
@@ -143,7 +161,7 @@ pub async fn poll(
     // Nothing yet: wait for the room to deliver something after the cursor. The listener joins with
     // `since = after`, so a message committed between the read above and the join still wakes us.
     let mut rx = listen(&shared, &room, identity, Some(after), None);
-    let woken = tokio::time::timeout(timeout, async {
+    let wait = tokio::time::timeout(timeout, async {
         while let Some(event) = rx.recv().await {
             if let Event::Message { seq, .. } = event
                 && seq > after
@@ -152,9 +170,12 @@ pub async fn poll(
             }
         }
         false
-    })
-    .await
-    .unwrap_or(false);
+    });
+    let woken = tokio::select! {
+        woken = wait => woken.unwrap_or(false),
+        // The client left: free its slot and the listener now, not at the timeout.
+        () = ConnSocket::gone(conn.as_ref()) => return Ok(HttpResponse::NoContent().finish()),
+    };
     drop(rx); // the listener sees the closed channel and leaves
     if !woken {
         return Ok(reply(Vec::new()));

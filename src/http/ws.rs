@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws::WsResponseBuilder;
 use bytes::Bytes;
 
-use super::admission::Refused;
+use super::admission;
 use super::conn::ConnSocket;
 use super::{ApiError, authenticate};
 use crate::node::Shared;
@@ -77,25 +77,7 @@ pub async fn upgrade(
         }
     }
     let identity = authenticate(&req, &shared)?;
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let ip = shared
-        .admission
-        .client_ip(req.peer_addr().map(|a| a.ip()), forwarded);
-    let permit = shared
-        .admission
-        .admit(&identity.user, ip)
-        .map_err(|refused| {
-            let what = match refused {
-                Refused::User => "too many open connections for this user",
-                Refused::Ip => "too many open connections from this address",
-            };
-            let mut e = ApiError::new(ErrorCode::RateLimited, what);
-            e.retry_after_s = Some(5);
-            e
-        })?;
+    let permit = admission::admit(&shared.admission, &req, &identity.user)?;
     let session = Session::new(
         shared.into_inner(),
         identity,

@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::codes::ErrorCode;
-use crate::ids::{RoomId, Seq};
+use crate::ids::{RoomId, Seq, storable};
 
 pub const MAX_REF_CHARS: usize = 64;
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 128;
@@ -139,10 +139,17 @@ fn decode_frame(obj: &Map<String, Value>, max_body: usize) -> Result<ClientFrame
     })
 }
 
-/// Body rules shared by WebSocket and REST: a non-empty string of at most `max` bytes.
+/// Body rules shared by WebSocket and REST: a non-empty string of at most `max` bytes that the
+/// store can take (no U+0000: Postgres refuses it, and it would fail the whole group commit).
 pub fn validate_body(body: &str, max: usize) -> Result<(), (ErrorCode, String)> {
     if body.is_empty() {
         return Err((ErrorCode::InvalidBody, "`body` must not be empty".into()));
+    }
+    if !storable(body) {
+        return Err((
+            ErrorCode::InvalidBody,
+            "`body` must not contain the NUL character (U+0000)".into(),
+        ));
     }
     if body.len() > max {
         return Err((
@@ -159,6 +166,12 @@ pub fn validate_client_msg_id(id: &str) -> Result<(), (ErrorCode, String)> {
         return Err((
             ErrorCode::BadRequest,
             "`client_msg_id` must be 1-128 characters".into(),
+        ));
+    }
+    if !storable(id) {
+        return Err((
+            ErrorCode::InvalidBody,
+            "`client_msg_id` must not contain the NUL character (U+0000)".into(),
         ));
     }
     Ok(())
@@ -225,6 +238,20 @@ mod tests {
 
     fn code(text: &str) -> ErrorCode {
         decode(text, 16).unwrap_err().code
+    }
+
+    #[test]
+    fn nothing_the_store_cannot_take_passes_the_send_validation() {
+        for frame in [
+            r#"{"type":"send","room":"a","body":"\u0000"}"#,
+            r#"{"type":"send","room":"a","body":"before\u0000after"}"#,
+            r#"{"type":"send","room":"a","body":"ok","client_msg_id":"c\u0000"}"#,
+        ] {
+            assert_eq!(code(frame), ErrorCode::InvalidBody, "{frame}");
+        }
+        // Everything else Unicode has is fine: other controls, astral planes, RTL marks.
+        let ok = r#"{"type":"send","room":"a","body":"\u0001\u001f\ud83d\ude00\u200f","client_msg_id":"\u0007"}"#;
+        assert!(decode(ok, 4096).is_ok());
     }
 
     #[test]

@@ -49,6 +49,13 @@ pub enum ServerFrame<'a> {
         r#ref: Option<&'a str>,
         room: &'a RoomId,
     },
+    /// The room's history was reset (its head went backwards): a new epoch; everything the client
+    /// holds for the room is stale. Live delivery continues after `last_seq` (PROTOCOL §6).
+    Reset {
+        room: &'a RoomId,
+        epoch: &'a str,
+        last_seq: Seq,
+    },
     History {
         #[serde(skip_serializing_if = "Option::is_none")]
         r#ref: Option<&'a str>,

@@ -200,7 +200,7 @@ impl Room {
 
     /// Learns that the room's head is at least `seq`; a repair follows if that is ahead of what
     /// was delivered and nothing fills it first.
-    fn learn_head(&mut self, seq: i64, ctx: &mut Context<Self>) {
+    pub(super) fn learn_head(&mut self, seq: i64, ctx: &mut Context<Self>) {
         self.known_head = self.known_head.max(seq);
         self.flush(ctx);
     }
@@ -211,16 +211,15 @@ impl Room {
             return;
         }
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
-        ctx.spawn(
-            async move { store.head(&room).await }.into_actor(self).map(
-                |head, act, ctx| match head {
-                    Ok(h) => act.learn_head(h.last_seq, ctx),
-                    Err(e) => {
-                        tracing::debug!(room = %act.id, error = %e, "catch-up head read failed")
-                    }
-                },
-            ),
-        );
+        let floor = self.known_committed();
+        ctx.spawn(async move { store.head(&room).await }.into_actor(self).map(
+            move |head, act, ctx| match head {
+                Ok(h) => act.observe_head(h, floor, ctx),
+                Err(e) => {
+                    tracing::debug!(room = %act.id, error = %e, "catch-up head read failed")
+                }
+            },
+        ));
     }
 
     /// After the bus came back (or lost envelopes): read the head and presence again, re-announce
@@ -231,6 +230,7 @@ impl Room {
             return;
         };
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
+        let floor = self.known_committed();
         ctx.spawn(
             async move {
                 let head = store.head(&room).await;
@@ -238,7 +238,7 @@ impl Room {
                 (head, presence)
             }
             .into_actor(self)
-            .map(|(head, presence), act, ctx| {
+            .map(move |(head, presence), act, ctx| {
                 if let Ok(entries) = presence {
                     act.apply_snapshot(entries);
                 }
@@ -249,7 +249,7 @@ impl Room {
                     }
                 }
                 match head {
-                    Ok(h) if act.head.is_some() => act.learn_head(h.last_seq, ctx),
+                    Ok(h) => act.observe_head(h, floor, ctx),
                     other => act.set_head(other),
                 }
             }),
@@ -283,6 +283,13 @@ impl Room {
             }
             RoomEvent::Presence { joins, leaves } => {
                 self.on_remote_presence(env.origin, joins, leaves)
+            }
+            RoomEvent::Reset { epoch } => {
+                let base = env.seq.unwrap_or(0);
+                if self.head.as_ref().is_some_and(|h| h.epoch != epoch) {
+                    self.apply_reset(epoch, base, base);
+                    self.flush(ctx);
+                }
             }
             RoomEvent::Typing { user } => {
                 let frame = ServerFrame::Typing {

@@ -1,5 +1,10 @@
 //! Committing and delivering: group commit (one append in flight, the next batch accumulating),
 //! replies to posters before the broadcast, and delivery in strict `seq` order with gap repair.
+//!
+//! Two faults are handled here (PROTOCOL §6): a batch that the store refuses for one message's data
+//! is retried one message at a time, so only that message fails; and a commit or head read that
+//! shows the room's history went backwards under its epoch (a restore from backup) gives the room
+//! a new epoch before anything is acked, and tells every member with a `reset` frame.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,8 +12,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::{Delivery, Fanout, Head, PostReply, Room, ToSession};
-use crate::protocol::{ErrorCode, ServerFrame};
-use crate::store::{AppendOutcome, Appended, NewMessage, StoreError, format_ts};
+use crate::bridge::envelope::RoomEvent;
+use crate::ids::Seq;
+use crate::protocol::ServerFrame;
+use crate::store::{AppendOutcome, Appended, NewMessage, RoomHead, StoreError, format_ts};
 
 /// Most messages one repair reads; a longer gap is repaired in several reads.
 const REPAIR_MAX: i64 = 1000;
@@ -19,32 +26,62 @@ impl Room {
             return;
         }
         self.committing = true;
-        let n = self
-            .pending
-            .len()
-            .min(self.registry.deps.settings.batch_max);
+        let n = if self.solo > 0 {
+            self.solo -= 1;
+            1
+        } else {
+            self.pending
+                .len()
+                .min(self.registry.deps.settings.batch_max)
+        };
         let (batch, replies): (Vec<NewMessage>, Vec<PostReply>) = self.pending.drain(..n).unzip();
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
+        let floor = self.known_committed();
         ctx.spawn(
-            async move { store.append(&room, batch).await }
-                .into_actor(self)
-                .map(move |res, act, ctx| {
-                    act.committing = false;
-                    act.committed(res, replies, ctx);
-                    act.maybe_commit(ctx);
-                    act.check_idle(ctx);
-                }),
+            async move {
+                let res = store.append(&room, &batch).await;
+                (res, batch)
+            }
+            .into_actor(self)
+            .map(move |(res, batch), act, ctx| {
+                act.committing = false;
+                act.committed(res, batch, replies, floor, ctx);
+                act.maybe_commit(ctx);
+                act.check_idle(ctx);
+            }),
         );
     }
 
+    /// The highest seq this room knows to be committed: delivered, held, or announced by another
+    /// node. Anything the store commits from now on must come after it.
+    pub(super) fn known_committed(&self) -> Seq {
+        let delivered = self.head.as_ref().map_or(0, |h| h.delivered);
+        let held = self.reorder.last_key_value().map_or(0, |(&s, _)| s);
+        delivered.max(held).max(self.known_head)
+    }
+
+    /// The outcome of an append issued when [`Room::known_committed`] was `floor`.
     pub(super) fn committed(
         &mut self,
         res: Result<AppendOutcome, StoreError>,
+        batch: Vec<NewMessage>,
         replies: Vec<PostReply>,
+        floor: Seq,
         ctx: &mut Context<Self>,
     ) {
         let outcome = match res {
             Ok(o) => o,
+            Err(StoreError::Invalid(e)) if replies.len() > 1 => {
+                // One message's data failed the whole batch: commit its messages one by one, in
+                // their order and before anything newer, so only that one fails.
+                tracing::warn!(room = %self.id, error = %e, batch = replies.len(),
+                    "a batch failed for one message's data; retrying its messages one by one");
+                self.solo += replies.len();
+                for post in batch.into_iter().zip(replies).rev() {
+                    self.pending.push_front(post);
+                }
+                return;
+            }
             Err(e) => {
                 tracing::warn!(room = %self.id, error = %e, "append failed");
                 for reply in replies {
@@ -53,6 +90,63 @@ impl Room {
                 return;
             }
         };
+        if let Some(head) = &self.head {
+            let first_new = outcome
+                .appended
+                .iter()
+                .filter(|a| !a.duplicate)
+                .map(|a| a.message.seq)
+                .min();
+            let base = first_new.map(|s| s - 1);
+            // A new seq at or below one known to be committed *before this append was issued*:
+            // the history went backwards (a restore from backup). Never reissue a seq under an
+            // unchanged epoch. (Knowledge gained while the append ran proves nothing: another
+            // node may have committed after it, or a repair may have read this very commit.)
+            if first_new.is_some_and(|s| s <= floor) {
+                return self.reset_epoch(base, Some((outcome, replies)), ctx);
+            }
+            if outcome.epoch != head.epoch {
+                return self.confirm_epoch(base, outcome, replies, ctx);
+            }
+        }
+        self.deliver_committed(outcome, replies, ctx);
+    }
+
+    /// A commit came back under another epoch than the room's: read the store's to tell whether
+    /// this room missed a reset made elsewhere (adopt it) or made one after the append was issued
+    /// (nothing to do), then ack.
+    fn confirm_epoch(
+        &mut self,
+        base: Option<Seq>,
+        outcome: AppendOutcome,
+        replies: Vec<PostReply>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
+        self.committing = true;
+        ctx.wait(async move { store.head(&room).await }.into_actor(self).map(
+            move |res, act, ctx| {
+                act.committing = false;
+                let mut outcome = outcome;
+                if let (Ok(h), Some(head)) = (res, &act.head) {
+                    if h.epoch != head.epoch {
+                        act.apply_reset(h.epoch.clone(), base.unwrap_or(h.last_seq), h.last_seq);
+                    }
+                    outcome.epoch = h.epoch;
+                }
+                act.deliver_committed(outcome, replies, ctx);
+                act.maybe_commit(ctx);
+            },
+        ));
+    }
+
+    /// Acks a commit's posts, then delivers its new messages (locally first, then to the others).
+    fn deliver_committed(
+        &mut self,
+        outcome: AppendOutcome,
+        replies: Vec<PostReply>,
+        ctx: &mut Context<Self>,
+    ) {
         let now = Instant::now();
         if self.head.is_none() {
             // No member can have joined without a head, so the first new seq is a safe start.
@@ -84,6 +178,99 @@ impl Room {
         self.flush(ctx);
     }
 
+    /// The room's history went backwards under its epoch (or another node already gave it a new
+    /// one): take a new epoch in the store (retried until the store answers; the mailbox waits, so
+    /// nothing is acked meanwhile), tell the members and the other nodes, then ack `stash`.
+    /// Live delivery continues after `base` (default: the store's head).
+    pub(super) fn reset_epoch(
+        &mut self,
+        base: Option<Seq>,
+        stash: Option<(AppendOutcome, Vec<PostReply>)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(old) = self.head.as_ref().map(|h| h.epoch.clone()) else {
+            // No epoch to replace (callers have one): never drop the posts' answers.
+            if let Some((outcome, replies)) = stash {
+                self.deliver_committed(outcome, replies, ctx);
+            }
+            return;
+        };
+        let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
+        let retry = Duration::from_millis(self.registry.deps.settings.gap_repair_ms.max(100));
+        self.committing = true;
+        ctx.wait(
+            async move {
+                loop {
+                    match store.reset_epoch(&room, &old).await {
+                        Ok(head) => return head,
+                        Err(e) => {
+                            tracing::warn!(room = %room, error = %e, "cannot reset the room's epoch yet");
+                            tokio::time::sleep(retry).await;
+                        }
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(move |head, act, ctx| {
+                act.committing = false;
+                let base = base.unwrap_or(head.last_seq);
+                act.apply_reset(head.epoch.clone(), base, head.last_seq);
+                if let Some(cluster) = act.cluster() {
+                    let event = RoomEvent::Reset { epoch: head.epoch.clone() };
+                    cluster.publish(&act.id, Some(base), event);
+                }
+                if let Some((mut outcome, replies)) = stash {
+                    outcome.epoch = head.epoch;
+                    act.deliver_committed(outcome, replies, ctx);
+                }
+                act.flush(ctx);
+                act.maybe_commit(ctx);
+            }),
+        );
+    }
+
+    /// Starts the room over under `epoch`: what was held is dropped, members are told to reload
+    /// (`reset`), and live delivery continues after `base`; `known` is the committed head.
+    pub(super) fn apply_reset(&mut self, epoch: String, base: Seq, known: Seq) {
+        let old = self
+            .head
+            .as_ref()
+            .map(|h| h.epoch.clone())
+            .unwrap_or_default();
+        tracing::warn!(room = %self.id, old_epoch = %old, epoch = %epoch, last_seq = base,
+            "room history was reset: new epoch, members told to reload");
+        self.head = Some(Head {
+            epoch: epoch.clone(),
+            delivered: base,
+        });
+        self.reorder.clear();
+        self.known_head = known;
+        let frame = ServerFrame::Reset {
+            room: &self.id,
+            epoch: &epoch,
+            last_seq: base,
+        }
+        .encode();
+        self.broadcast_frame(frame, None, None);
+    }
+
+    /// What a read of the store's head says about this room, for a read issued when
+    /// [`Room::known_committed`] was `floor`: another epoch (a reset elsewhere) is adopted; a head
+    /// below `floor` is a rewind (new epoch); otherwise the room repairs up to it.
+    pub(super) fn observe_head(&mut self, h: RoomHead, floor: Seq, ctx: &mut Context<Self>) {
+        let Some(head) = &self.head else {
+            return self.set_head(Ok(h));
+        };
+        if h.epoch != head.epoch {
+            self.apply_reset(h.epoch, h.last_seq, h.last_seq);
+            self.flush(ctx);
+        } else if h.last_seq < floor {
+            self.reset_epoch(None, None, ctx);
+        } else {
+            self.learn_head(h.last_seq, ctx);
+        }
+    }
+
     /// Reports one post's outcome (before its message is broadcast).
     pub(super) fn answer(&self, reply: PostReply, outcome: Result<Appended, StoreError>) {
         match reply {
@@ -102,13 +289,9 @@ impl Room {
                         duplicate: a.duplicate,
                     }
                     .encode(),
-                    Err(StoreError::Unavailable(_)) => Self::error_frame(
-                        r#ref.as_deref(),
-                        ErrorCode::Unavailable,
-                        "store unavailable; retry with the same client_msg_id",
-                    ),
-                    Err(StoreError::Internal(_)) => {
-                        Self::error_frame(r#ref.as_deref(), ErrorCode::Internal, "internal error")
+                    Err(e) => {
+                        let (code, text) = e.wire();
+                        Self::error_frame(r#ref.as_deref(), code, text)
                     }
                 };
                 outbox.reply(ToSession::Reply(frame));

@@ -1,6 +1,15 @@
 //! Joining: a plain join goes live at the head; a join with `since` gets its backfill read from the
 //! store while live frames wait in the member's backlog, then one reply carries joined, presence,
 //! backfill and backlog, so the seam between backfill and live has no gap and no duplicate.
+//!
+//! `since` is judged against the room's *committed* head, never only against what this node
+//! happened to deliver: a node that is behind (its bus was down, or is slow) first catches up
+//! from the store, so a client resuming there gets `recovered:true` and no duplicates.
+//! A join that cannot be served (the store is down) is refused with `unavailable` and leaves no
+//! membership behind; the head is read again for the next join.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -9,26 +18,38 @@ use super::{Join, Member, Room, SessionId, ToSession};
 use crate::protocol::{ErrorCode, ServerFrame};
 use crate::store::{Message, StoreError};
 
+/// Most messages a join reads to bring a lagging node up to the committed head at once.
+const CATCH_UP_MAX: i64 = 1000;
+
 impl Room {
     pub(super) fn join(&mut self, msg: Join, ctx: &mut Context<Self>) {
+        self.join_checked(msg, false, ctx);
+    }
+
+    /// Answers a join with `error: unavailable` and tells the session it is not a member.
+    pub(super) fn refuse_join(&mut self, msg: Join, why: &str) {
+        let frame = Self::error_frame(msg.r#ref.as_deref(), ErrorCode::Unavailable, why);
+        msg.outbox.reply(ToSession::Reply(frame));
+        msg.outbox.reply(ToSession::Dropped {
+            room: self.id.clone(),
+            slow: false,
+        });
+    }
+
+    /// `behind_checked`: this node already caught up to the committed head for this join.
+    fn join_checked(&mut self, msg: Join, behind_checked: bool, ctx: &mut Context<Self>) {
         let Some(head) = &self.head else {
-            // The store was down when the room started: fail this join, try the head again.
-            let frame = Self::error_frame(
-                msg.r#ref.as_deref(),
-                ErrorCode::Unavailable,
-                "history store unavailable, retry",
-            );
-            msg.outbox.reply(ToSession::Reply(frame));
-            msg.outbox.reply(ToSession::Dropped {
-                room: self.id.clone(),
-                slow: false,
-            });
+            // The store was down when the room started: read the head again; this join waits.
+            self.waiting.push(msg);
             self.load_head(ctx);
             return;
         };
         let delivered = head.delivered;
         let max_catchup = self.registry.deps.settings.max_catchup;
         let epoch_ok = msg.epoch.as_ref().is_none_or(|e| *e == head.epoch);
+        if !behind_checked && epoch_ok && msg.since.is_some_and(|s| s > delivered) {
+            return self.catch_up_then_join(msg, ctx);
+        }
         let from = match msg.since {
             Some(s) if epoch_ok && s <= delivered && delivered - s <= max_catchup => Some(s),
             _ => None,
@@ -78,6 +99,45 @@ impl Room {
         );
     }
 
+    /// The client saw more than this node delivered: read the committed head and what this node
+    /// missed (mailbox blocked, so nothing overtakes it), deliver that to the members, then join.
+    fn catch_up_then_join(&mut self, msg: Join, ctx: &mut Context<Self>) {
+        let delivered = self.head.as_ref().map_or(0, |h| h.delivered);
+        let floor = self.known_committed();
+        let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
+        ctx.wait(
+            async move {
+                let head = store.head(&room).await?;
+                let upto = head.last_seq.min(delivered + CATCH_UP_MAX);
+                let missed = if upto > delivered {
+                    store.range(&room, delivered, upto).await?
+                } else {
+                    Vec::new()
+                };
+                Ok::<_, StoreError>((head, missed))
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| match res {
+                Ok((head, missed)) => {
+                    let now = Instant::now();
+                    let filled = missed.len() as u64;
+                    for m in missed {
+                        act.reorder
+                            .entry(m.seq)
+                            .or_insert_with(|| (Arc::new(m), now));
+                    }
+                    act.registry.deps.metrics.gaps_repaired.inc_by(filled);
+                    act.observe_head(head, floor, ctx);
+                    act.join_checked(msg, true, ctx);
+                }
+                Err(e) => {
+                    tracing::warn!(room = %act.id, error = %e, "catching up for a join failed");
+                    act.refuse_join(msg, "history store unavailable, retry the join");
+                }
+            }),
+        );
+    }
+
     /// Sends the reply to a join with `since`: joined, presence, the backfill, then what went live.
     pub(super) fn finish_join(
         &mut self,
@@ -111,18 +171,9 @@ impl Room {
             }
             Err(e) => {
                 tracing::warn!(room = %self.id, error = %e, "backfill failed");
-                let frame = Self::error_frame(
-                    msg.r#ref.as_deref(),
-                    ErrorCode::Unavailable,
-                    "history store unavailable, retry the join",
-                );
-                member.outbox.reply(ToSession::Reply(frame));
-                member.outbox.reply(ToSession::Dropped {
-                    room: self.id.clone(),
-                    slow: false,
-                });
                 let (user, hidden) = (member.user.clone(), member.hidden);
                 self.members.remove(&msg.session);
+                self.refuse_join(msg, "history store unavailable, retry the join");
                 self.announce_leave(&user, hidden);
                 self.check_idle(ctx);
             }

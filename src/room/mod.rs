@@ -58,6 +58,13 @@ pub struct Room {
     /// The highest seq known to be committed (from other nodes' head notices and resyncs); a
     /// repair fetches up to it when nothing else fills the gap.
     known_head: Seq,
+    /// Joins that arrived while the head could not be read; answered when the read (retried for
+    /// them) ends. A failed join leaves no membership behind.
+    waiting: Vec<Join>,
+    head_loading: bool,
+    /// After a batch failed for one message's data: this many next posts commit one by one, so
+    /// only the bad one fails (PROTOCOL §6).
+    solo: usize,
 }
 
 /// What one broadcast carries: a single frame, or a flush's batch shared by every member.
@@ -113,21 +120,44 @@ impl Room {
             idle: None,
             remote: HashMap::new(),
             known_head: 0,
+            waiting: Vec::new(),
+            head_loading: false,
+            solo: 0,
         }
     }
 
-    /// Blocks the mailbox until the head is known (or the store failed: then joins retry it).
+    /// Reads the head, blocking the mailbox until it is known (or the store failed), then answers
+    /// the joins that waited for it: they proceed, or are refused with `unavailable` and leave no
+    /// membership behind. The next join tries again.
     fn load_head(&mut self, ctx: &mut Context<Self>) {
+        if self.head_loading {
+            return;
+        }
+        self.head_loading = true;
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
         ctx.wait(
             async move { store.head(&room).await }
                 .into_actor(self)
-                .map(|res, act, _| act.set_head(res)),
+                .map(|res, act, ctx| {
+                    act.head_loading = false;
+                    act.set_head(res);
+                    for join in std::mem::take(&mut act.waiting) {
+                        if act.head.is_some() {
+                            act.join(join, ctx);
+                        } else {
+                            act.refuse_join(join, "history store unavailable, retry the join");
+                        }
+                    }
+                    act.check_idle(ctx);
+                }),
         );
     }
 
     fn check_idle(&mut self, ctx: &mut Context<Self>) {
-        let busy = !self.members.is_empty() || !self.pending.is_empty() || self.committing;
+        let busy = !self.members.is_empty()
+            || !self.pending.is_empty()
+            || !self.waiting.is_empty()
+            || self.committing;
         if busy {
             if let Some(h) = self.idle.take() {
                 ctx.cancel_future(h);
@@ -136,7 +166,11 @@ impl Room {
             let after = Duration::from_millis(self.registry.deps.settings.idle_stop_ms);
             self.idle = Some(ctx.run_later(after, |act, ctx| {
                 act.idle = None;
-                if act.members.is_empty() && act.pending.is_empty() && !act.committing {
+                if act.members.is_empty()
+                    && act.pending.is_empty()
+                    && act.waiting.is_empty()
+                    && !act.committing
+                {
                     act.registry.remove(&act.id, &ctx.address());
                     ctx.stop();
                 }

@@ -102,13 +102,16 @@ impl Session {
         self.closing = true;
         // A frame that breaks the protocol fails the connection (RFC 6455 §7.1.7): the server
         // closes the TCP connection right after its Close. Any other close is one the peer should
-        // answer with its own Close before it hangs up; actix lingers for that (`conn::LINGER`).
-        // Hanging up on those too would make a peer that writes in the meantime (a pong) meet a
-        // reset, and may cost it our Close frame.
-        self.hang_up = matches!(
+        // answer with its own Close: the session keeps reading (and ignoring) what the peer still
+        // sends until that Close arrives, then hangs up at once (`StreamHandler::handle`), or
+        // after `conn::LINGER` if it never does. Hanging up before the peer's Close would make a
+        // peer that writes in the meantime (a pong) meet a reset, and may cost it our Close.
+        let failed = matches!(
             code,
             CloseCode::Protocol | CloseCode::InvalidUtf8 | CloseCode::Policy | CloseCode::TooBig
         );
+        self.hang_up = failed;
+        self.leave_rooms();
         self.shared
             .metrics
             .session_closes
@@ -119,7 +122,25 @@ impl Session {
             code: ws::CloseCode::from(code.code()),
             description: Some(reason.to_owned()),
         }));
-        ctx.stop();
+        if failed {
+            ctx.stop();
+        } else {
+            ctx.run_later(crate::http::conn::LINGER, |act, ctx| {
+                act.hang_up = true;
+                ctx.stop();
+            });
+        }
+    }
+
+    /// Leaves every room (when closing: nothing more is delivered to a closing socket).
+    fn leave_rooms(&mut self) {
+        for (_, addr) in self.rooms.drain() {
+            addr.do_send(Leave {
+                session: self.id.clone(),
+                r#ref: None,
+                reply: false,
+            });
+        }
     }
 
     /// An `error` reply; the connection stays open.
@@ -130,6 +151,9 @@ impl Session {
         code: ErrorCode,
         message: &str,
     ) {
+        if self.closing {
+            return; // nothing may follow our Close frame
+        }
         ctx.text(
             ServerFrame::Error {
                 r#ref,
@@ -175,7 +199,9 @@ impl Actor for Session {
         ctx.run_interval(
             Duration::from_millis(settings.session.heartbeat_ms),
             move |act, ctx| {
-                if act.last_seen.elapsed() >= timeout {
+                if act.closing {
+                    // Nothing may follow our Close frame.
+                } else if act.last_seen.elapsed() >= timeout {
                     act.close(ctx, CloseCode::HeartbeatTimeout, "heartbeat timeout");
                 } else {
                     ctx.ping(b"");
@@ -190,13 +216,7 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        for addr in self.rooms.values() {
-            addr.do_send(Leave {
-                session: self.id.clone(),
-                r#ref: None,
-                reply: false,
-            });
-        }
+        self.leave_rooms();
         self.shared.unregister_session(&self.id);
         if self.hang_up
             && let Some(conn) = &self.conn
@@ -215,11 +235,24 @@ impl StreamHandler<Result<actix_http::ws::Frame, ws::ProtocolError>> for Session
         self.last_seen = Instant::now();
         let frame = match item {
             Ok(frame) => frame,
+            Err(_) if self.closing => {
+                self.hang_up = true;
+                return ctx.stop();
+            }
             Err(e) => {
                 let (code, reason) = frames::close_for(&e);
                 return self.close(ctx, code, reason);
             }
         };
+        if self.closing {
+            // Our Close is out: everything but the peer's answer is ignored, and that answer
+            // completes the closing handshake, so the connection ends now (not after a linger).
+            if matches!(frame, actix_http::ws::Frame::Close(_)) {
+                self.hang_up = true;
+                ctx.stop();
+            }
+            return;
+        }
         match self.assembler.accept(frame) {
             Inbound::Text(text) => self.on_text(&text, ctx),
             // The chat assembler refuses binary before it gets here.
@@ -256,6 +289,8 @@ impl Handler<ToSession> for Session {
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
         let metrics = &self.shared.metrics;
         let counted = msg.counted();
+        // Nothing may follow our Close frame; what was queued for the socket is dropped.
+        let closing = self.closing;
         let mut write = |d: &crate::room::Delivery| {
             if let Some(at) = d.committed {
                 let took = at.elapsed().as_secs_f64();
@@ -265,11 +300,14 @@ impl Handler<ToSession> for Session {
                 }
                 metrics.messages_delivered.inc();
             }
-            ctx.text(d.frame.clone());
+            if !closing {
+                ctx.text(d.frame.clone());
+            }
         };
         match msg {
             ToSession::Live(d) => write(&d),
             ToSession::LiveBatch(batch) => batch.iter().for_each(write),
+            ToSession::Reply(_) | ToSession::Replies { .. } if closing => {}
             ToSession::Reply(frame) => ctx.text(frame),
             ToSession::Replies { frames, messages } => {
                 metrics.messages_delivered.inc_by(messages);

@@ -177,8 +177,13 @@ impl Session {
             async move { (registry.join(&room, join).await, room) }
                 .into_actor(self)
                 .map(move |(addr, room), act, ctx| match addr {
+                    // Only refresh the address (a stopping room was replaced): if the room
+                    // refused the join, its `Dropped` has already ended the membership and must
+                    // not be undone here.
                     Some(addr) => {
-                        act.rooms.insert(room, addr);
+                        if let Some(entry) = act.rooms.get_mut(&room) {
+                            *entry = addr;
+                        }
                     }
                     None => {
                         act.rooms.remove(&room);
@@ -247,6 +252,7 @@ impl Session {
             async move { (store.before(&room, before, limit).await, room) }
                 .into_actor(self)
                 .map(move |(res, room), act, ctx| match res {
+                    Ok(_) if act.closing => {}
                     Ok(messages) => ctx.text(
                         ServerFrame::History {
                             r#ref: r#ref.as_deref(),
@@ -267,13 +273,7 @@ impl Session {
         e: &StoreError,
     ) {
         tracing::warn!(session = %self.id, error = %e, "store request failed");
-        let (code, text) = match e {
-            StoreError::Unavailable(_) => (
-                ErrorCode::Unavailable,
-                "store unavailable; retry with the same client_msg_id",
-            ),
-            StoreError::Internal(_) => (ErrorCode::Internal, "internal error"),
-        };
+        let (code, text) = e.wire();
         self.error(ctx, r#ref, code, text);
     }
 }

@@ -63,12 +63,12 @@ impl Store for MemoryStore {
     async fn append(
         &self,
         room: &RoomId,
-        batch: Vec<NewMessage>,
+        batch: &[NewMessage],
     ) -> Result<AppendOutcome, StoreError> {
         let ts = now_ts();
         self.with_log(room, |log| {
             let appended = batch
-                .into_iter()
+                .iter()
                 .map(|m| {
                     let key = m.client_msg_id.clone().map(|c| (m.user.clone(), c));
                     if let Some(&i) = key.as_ref().and_then(|k| log.idempotency.get(k)) {
@@ -81,11 +81,11 @@ impl Store for MemoryStore {
                         room: room.clone(),
                         seq: log.messages.len() as Seq + 1,
                         id: uuid::Uuid::now_v7().to_string(),
-                        user: m.user,
-                        name: m.name,
-                        body: m.body,
+                        user: m.user.clone(),
+                        name: m.name.clone(),
+                        body: m.body.clone(),
                         ts,
-                        client_msg_id: m.client_msg_id,
+                        client_msg_id: m.client_msg_id.clone(),
                     });
                     if let Some(k) = key {
                         log.idempotency.insert(k, log.messages.len());
@@ -136,6 +136,18 @@ impl Store for MemoryStore {
                 .iter()
                 .map(|m| (**m).clone())
                 .collect()
+        })
+    }
+
+    async fn reset_epoch(&self, room: &RoomId, old: &str) -> Result<RoomHead, StoreError> {
+        self.with_log(room, |log| {
+            if log.epoch == old {
+                log.epoch = random_id()[..12].to_owned();
+            }
+            RoomHead {
+                epoch: log.epoch.clone(),
+                last_seq: log.messages.len() as Seq,
+            }
         })
     }
 

@@ -98,8 +98,33 @@ pub enum StoreError {
     /// The backend cannot be reached in time; safe to retry (with the same client_msg_id).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store refused one message's data (a Postgres data exception, SQLSTATE class 22). The
+    /// boundary validation should make this unreachable; the room retries the other messages of
+    /// the batch without the refused one and answers it with `invalid_body`.
+    #[error("store refused the data: {0}")]
+    Invalid(String),
     #[error("store error: {0}")]
     Internal(String),
+}
+
+impl StoreError {
+    /// The wire code and text for a client; internal detail never goes on the wire.
+    pub fn wire(&self) -> (crate::protocol::ErrorCode, &'static str) {
+        use crate::protocol::ErrorCode;
+        match self {
+            StoreError::Unavailable(_) => (
+                ErrorCode::Unavailable,
+                "store unavailable; retry with the same client_msg_id",
+            ),
+            StoreError::Invalid(_) => {
+                (ErrorCode::InvalidBody, "the store cannot take this message")
+            }
+            StoreError::Internal(_) => (
+                ErrorCode::Internal,
+                "internal error; retry with the same client_msg_id",
+            ),
+        }
+    }
 }
 
 #[async_trait]
@@ -114,7 +139,7 @@ pub trait Store: Send + Sync + 'static {
     async fn append(
         &self,
         room: &RoomId,
-        batch: Vec<NewMessage>,
+        batch: &[NewMessage],
     ) -> Result<AppendOutcome, StoreError>;
 
     /// Up to `limit` messages with `seq > after`, ascending.
@@ -145,6 +170,12 @@ pub trait Store: Send + Sync + 'static {
         let got = self.after(room, after, want).await?;
         check_range(got, after, upto)
     }
+
+    /// Gives the room a new epoch if its epoch is still `old` (the room's history went backwards,
+    /// e.g. a restore from backup: seqs a client saw may be issued again, so `since` under the old
+    /// epoch can no longer be trusted). Returns the head afterwards; when another node already
+    /// changed the epoch, that one is kept.
+    async fn reset_epoch(&self, room: &RoomId, old: &str) -> Result<RoomHead, StoreError>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -211,7 +242,7 @@ impl<S: Store> Store for Metered<S> {
     async fn append(
         &self,
         room: &RoomId,
-        batch: Vec<NewMessage>,
+        batch: &[NewMessage],
     ) -> Result<AppendOutcome, StoreError> {
         self.timed("append", self.inner.append(room, batch)).await
     }
@@ -243,6 +274,11 @@ impl<S: Store> Store for Metered<S> {
         upto: Seq,
     ) -> Result<Vec<Message>, StoreError> {
         self.timed("range", self.inner.range(room, after, upto))
+            .await
+    }
+
+    async fn reset_epoch(&self, room: &RoomId, old: &str) -> Result<RoomHead, StoreError> {
+        self.timed("reset_epoch", self.inner.reset_epoch(room, old))
             .await
     }
 

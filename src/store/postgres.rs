@@ -8,6 +8,7 @@
 //! `database.timeout_ms`; connection failures and time-outs surface as `StoreError::Unavailable`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +26,9 @@ pub struct PostgresStore {
     writer: Pool,
     reader: Option<Pool>,
     timeout: Duration,
+    /// False while a node that started with Postgres unreachable has not applied its migrations
+    /// yet: every operation is `Unavailable` until then (see [`PostgresStore::schema_gate`]).
+    schema: Arc<AtomicBool>,
 }
 
 const COLUMNS: &str = "seq, id, user_id, user_name, body, ts, client_msg_id";
@@ -43,13 +47,24 @@ impl PostgresStore {
             writer,
             reader,
             timeout,
+            schema: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// The flag that says the schema is migrated (true unless the node cleared it at start).
+    pub fn schema_gate(&self) -> Arc<AtomicBool> {
+        self.schema.clone()
     }
 
     async fn bounded<T>(
         &self,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        if !self.schema.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(
+                "database not migrated yet (retrying in the background)".into(),
+            ));
+        }
         tokio::time::timeout(self.timeout, fut)
             .await
             .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())))
@@ -104,15 +119,96 @@ fn pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, StoreError> {
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    let text = match &e {
+        deadpool_postgres::PoolError::Backend(pg) => describe(pg),
+        deadpool_postgres::PoolError::Timeout(_) => "timeout: no connection in time".into(),
+        other => other.to_string(),
+    };
+    StoreError::Unavailable(text)
 }
 
-/// Errors from the server (with an SQLSTATE) are internal; everything else is the connection.
+/// `host:port[,host:port…]` of a Postgres URL: what logs name, never the password.
+pub fn hosts_of(url: &str) -> String {
+    let Ok(cfg) = url.parse::<tokio_postgres::Config>() else {
+        return "(unparsable url)".into();
+    };
+    let ports = cfg.get_ports();
+    cfg.get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match h {
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                tokio_postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The cause of a Postgres failure in an operator's words: `authentication`, `connection
+/// refused`, `timeout`, `DNS`, `TLS`, `database does not exist`, … followed by the detail.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    if let Some(db) = e.as_db_error() {
+        let cause = match db.code().code() {
+            "28P01" | "28000" => "authentication",
+            "3D000" => "database does not exist",
+            "57P03" => "server starting up",
+            "53300" => "too many connections",
+            _ => "server error",
+        };
+        return format!("{cause}: {} ({})", db.message(), db.code().code());
+    }
+    let mut detail = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        detail = format!("{detail}: {s}");
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            let cause = match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused",
+                std::io::ErrorKind::TimedOut => "timeout",
+                std::io::ErrorKind::ConnectionReset => "connection reset",
+                _ if io.to_string().contains("lookup") || io.to_string().contains("resolve") => {
+                    "DNS"
+                }
+                _ => "network",
+            };
+            return format!("{cause}: {detail}");
+        }
+        source = s.source();
+    }
+    let lower = detail.to_lowercase();
+    let cause = if lower.contains("tls") || lower.contains("certificate") {
+        "TLS"
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        "timeout"
+    } else {
+        "connection"
+    };
+    format!("{cause}: {detail}")
+}
+
+/// Errors from the server (with an SQLSTATE) are internal, or `Invalid` for a data exception
+/// (class 22: the data of one message); everything else is the connection.
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
+        Some(db) if db.code().code().starts_with("22") => {
+            StoreError::Invalid(format!("{}: {}", db.code().code(), db.message()))
+        }
         Some(db) => StoreError::Internal(format!("{}: {}", db.code().code(), db.message())),
-        None => StoreError::Unavailable(e.to_string()),
+        None => StoreError::Unavailable(describe(&e)),
     }
+}
+
+/// Reads a room head from a row of (epoch, last_seq).
+fn to_head(row: &Row) -> Result<RoomHead, StoreError> {
+    let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+    Ok(RoomHead {
+        epoch: row.try_get(0).map_err(get)?,
+        last_seq: row.try_get(1).map_err(get)?,
+    })
 }
 
 /// Reads a message from `row`, whose message columns (in `COLUMNS` order) start at `at`.
@@ -154,10 +250,7 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(pg_error)?;
-            Ok(RoomHead {
-                epoch: row.get(0),
-                last_seq: row.get(1),
-            })
+            to_head(&row)
         })
         .await
     }
@@ -165,7 +258,7 @@ impl Store for PostgresStore {
     async fn append(
         &self,
         room: &RoomId,
-        batch: Vec<NewMessage>,
+        batch: &[NewMessage],
     ) -> Result<AppendOutcome, StoreError> {
         self.bounded(async {
             let client = self.writer.get().await.map_err(pool_error)?;
@@ -270,6 +363,24 @@ impl Store for PostgresStore {
             .bounded(self.read_after(&self.writer, room, after, want))
             .await?;
         check_range(got, after, upto)
+    }
+
+    async fn reset_epoch(&self, room: &RoomId, old: &str) -> Result<RoomHead, StoreError> {
+        self.bounded(async {
+            let client = self.writer.get().await.map_err(pool_error)?;
+            let new = random_id()[..12].to_owned();
+            // Conditional, so two nodes that both notice the rewind agree on one new epoch.
+            let row = client
+                .query_one(
+                    "UPDATE rooms SET epoch = CASE WHEN epoch = $2 THEN $3 ELSE epoch END \
+                     WHERE id = $1 RETURNING epoch, last_seq",
+                    &[&room.as_str(), &old, &new],
+                )
+                .await
+                .map_err(pg_error)?;
+            to_head(&row)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

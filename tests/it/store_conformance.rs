@@ -31,7 +31,7 @@ async fn postgres() -> Arc<dyn Store> {
 async fn seqs_are_gap_free_per_room_and_batches_keep_order(store: Arc<dyn Store>) {
     let (a, b) = (room("a"), room("b"));
     let out = store
-        .append(&a, vec![msg("u", "1", None), msg("u", "2", None)])
+        .append(&a, &[msg("u", "1", None), msg("u", "2", None)])
         .await
         .unwrap();
     assert_eq!(
@@ -41,11 +41,11 @@ async fn seqs_are_gap_free_per_room_and_batches_keep_order(store: Arc<dyn Store>
             .collect::<Vec<_>>(),
         vec![1, 2]
     );
-    let out = store.append(&a, vec![msg("v", "3", None)]).await.unwrap();
+    let out = store.append(&a, &[msg("v", "3", None)]).await.unwrap();
     assert_eq!(out.appended[0].message.seq, 3);
     assert_eq!(
         store
-            .append(&b, vec![msg("u", "x", None)])
+            .append(&b, &[msg("u", "x", None)])
             .await
             .unwrap()
             .appended[0]
@@ -62,7 +62,7 @@ async fn seqs_are_gap_free_per_room_and_batches_keep_order(store: Arc<dyn Store>
 async fn repeated_client_msg_ids_return_the_original(store: Arc<dyn Store>) {
     let r = room("idem");
     let first = store
-        .append(&r, vec![msg("u", "hi", Some("c1"))])
+        .append(&r, &[msg("u", "hi", Some("c1"))])
         .await
         .unwrap()
         .appended
@@ -72,7 +72,7 @@ async fn repeated_client_msg_ids_return_the_original(store: Arc<dyn Store>) {
     let out = store
         .append(
             &r,
-            vec![
+            &[
                 msg("u", "hi again", Some("c1")),
                 msg("v", "x", Some("c1")),
                 msg("v", "y", Some("c1")),
@@ -101,7 +101,7 @@ async fn reads_are_ascending_and_round_trip_exactly(store: Arc<dyn Store>) {
     let mut written = Vec::new();
     for i in 1..=10 {
         let out = store
-            .append(&r, vec![msg("u", &format!("m{i}"), Some(&format!("c{i}")))])
+            .append(&r, &[msg("u", &format!("m{i}"), Some(&format!("c{i}")))])
             .await
             .unwrap();
         written.push((*out.appended[0].message).clone());
@@ -151,7 +151,7 @@ async fn concurrent_appends_to_one_room_never_share_or_skip_a_seq(store: Arc<dyn
                         msg(&format!("w{w}"), &format!("{i}a"), None),
                         msg(&format!("w{w}"), &format!("{i}b"), None),
                     ];
-                    let out = store.append(&r, batch).await.unwrap();
+                    let out = store.append(&r, &batch).await.unwrap();
                     let s: Vec<i64> = out.appended.iter().map(|a| a.message.seq).collect();
                     assert_eq!(s[1], s[0] + 1, "a batch is contiguous");
                     seqs.extend(s);

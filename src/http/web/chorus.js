@@ -142,6 +142,7 @@ export class Chorus extends EventTarget {
     r.source = src;
     src.addEventListener("joined", (ev) => this.onJoined({ room, ...JSON.parse(ev.data) }));
     src.addEventListener("message", (ev) => this.onMessage(JSON.parse(ev.data)));
+    src.addEventListener("reset", (ev) => this.onFrame(JSON.parse(ev.data)));
     src.onerror = () => {
       // EventSource reconnects by itself with Last-Event-ID; nothing is lost.
       this.setState(src.readyState === EventSource.OPEN ? "open" : "reconnecting");
@@ -222,9 +223,18 @@ export class Chorus extends EventTarget {
       case "typing":
         this.emit("typing", { room: f.room, user: f.user });
         break;
+      case "reset": {
+        // The room's history was reset (a restore): what we hold is stale; live goes on after last_seq.
+        const r = this.rooms.get(f.room);
+        if (!r) break;
+        r.lastSeq = f.last_seq;
+        r.epoch = f.epoch;
+        this.emit("reset", { room: f.room, last_seq: f.last_seq });
+        break;
+      }
       case "error": {
         const p = f.ref && this.pending.get(f.ref);
-        if (p && f.code === "unavailable") {
+        if (p && (f.code === "unavailable" || f.code === "internal")) {
           setTimeout(() => this.flushSend(f.ref), 1000 + Math.random() * 1000); // same id: no duplicate
         } else if (p && f.code === "rate_limited") {
           setTimeout(() => this.flushSend(f.ref), f.retry_after_ms || 1000);
