@@ -39,6 +39,9 @@ pub struct Http {
     pub handshake_timeout_ms: u64,
     pub trusted_proxies: String,
     pub echo_endpoint: bool,
+    /// PEM certificate chain and key for in-process HTTPS/WSS (empty = plain HTTP).
+    pub tls_cert: String,
+    pub tls_key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +64,8 @@ pub struct Database {
 pub struct Redis {
     pub url: String,
     pub prefix: String,
+    /// PEM file of the CA that signed Redis's certificate (with `rediss://`); empty = system roots.
+    pub ca_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +144,80 @@ impl ConfigError {
     }
 }
 
+/// The sections and keys of the embedded `config/default.toml`: every key there is.
+fn known_keys() -> Vec<(String, Vec<String>)> {
+    let table: toml::Table = toml::from_str(DEFAULT_TOML).unwrap_or_default();
+    table
+        .into_iter()
+        .map(|(section, v)| {
+            let keys = v
+                .as_table()
+                .map(|t| t.keys().cloned().collect())
+                .unwrap_or_default();
+            (section, keys)
+        })
+        .collect()
+}
+
+/// Every key of the merged layers that `config/default.toml` does not have, as `section.key`
+/// (all of them, not only the first one serde would stop at).
+fn unknown_keys(raw: &config::Config) -> Vec<String> {
+    let known = known_keys();
+    let Ok(tree) = raw
+        .clone()
+        .try_deserialize::<HashMap<String, config::Value>>()
+    else {
+        return Vec::new();
+    };
+    let mut unknown = Vec::new();
+    for (section, value) in tree {
+        let keys: Vec<String> = value
+            .into_table()
+            .map(|t| t.into_keys().collect())
+            .unwrap_or_default();
+        match known.iter().find(|(s, _)| *s == section) {
+            None if keys.is_empty() => unknown.push(section),
+            None => unknown.extend(keys.iter().map(|k| format!("{section}.{k}"))),
+            Some((_, allowed)) => unknown.extend(
+                keys.iter()
+                    .filter(|k| !allowed.contains(k))
+                    .map(|k| format!("{section}.{k}")),
+            ),
+        }
+    }
+    unknown.sort();
+    unknown
+}
+
+/// Environment variables that look meant for Chorus but are ignored, each with the name that
+/// would work: `CHORUS_DATABASE_URL` (one underscore) is `CHORUS__DATABASE__URL`.
+pub fn env_typos(env: &HashMap<String, String>) -> Vec<String> {
+    let sections: Vec<String> = known_keys().into_iter().map(|(s, _)| s).collect();
+    let mut warnings: Vec<String> = env
+        .keys()
+        .filter(|k| k.starts_with("CHORUS_") && !k.starts_with("CHORUS__") && *k != "CHORUS_ENV")
+        .map(|k| {
+            let rest = k["CHORUS_".len()..].to_lowercase();
+            let meant = sections.iter().find_map(|s| {
+                let key = rest.strip_prefix(s.as_str())?.strip_prefix('_')?;
+                Some(format!(
+                    "CHORUS__{}__{}",
+                    s.to_uppercase(),
+                    key.to_uppercase()
+                ))
+            });
+            match meant {
+                Some(m) => format!("{k} is ignored: did you mean {m} (double underscores)?"),
+                None => format!(
+                    "{k} is ignored: settings are CHORUS__SECTION__KEY (double underscores)"
+                ),
+            }
+        })
+        .collect();
+    warnings.sort();
+    warnings
+}
+
 /// Where to look for `default.toml` and `$CHORUS_ENV.toml`: the given folder, else `./config`, else the
 /// package's own `config/` folder; `None` means only the embedded defaults apply.
 pub fn find_config_dir(explicit: Option<&Path>) -> Option<PathBuf> {
@@ -165,6 +244,12 @@ impl Settings {
         use config::{Config, Environment, File, FileFormat};
         let mut builder =
             Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+            return Err(ConfigError::new(
+                "--config-dir",
+                format!("{} is not a folder", dir.display()),
+            ));
+        }
         if let Some(dir) = dir {
             builder = builder.add_source(File::from(dir.join("default.toml")).required(false));
             if let Some(name) = env.get("CHORUS_ENV").filter(|n| !n.is_empty()) {
@@ -196,6 +281,17 @@ impl Settings {
                 .map_err(|e| ConfigError::new(key, e.to_string()))?;
         }
         let raw = builder.build().map_err(from_config_error)?;
+        let unknown = unknown_keys(&raw);
+        if let Some(first) = unknown.first() {
+            return Err(ConfigError::new(
+                first,
+                format!(
+                    "unknown key{} {} (config/default.toml lists every key)",
+                    if unknown.len() > 1 { "s" } else { "" },
+                    unknown.join(", ")
+                ),
+            ));
+        }
         let mut settings: Settings = raw.try_deserialize().map_err(from_config_error)?;
         if settings.node.id.is_empty() {
             settings.node.id = default_node_id();
@@ -255,8 +351,13 @@ impl Settings {
             ("database.url", &self.database.url),
             ("database.read_url", &self.database.read_url),
         ] {
-            if !url.is_empty() && url.parse::<tokio_postgres::Config>().is_err() {
-                return Err(ConfigError::new(key, "is not a valid Postgres URL"));
+            if !url.is_empty()
+                && let Err(e) = crate::store::pg_tls::parse(url)
+            {
+                return Err(ConfigError::new(
+                    key,
+                    format!("is not a valid Postgres URL: {e}"),
+                ));
             }
         }
         if !self.database.read_url.is_empty() && self.database.url.is_empty() {
@@ -265,10 +366,19 @@ impl Settings {
                 "needs database.url (a reader without a writer)",
             ));
         }
-        if !self.redis.url.is_empty() && !self.redis.url.starts_with("redis://") {
+        let redis_scheme = ["redis://", "rediss://"]
+            .iter()
+            .any(|scheme| self.redis.url.starts_with(scheme));
+        if !self.redis.url.is_empty() && !redis_scheme {
             return Err(ConfigError::new(
                 "redis.url",
-                "must start with redis:// (TLS to Redis, rediss://, is not built in yet)",
+                "must start with redis:// (or rediss:// for TLS)",
+            ));
+        }
+        if !self.redis.ca_file.is_empty() && !std::path::Path::new(&self.redis.ca_file).is_file() {
+            return Err(ConfigError::new(
+                "redis.ca_file",
+                format!("{} is not a readable file", self.redis.ca_file),
             ));
         }
         // Nodes with separate in-memory histories would hand out the same seqs for different
@@ -287,6 +397,26 @@ impl Settings {
             return Err(ConfigError::new(
                 "http.handshake_timeout_ms",
                 "must be at least 1000",
+            ));
+        }
+        match (self.http.tls_cert.is_empty(), self.http.tls_key.is_empty()) {
+            (true, true) => {}
+            (false, false) => {
+                if let Err(e) = crate::http::tls::load(&self.http.tls_cert, &self.http.tls_key) {
+                    return Err(ConfigError::new("http.tls_cert", e));
+                }
+            }
+            (true, false) => {
+                return Err(ConfigError::new("http.tls_cert", "needs http.tls_key too"));
+            }
+            (false, true) => {
+                return Err(ConfigError::new("http.tls_key", "needs http.tls_cert too"));
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::new(
+                "log.level",
+                format!("`{}` is not a log filter: {e}", self.log.level),
             ));
         }
         if let Err(e) = crate::http::admission::parse_trusted(&self.http.trusted_proxies) {
@@ -391,6 +521,14 @@ fn default_node_id() -> String {
 /// config-rs errors mention the key in their text (`... for key `limits.burst``); keep that text and
 /// pull the key out so `check-config` can name it on its own line.
 fn from_config_error(e: config::ConfigError) -> ConfigError {
+    if let config::ConfigError::FileParse { uri, cause } = &e {
+        // The parser's message has the line and column; the key is the file.
+        let file = uri.clone().unwrap_or_else(|| "a configuration file".into());
+        return ConfigError {
+            message: format!("syntax error in {file}: {cause}"),
+            key: file,
+        };
+    }
     let text = e.to_string();
     let key = text
         .split("key `")
@@ -441,6 +579,41 @@ mod tests {
     }
 
     #[test]
+    fn every_unknown_key_is_named_with_its_full_path() {
+        let e = env(&[
+            ("CHORUS__LIMITS__BURSTS", "1"),
+            ("CHORUS__NOPE__X", "1"),
+            ("CHORUS__HTTP__BIND", "127.0.0.1:1"),
+        ]);
+        let err = Settings::load(None, &e, &[]).unwrap_err();
+        assert_eq!(err.key, "limits.bursts", "{err}");
+        assert!(err.message.contains("limits.bursts, nope.x"), "{err}");
+    }
+
+    #[test]
+    fn single_underscore_variables_are_pointed_at_the_right_name() {
+        let e = env(&[
+            ("CHORUS_DATABASE_URL", "postgres://x/y"),
+            ("CHORUS_ENV", "production"),
+            ("CHORUS__HTTP__BIND", "x"),
+            ("CHORUS_WHATEVER", "1"),
+        ]);
+        let w = env_typos(&e);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("did you mean CHORUS__DATABASE__URL"), "{w:?}");
+        assert!(w[1].contains("CHORUS_WHATEVER is ignored"), "{w:?}");
+    }
+
+    #[test]
+    fn a_missing_config_dir_and_a_bad_log_level_are_errors() {
+        let missing = Path::new("/nonexistent/chorus-config");
+        let err = Settings::load(Some(missing), &env(&[]), &[]).unwrap_err();
+        assert_eq!(err.key, "--config-dir");
+        let e = env(&[("CHORUS__LOG__LEVEL", "info,chorus=loud")]);
+        assert_eq!(Settings::load(None, &e, &[]).unwrap_err().key, "log.level");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = env(&[("CHORUS__LIMITS__BURST", "lots")]);
         let err = Settings::load(None, &e, &[]).unwrap_err();
@@ -456,16 +629,29 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_needs_postgres_and_plain_redis_urls() {
+    fn a_cluster_needs_postgres_and_a_redis_url() {
         let secret = ("CHORUS__AUTH__JWT_SECRET", "0123456789abcdef-secret");
         let e = env(&[secret, ("CHORUS__REDIS__URL", "redis://127.0.0.1:6379")]);
         assert_eq!(Settings::load(None, &e, &[]).unwrap_err().key, "redis.url");
         let e = env(&[
             secret,
             ("CHORUS__DATABASE__URL", "postgres://localhost/x"),
-            ("CHORUS__REDIS__URL", "rediss://cache:6380"),
+            ("CHORUS__REDIS__URL", "http://cache:6380"),
         ]);
         assert_eq!(Settings::load(None, &e, &[]).unwrap_err().key, "redis.url");
+        let e = env(&[
+            secret,
+            (
+                "CHORUS__DATABASE__URL",
+                "postgres://localhost/x?sslmode=verify-full",
+            ),
+            ("CHORUS__REDIS__URL", "rediss://cache:6380"),
+            ("CHORUS__REDIS__CA_FILE", "/nonexistent/ca.pem"),
+        ]);
+        assert_eq!(
+            Settings::load(None, &e, &[]).unwrap_err().key,
+            "redis.ca_file"
+        );
         let e = env(&[
             secret,
             ("CHORUS__DATABASE__URL", "postgres://localhost/x"),

@@ -34,13 +34,19 @@
 //! - [`session`]: the Session actor; [`room`]: the Room actor and registry; [`store`]: the Store seam.
 //! - [`bridge`]: the cluster bridge (envelopes, heartbeats, presence) over the Bus seam.
 //! - [`node`]: builds and runs one node; [`health`]: dependency readiness for `/readyz`;
-//!   [`metrics`]: per-node Prometheus registry; [`telemetry`]: logging.
+//!   [`metrics`]: per-node Prometheus registry; [`telemetry`]: logging; [`tls`]: the TLS client
+//!   settings shared by the Postgres and Redis connections.
 //!
 //! ## Guarantees
 //! For every joined room a client receives messages in strictly increasing `seq` order, without gaps
 //! or duplicates, from its join point (or `since`) for as long as the connection lives, whichever
 //! node a message was posted on: Redis is only the fast path, the store fills every gap. An `ack` is
 //! sent only after the commit. A dependency failure is an `unavailable` error, never a silent loss.
+
+/// The release (Cargo's package version), as `chorus --version` and `chorus_build_info` say.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit it was built from (`build.rs`: git, else `CHORUS_COMMIT`, else `unknown`).
+pub const COMMIT: &str = env!("CHORUS_COMMIT");
 
 pub mod auth;
 pub mod bridge;
@@ -55,3 +61,4 @@ pub mod room;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "chorus",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CHORUS_COMMIT"), ")"),
     about = "Realtime chat node: WebSocket, REST, durable ordered history"
 )]
 struct Cli {
@@ -50,7 +50,7 @@ enum Command {
         /// Comma list of room patterns ('*' only trailing), e.g. 'a,team-*'. Absent = all rooms.
         #[arg(long)]
         rooms: Option<String>,
-        /// `service` may post to and read any room.
+        /// `service` (backends: may post to and read any room) or `moderator`.
         #[arg(long)]
         role: Option<String>,
     },
@@ -73,6 +73,9 @@ fn main() -> ExitCode {
     }
     if let Some(bind) = &cli.bind {
         overrides.push(("http.bind".into(), bind.clone()));
+    }
+    for warning in chorus::config::env_typos(&env) {
+        eprintln!("warning: {warning}");
     }
     let dir = find_config_dir(cli.config_dir.as_deref());
     let settings = match Settings::load(dir.as_deref(), &env, &overrides) {
@@ -116,6 +119,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// Roles a token may carry: `service` (backends: any room), `moderator` (PROTOCOL §2, v2).
+const ROLES: [&str; 2] = ["service", "moderator"];
+
 fn token(
     settings: &Settings,
     user: &str,
@@ -132,6 +138,23 @@ fn token(
         chorus::ids::valid_user_id(user),
         "--user must be 1-128 characters"
     );
+    if let Some(role) = &role {
+        anyhow::ensure!(
+            ROLES.contains(&role.as_str()),
+            "--role `{role}` is not one of: {}",
+            ROLES.join(", ")
+        );
+    }
+    if let Some(rooms) = &rooms {
+        for pattern in rooms.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let base = pattern.strip_suffix('*').unwrap_or(pattern);
+            anyhow::ensure!(
+                base.is_empty() || chorus::ids::RoomId::parse(base).is_some(),
+                "--rooms: `{pattern}` is not a room pattern (room ids are [A-Za-z0-9_.:-], \
+                 with `*` only at the end)"
+            );
+        }
+    }
     let rooms = rooms.map(|r| {
         r.split(',')
             .map(|p| p.trim().to_owned())
@@ -172,26 +195,57 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 "in-memory store: messages are NOT durable (set database.url for Postgres)"
             );
         }
-        wait_for_signal().await;
-        tracing::info!("signal received: draining");
-        node.drain(drain).await;
+        let mut signals = Signals::new()?;
+        signals.until_stop(&node).await;
+        tracing::info!("signal received: draining (a second Ctrl-C exits at once)");
+        tokio::select! {
+            () = node.drain(drain) => {}
+            () = signals.stop() => {
+                tracing::warn!("second signal: exiting without finishing the drain");
+                std::process::exit(130);
+            }
+        }
         node.stop().await;
         tracing::info!("stopped");
         Ok(())
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGTERM and SIGINT stop the node (drain); SIGHUP re-reads the TLS certificate.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT.
+    async fn stop(&mut self) {
+        tokio::select! { _ = self.term.recv() => {}, _ = self.int.recv() => {} }
+    }
+
+    /// Serves SIGHUPs (certificate reloads) until a stop signal.
+    async fn until_stop(&mut self, node: &Node) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => match node.reload_tls() {
+                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Some(Err(e)) => tracing::error!(error = %e,
+                        "SIGHUP: TLS certificate NOT reloaded; still serving the previous one"),
+                    None => tracing::info!("SIGHUP: nothing to reload (no http.tls_cert)"),
+                },
+            }
         }
     }
 }

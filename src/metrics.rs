@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Cheap to clone: every field is a handle to a shared metric.
@@ -43,7 +43,15 @@ pub const SLOW_DELIVERY_S: f64 = 0.25;
 /// A store operation slower than this counts in `chorus_store_slow_total`.
 pub const SLOW_STORE_S: f64 = 0.5;
 /// The store operations, so every `op` series exists from the start.
-const STORE_OPS: &[&str] = &["head", "append", "after", "before", "range", "ping"];
+const STORE_OPS: &[&str] = &[
+    "head",
+    "append",
+    "after",
+    "before",
+    "range",
+    "reset_epoch",
+    "ping",
+];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -129,6 +137,18 @@ impl Metrics {
             "class",
             &["1xx", "2xx", "3xx", "4xx", "5xx"],
         );
+        // `chorus_build_info{version,commit} 1`: which build every node runs (PROTOCOL §5, v2).
+        let build = IntGaugeVec::new(
+            Opts::new("chorus_build_info", "The running build: 1, labelled"),
+            &["version", "commit"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(build.clone()))
+            .expect("unique metric");
+        build
+            .with_label_values(&[crate::VERSION, crate::COMMIT])
+            .set(1);
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();

@@ -19,6 +19,7 @@ use crate::bridge::{Bridge, Bus, Cluster, RedisBus};
 use crate::config::Settings;
 use crate::health::Health;
 use crate::http::admission::{self, Admission};
+use crate::http::tls::Certificate;
 use crate::metrics::Metrics;
 use crate::room::{Registry, RoomDeps, SessionId};
 use crate::session::{CloseSession, Session};
@@ -89,6 +90,8 @@ pub struct Node {
     arbiters: Vec<Arbiter>,
     /// The store check behind `/readyz`; aborted when the node stops.
     watch: tokio::task::JoinHandle<()>,
+    /// In-process HTTPS/WSS: the certificate in use (`http.tls_cert`).
+    tls: Option<Certificate>,
 }
 
 impl Node {
@@ -156,7 +159,8 @@ impl Node {
         let bus: Option<Arc<dyn Bus>> = match parts.bus {
             Some(bus) => Some(bus),
             None if !settings.redis.url.is_empty() => Some(Arc::new(
-                RedisBus::connect(&settings.redis.url).context("connecting to redis.url")?,
+                RedisBus::connect(&settings.redis.url, &settings.redis.ca_file)
+                    .context("connecting to redis.url")?,
             )),
             None => None,
         };
@@ -216,6 +220,14 @@ impl Node {
             settings,
         });
 
+        let http = &shared.settings.http;
+        let tls = match http.tls_cert.is_empty() {
+            true => None,
+            false => Some(
+                Certificate::open(&http.tls_cert, &http.tls_key)
+                    .map_err(|e| anyhow::anyhow!("http.tls_cert: {e}"))?,
+            ),
+        };
         let listener = TcpListener::bind(shared.settings.bind_addr())
             .with_context(|| format!("binding http.bind {}", shared.settings.http.bind))?;
         let addr = listener.local_addr()?;
@@ -238,13 +250,21 @@ impl Node {
             shared.settings.session.write_timeout_ms,
         )))
         .disable_signals()
-        .shutdown_timeout(5)
-        .listen(listener)?
+        .shutdown_timeout(5);
+        let server = match &tls {
+            Some(cert) => server.listen_rustls_0_23(
+                listener,
+                cert.server_config().map_err(|e| anyhow::anyhow!(e))?,
+            )?,
+            None => server.listen(listener)?,
+        }
         .run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
         // JSON lines carry `node` already (telemetry.rs); the text line names it in the message.
-        tracing::info!(addr = %addr, store = shared.store.backend(), "listening addr={addr} node={}", shared.node_id);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %addr, store = shared.store.backend(), scheme,
+            "listening addr={addr} node={}", shared.node_id);
         Ok(Node {
             addr,
             shared,
@@ -252,7 +272,14 @@ impl Node {
             server: handle,
             arbiters,
             watch,
+            tls,
         })
+    }
+
+    /// Re-reads `http.tls_cert`/`http.tls_key` (SIGHUP): new connections get the new certificate,
+    /// open ones keep theirs. `None` when the node serves plain HTTP.
+    pub fn reload_tls(&self) -> Option<Result<(), String>> {
+        self.tls.as_ref().map(Certificate::reload)
     }
 
     /// Graceful drain (PROTOCOL.md §6): readiness turns 503 and new sockets are refused at once, then

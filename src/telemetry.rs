@@ -10,6 +10,7 @@
 //! node's lines without parsing the stream name.
 
 use std::fmt;
+use std::io::IsTerminal;
 
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
@@ -26,7 +27,11 @@ pub fn init(log: &Log, node: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal (and never with NO_COLOR): not in files or pipes.
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     let guard = filter_fn(may_log);
     // try_init: a second node in the same process (tests) keeps the first subscriber.
     let _ = if log.format == "json" {
@@ -43,6 +48,16 @@ pub fn init(log: &Log, node: &str) {
     } else {
         builder.finish().with(guard).try_init()
     };
+}
+
+/// The JSON object `line` without its `log.*` keys (`None` if it is not one).
+fn without_log_fields(line: &str) -> Option<String> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(line.trim_end()).ok()?;
+    object.retain(|k, _| !k.starts_with("log."));
+    let mut out = serde_json::to_string(&object).ok()?;
+    out.push('\n');
+    Some(out)
 }
 
 /// Chorus's own events at any level; every other crate's at `info` or above (see the module doc).
@@ -79,6 +94,11 @@ where
         let mut line = String::new();
         self.inner
             .format_event(ctx, Writer::new(&mut line), event)?;
+        // Events from crates that use `log` carry `log.file` (a path on the build machine),
+        // `log.line`, `log.module_path` and `log.target` (which `target` already says): drop them.
+        if line.contains("\"log.") {
+            line = without_log_fields(&line).unwrap_or(line);
+        }
         match line.strip_prefix('{') {
             Some(rest) => write!(writer, "{{\"node\":{},{rest}", self.node),
             None => writer.write_str(&line),
@@ -117,5 +137,15 @@ mod tests {
         assert!(!allowed("fred::router", Level::TRACE));
         assert!(allowed("tokio_postgres::connection", Level::WARN));
         assert!(allowed("chorus::room", Level::TRACE));
+    }
+
+    #[test]
+    fn json_lines_lose_the_build_machines_paths() {
+        let line = r#"{"level":"INFO","message":"m","log.file":"/root/.cargo/x.rs","log.line":3,"target":"t"}"#;
+        let clean = without_log_fields(line).unwrap();
+        assert_eq!(
+            clean,
+            "{\"level\":\"INFO\",\"message\":\"m\",\"target\":\"t\"}\n"
+        );
     }
 }

@@ -45,8 +45,16 @@ fn unavailable(e: impl std::fmt::Display) -> BusError {
 
 impl RedisBus {
     /// Starts connecting (in the background: a node starts even while Redis is down).
-    pub fn connect(url: &str) -> Result<RedisBus, BusError> {
+    /// `ca_file`: with `rediss://`, the PEM of the CA that signed the server's certificate (empty:
+    /// the system's roots). The host name is always verified.
+    pub fn connect(url: &str, ca_file: &str) -> Result<RedisBus, BusError> {
         let mut config = Config::from_url(url).map_err(unavailable)?;
+        if url.starts_with("rediss://") {
+            let ca = Some(std::path::Path::new(ca_file)).filter(|_| !ca_file.is_empty());
+            let tls = crate::tls::client_config(crate::tls::Verify::Full, ca)
+                .map_err(BusError::Unavailable)?;
+            config.tls = Some(fred::types::config::TlsConfig::from(tls));
+        }
         // fred gives up after a failed *first* connection unless told otherwise: a node started
         // before Redis (or with a wrong password) would never connect. Start-up order must never
         // matter (PROTOCOL §6), so the first connection follows the same reconnect policy.
@@ -114,6 +122,7 @@ pub fn describe(e: &Error) -> String {
     let lower = detail.to_lowercase();
     let cause = match e.kind() {
         ErrorKind::Auth => "authentication",
+        ErrorKind::Tls => "TLS",
         ErrorKind::Timeout => "timeout",
         _ if lower.contains("wrongpass") || lower.contains("noauth") || lower.contains("auth") => {
             "authentication"

@@ -35,7 +35,12 @@ pub fn on_connect(
     write_timeout: Duration,
 ) -> impl Fn(&dyn Any, &mut Extensions) + Send + Sync + 'static {
     move |conn, data| {
-        let Some(tcp) = conn.downcast_ref::<TcpStream>() else {
+        // Plain TCP, or TCP under in-process TLS (`http.tls_cert`).
+        let tls = conn.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>();
+        let Some(tcp) = conn
+            .downcast_ref::<TcpStream>()
+            .or_else(|| tls.map(|t| t.get_ref().0))
+        else {
             return;
         };
         if let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(write_timeout)) {

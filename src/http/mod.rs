@@ -1,6 +1,7 @@
 //! HTTP surface (PROTOCOL.md §3–4): routes, the JSON error shape, token extraction and the access
-//! log. The access log records method, path (never the query, which may hold `access_token`),
-//! status and time: no tokens or bodies are ever logged.
+//! log. The access log (at `info`; health probes and scrapes at `debug`) records method, path
+//! (never the query, which may hold `access_token`), status, time and the authenticated user id:
+//! no tokens or bodies are ever logged.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,7 +10,7 @@ use std::time::Instant;
 use actix_cors::Cors;
 use actix_web::dev::Service;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::FutureExt;
 
 use crate::auth::Identity;
@@ -24,6 +25,7 @@ pub mod health;
 pub mod listener;
 pub mod rest;
 pub mod stream;
+pub mod tls;
 pub mod ws;
 
 /// Every route of a node. `cors_origins` are the origins allowed to call the API and load
@@ -57,8 +59,21 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                         if let Some(c) = &responses {
                             c.with_label_values(&[status_class(status)]).inc();
                         }
-                        tracing::debug!(%method, %path, status,
-                            ms = start.elapsed().as_millis() as u64, "http request");
+                        let ms = start.elapsed().as_millis() as u64;
+                        let user = r
+                            .request()
+                            .extensions()
+                            .get::<AccessUser>()
+                            .map(|u| u.0.clone());
+                        let user = user.as_deref().unwrap_or("-");
+                        // Probes and scrapes every few seconds would drown the log at info.
+                        if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics")
+                            && status < 400
+                        {
+                            tracing::debug!(%method, %path, status, ms, user, "http request");
+                        } else {
+                            tracing::info!(%method, %path, status, ms, user, "http request");
+                        }
                     }
                     res
                 })
@@ -189,8 +204,14 @@ pub fn authenticate(req: &HttpRequest, shared: &Shared) -> Result<Identity, ApiE
     });
     let token =
         token.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
-    shared
+    let identity = shared
         .auth
         .verify(&token)
-        .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "invalid or expired token"))
+        .map_err(|_| ApiError::new(ErrorCode::Unauthorized, "invalid or expired token"))?;
+    req.extensions_mut()
+        .insert(AccessUser(identity.user.clone()));
+    Ok(identity)
 }
+
+/// The authenticated user of a request, for the access log.
+struct AccessUser(String);

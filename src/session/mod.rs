@@ -52,6 +52,12 @@ pub struct Session {
     outbox: Option<Outbox>,
     /// This socket's slot under the per-user and per-IP limits, freed when the actor is dropped.
     _permit: Permit,
+    /// For the line logged when the session ends.
+    started: Instant,
+    frames_in: u64,
+    frames_out: u64,
+    /// The close code this session ended with (1006: the connection ended without one).
+    close_code: u16,
 }
 
 /// Tells a session to close (drain, shutdown).
@@ -84,6 +90,10 @@ impl Session {
             hang_up: false,
             outbox: None,
             _permit: permit,
+            started: Instant::now(),
+            frames_in: 0,
+            frames_out: 0,
+            close_code: 1006,
             shared,
         }
     }
@@ -100,6 +110,7 @@ impl Session {
             return;
         }
         self.closing = true;
+        self.close_code = code.code();
         // A frame that breaks the protocol fails the connection (RFC 6455 §7.1.7): the server
         // closes the TCP connection right after its Close. Any other close is one the peer should
         // answer with its own Close: the session keeps reading (and ignoring) what the peer still
@@ -216,6 +227,15 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        tracing::info!(
+            session = %self.id,
+            user = %self.identity.user,
+            ms = self.started.elapsed().as_millis() as u64,
+            code = self.close_code,
+            frames_in = self.frames_in,
+            frames_out = self.frames_out,
+            "session ended"
+        );
         self.leave_rooms();
         self.shared.unregister_session(&self.id);
         if self.hang_up
@@ -254,7 +274,10 @@ impl StreamHandler<Result<actix_http::ws::Frame, ws::ProtocolError>> for Session
             return;
         }
         match self.assembler.accept(frame) {
-            Inbound::Text(text) => self.on_text(&text, ctx),
+            Inbound::Text(text) => {
+                self.frames_in += 1;
+                self.on_text(&text, ctx)
+            }
             // The chat assembler refuses binary before it gets here.
             Inbound::Binary(_) => {
                 self.close(ctx, CloseCode::Policy, "binary frames are not supported")
@@ -262,6 +285,7 @@ impl StreamHandler<Result<actix_http::ws::Frame, ws::ProtocolError>> for Session
             Inbound::Ping(data) => ctx.pong(&data),
             Inbound::Pong | Inbound::Partial => {}
             Inbound::Close(reason) => {
+                self.close_code = reason.as_ref().map_or(1005, |r| u16::from(r.code));
                 // The peer started the closing handshake; our answer completes it.
                 self.hang_up = true;
                 ctx.close(reason);
@@ -289,6 +313,12 @@ impl Handler<ToSession> for Session {
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
         let metrics = &self.shared.metrics;
         let counted = msg.counted();
+        self.frames_out += match &msg {
+            ToSession::Live(_) | ToSession::Reply(_) => 1,
+            ToSession::LiveBatch(batch) => batch.len() as u64,
+            ToSession::Replies { frames, .. } => frames.len() as u64,
+            ToSession::Dropped { .. } => 0,
+        };
         // Nothing may follow our Close frame; what was queued for the socket is dropped.
         let closing = self.closing;
         let mut write = |d: &crate::room::Delivery| {

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio_postgres::NoTls;
 
 refinery::embed_migrations!("migrations");
 
@@ -16,14 +15,12 @@ refinery::embed_migrations!("migrations");
 const LOCK_KEY: i64 = 0x63686f727573;
 
 pub async fn run(url: &str) -> anyhow::Result<usize> {
-    let (mut client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
+    let (mut client, conn) = super::pg_tls::connect(url).await.map_err(|e| {
         anyhow::anyhow!(
-            "connecting to database.url ({}) for migrations: {}",
+            "connecting to database.url ({}) for migrations: {e}",
             super::postgres::hosts_of(url),
-            super::postgres::describe(&e)
         )
     })?;
-    let conn = tokio::spawn(connection);
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await

@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 
 pub mod memory;
 pub mod migrate;
+pub mod pg_tls;
 pub mod postgres;
 
 pub use memory::MemoryStore;

@@ -97,17 +97,16 @@ impl PostgresStore {
 }
 
 fn pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, StoreError> {
-    let mut cfg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| StoreError::Internal(e.to_string()))?;
+    let target = super::pg_tls::parse(url).map_err(StoreError::Internal)?;
+    let mut cfg = target.config;
     cfg.connect_timeout(timeout);
-    let manager = Manager::from_config(
-        cfg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match target.tls {
+        Some(tls) => Manager::from_config(cfg, tls, recycling),
+        None => Manager::from_config(cfg, NoTls, recycling),
+    };
     Pool::builder(manager)
         .max_size(size)
         .wait_timeout(Some(timeout))
@@ -129,7 +128,7 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
 
 /// `host:port[,host:port…]` of a Postgres URL: what logs name, never the password.
 pub fn hosts_of(url: &str) -> String {
-    let Ok(cfg) = url.parse::<tokio_postgres::Config>() else {
+    let Ok(cfg) = super::pg_tls::parse(url).map(|t| t.config) else {
         return "(unparsable url)".into();
     };
     let ports = cfg.get_ports();
@@ -162,30 +161,29 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         return format!("{cause}: {} ({})", db.message(), db.code().code());
     }
     let mut detail = e.to_string();
+    let mut io_kind = None;
     let mut source = e.source();
     while let Some(s) = source {
         detail = format!("{detail}: {s}");
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            let cause = match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connection refused",
-                std::io::ErrorKind::TimedOut => "timeout",
-                std::io::ErrorKind::ConnectionReset => "connection reset",
-                _ if io.to_string().contains("lookup") || io.to_string().contains("resolve") => {
-                    "DNS"
-                }
-                _ => "network",
-            };
-            return format!("{cause}: {detail}");
+            io_kind = io_kind.or(Some(io.kind()));
         }
         source = s.source();
     }
     let lower = detail.to_lowercase();
     let cause = if lower.contains("tls") || lower.contains("certificate") {
         "TLS"
-    } else if lower.contains("timed out") || lower.contains("timeout") {
-        "timeout"
+    } else if lower.contains("lookup") || lower.contains("resolve") {
+        "DNS"
     } else {
-        "connection"
+        match io_kind {
+            Some(std::io::ErrorKind::ConnectionRefused) => "connection refused",
+            Some(std::io::ErrorKind::TimedOut) => "timeout",
+            Some(std::io::ErrorKind::ConnectionReset) => "connection reset",
+            Some(_) => "network",
+            None if lower.contains("timed out") || lower.contains("timeout") => "timeout",
+            None => "connection",
+        }
     };
     format!("{cause}: {detail}")
 }

@@ -158,8 +158,8 @@ async fn conformance(a: &dyn Bus, b: &dyn Bus) {
 #[actix_web::test]
 async fn the_redis_bus_keeps_the_bus_guarantees() {
     let redis = RedisServer::start().await;
-    let a = RedisBus::connect(&redis.url()).expect("bus");
-    let b = RedisBus::connect(&redis.url()).expect("bus");
+    let a = RedisBus::connect(&redis.url(), "").expect("bus");
+    let b = RedisBus::connect(&redis.url(), "").expect("bus");
     conformance(&a, &b).await;
 }
 
@@ -172,7 +172,7 @@ async fn the_loopback_bus_keeps_the_bus_guarantees() {
 #[actix_web::test]
 async fn the_redis_bus_reports_an_outage_and_the_reconnect() {
     let mut redis = RedisServer::start().await;
-    let bus = RedisBus::connect(&redis.url()).expect("bus");
+    let bus = RedisBus::connect(&redis.url(), "").expect("bus");
     connected(&bus).await;
     let mut events = bus.take_events().expect("events");
     redis.kill();

@@ -227,3 +227,214 @@ fn json_logs_carry_the_node_id_on_every_line() {
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
 }
+
+/// Runs `chorus ARGS` with `env`; returns (success, stdout + stderr).
+fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = chorus();
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn configuration_mistakes_are_named_precisely() {
+    // Every unknown key, with its full path.
+    let (ok, text) = run(
+        &["check-config"],
+        &[("CHORUS__LIMITS__BURSTS", "1"), ("CHORUS__NOPE__X", "1")],
+    );
+    assert!(!ok && text.contains("limits.bursts, nope.x"), "{text}");
+    // A --config-dir that does not exist.
+    let (ok, text) = run(&["check-config", "--config-dir", "/nonexistent/conf"], &[]);
+    assert!(!ok && text.contains("--config-dir"), "{text}");
+    // A TOML syntax error: file, line and column.
+    let dir = std::env::temp_dir().join(format!("chorus-badconf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("default.toml"), "[http]\nworkers = = 2\n").unwrap();
+    let (ok, text) = run(
+        &["check-config", "--config-dir", dir.to_str().unwrap()],
+        &[],
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("default.toml") && text.contains("line 2, column 11"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    // A log filter that does not parse.
+    let (ok, text) = run(&["check-config"], &[("CHORUS__LOG__LEVEL", "chorus=loud")]);
+    assert!(!ok && text.contains("log.level"), "{text}");
+    // The one-underscore typo is pointed at the right name (and the settings still load).
+    let (ok, text) = run(
+        &["check-config"],
+        &[("CHORUS_DATABASE_URL", "postgres://x/y")],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("did you mean CHORUS__DATABASE__URL"),
+        "{text}"
+    );
+}
+
+#[test]
+fn token_accepts_only_known_roles_and_valid_room_patterns_and_version_names_the_build() {
+    let secret = [("CHORUS__AUTH__JWT_SECRET", SECRET)];
+    let (ok, text) = run(&["token", "--user", "u", "--role", "admin"], &secret);
+    assert!(!ok && text.contains("--role `admin`"), "{text}");
+    let (ok, text) = run(&["token", "--user", "u", "--rooms", "ok,bad room"], &secret);
+    assert!(!ok && text.contains("`bad room`"), "{text}");
+    let (ok, text) = run(&["token", "--user", "u", "--rooms", "a*b"], &secret);
+    assert!(!ok && text.contains("`a*b`"), "{text}");
+    let (ok, text) = run(
+        &[
+            "token", "--user", "u", "--role", "service", "--rooms", "team-*,*",
+        ],
+        &secret,
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["--version"], &[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.starts_with(&format!("chorus {} (", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+}
+
+#[actix_web::test]
+async fn operators_get_an_access_log_a_line_per_session_and_clean_json() {
+    let db = fresh_db().await;
+    let (mut child, addr, log) = crate::processes::spawn_node_logged(
+        &db,
+        &[
+            ("CHORUS__LOG__FORMAT", "json"),
+            ("CHORUS__LOG__LEVEL", "info"),
+        ],
+    );
+    let t = token("operator");
+    let res = http()
+        .get(format!(
+            "http://{addr}/api/rooms/ops/messages?access_token={t}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut ws = Ws::connect(addr.parse().unwrap(), &t).await;
+    ws.join("ops").await;
+    use tokio_tungstenite::tungstenite::protocol::{CloseFrame, frame::coding::CloseCode};
+    let bye = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    };
+    ws.stream.close(Some(bye)).await.expect("close");
+    let session = crate::processes::wait_for_line(&log, "for the session's end", |l| {
+        l.contains("session ended")
+    })
+    .await;
+    let v: Value = serde_json::from_str(&session).unwrap();
+    assert_eq!(
+        (
+            v["user"].as_str(),
+            v["code"].as_u64(),
+            v["frames_in"].as_u64()
+        ),
+        (Some("operator"), Some(1000), Some(1)),
+        "{session}"
+    );
+    assert!(
+        v["frames_out"].as_u64().unwrap() >= 2 && v["ms"].is_u64(),
+        "{session}"
+    );
+    sigterm(&child);
+    exit_status(&mut child).await;
+    let lines = log.lock().unwrap().clone();
+    let access = lines
+        .iter()
+        .find(|l| l.contains("http request") && l.contains("/api/rooms/ops/messages"))
+        .unwrap_or_else(|| panic!("no access log line:\n{}", lines.join("\n")));
+    let v: Value = serde_json::from_str(access).unwrap();
+    assert_eq!(
+        (
+            v["level"].as_str(),
+            v["method"].as_str(),
+            v["status"].as_u64(),
+            v["user"].as_str()
+        ),
+        (Some("INFO"), Some("GET"), Some(200), Some("operator")),
+        "{access}"
+    );
+    assert!(
+        !access.contains("access_token") && !access.contains(&t),
+        "{access}"
+    );
+    for line in &lines {
+        assert!(
+            !line.contains("log.file") && !line.contains(".cargo"),
+            "{line}"
+        );
+        assert!(!line.contains('\u{1b}'), "no colours in a pipe: {line}");
+    }
+}
+
+#[actix_web::test]
+async fn a_second_ctrl_c_exits_at_once_and_an_empty_drain_ends_early() {
+    let db = fresh_db().await;
+    // A long drain and a client that never answers its close: only a second Ctrl-C ends it soon.
+    let (mut child, addr) =
+        crate::processes::spawn_node(&db, &[("CHORUS__SHUTDOWN__DRAIN_MS", "60000")]);
+    let mut quiet = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    let handshake = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        token("quiet")
+    );
+    quiet.write_all(handshake.as_bytes()).await.unwrap();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    // Wait until the session exists (the node counts it), then interrupt twice.
+    let metrics = format!("http://{addr}/metrics");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !http()
+        .get(&metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains("chorus_sessions 1")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    signal("-INT");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // the drain has begun
+    signal("-INT");
+    let status = exit_status(&mut child).await;
+    assert_eq!(status.code(), Some(130), "{status}");
+
+    // No session at all: the drain does not wait out its 60 s.
+    let (mut child, _) =
+        crate::processes::spawn_node(&db, &[("CHORUS__SHUTDOWN__DRAIN_MS", "60000")]);
+    sigterm(&child);
+    assert!(exit_status(&mut child).await.success());
+    drop(quiet);
+}

@@ -19,5 +19,6 @@ mod rooms;
 mod slow_consumer;
 mod store_conformance;
 mod support;
+mod tls;
 mod transports;
 mod ws_protocol;

@@ -35,7 +35,13 @@ impl RedisServer {
 
     /// Starts on `port` (which a node may already be trying to reach), requiring `password`.
     pub async fn start_on(port: u16, password: Option<&str>) -> RedisServer {
-        let mut args = Vec::new();
+        RedisServer::start_with(port, password, Vec::new()).await
+    }
+
+    /// Starts with extra `redis-server` arguments (TLS ports, ACL users, …); `port` stays a plain
+    /// port, which the harness itself uses.
+    pub async fn start_with(port: u16, password: Option<&str>, extra: Vec<String>) -> RedisServer {
+        let mut args = extra;
         if let Some(p) = password {
             args.extend(["--requirepass".to_owned(), p.to_owned()]);
         }
