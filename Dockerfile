@@ -3,8 +3,12 @@
 # environment (CHORUS__SECTION__KEY: database and Redis URLs and the JWT secret from your secret
 # store). Checked by hadolint in k8s/check.
 FROM rust:1-bookworm AS build
+# The commit `chorus --version` and chorus_build_info report (the build context has no .git):
+# docker build --build-arg CHORUS_COMMIT=$(git rev-parse --short=12 HEAD) .
+ARG CHORUS_COMMIT=unknown
+ENV CHORUS_COMMIT=${CHORUS_COMMIT}
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY migrations migrations
 COPY config config
@@ -19,6 +23,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 --user-group chorus
 COPY --from=build /src/target/release/chorus /usr/local/bin/chorus
 COPY config /etc/chorus
+COPY LICENSE-MIT LICENSE-APACHE /usr/share/doc/chorus/
 USER 10001:10001
 # production.toml: listen on 0.0.0.0:8080, JSON logs, drain 20 s.
 ENV CHORUS_ENV=production
