@@ -341,7 +341,7 @@ async fn cluster_node_with(db: &str, url: &str, prefix: &str, ca: &str) -> TestN
 }
 
 #[actix_web::test]
-async fn redis_with_a_wrong_password_or_a_wrong_ca_is_logged_as_such_with_the_host() {
+async fn redis_with_a_wrong_password_a_wrong_ca_or_an_unknown_host_is_logged_as_such() {
     let redis = tls_redis().await;
     let db = fresh_db().await;
     let host = format!("localhost:{}", redis.tls_port);
@@ -349,17 +349,21 @@ async fn redis_with_a_wrong_password_or_a_wrong_ca_is_logged_as_such_with_the_ho
     let other = redis.ca.with_file_name("other-ca.pem");
     std::fs::write(&other, TestCa::new("Somebody else's CA").ca_pem).unwrap();
     let other = other.display().to_string();
-    for (url, ca_file, cause) in [
+    let unknown = "no-such-host.invalid:6379".to_owned();
+    for (url, ca_file, host, cause) in [
         (
             format!("rediss://chorus:not-it@{host}"),
             ca.as_str(),
+            &host,
             "authentication",
         ),
         (
             format!("rediss://chorus:acl-pw-2718@{host}"),
             other.as_str(),
+            &host,
             "TLS",
         ),
+        (format!("redis://:not-it@{unknown}"), "", &unknown, "DNS"),
     ] {
         let (mut child, log) = spawn_logged(
             &db,
@@ -370,7 +374,7 @@ async fn redis_with_a_wrong_password_or_a_wrong_ca_is_logged_as_such_with_the_ho
             ],
         );
         wait_for_line(&log, &format!("naming {host} and `{cause}`"), |l| {
-            l.contains("redis unreachable") && l.contains(&host) && l.contains(cause)
+            l.contains("redis unreachable") && l.contains(host.as_str()) && l.contains(cause)
         })
         .await;
         let _ = child.kill();
