@@ -99,13 +99,7 @@ async fn migrate_applies_the_schema_once_without_the_signing_secret() {
         .unwrap();
     let target = format!("{base}/{empty}");
     // A migration job holds the database URL, not the signing secret.
-    let run = || {
-        chorus()
-            .arg("migrate")
-            .env("CHORUS__DATABASE__URL", &target)
-            .output()
-            .unwrap()
-    };
+    let run = || crate::processes::chorus_migrate(&target);
     let first = run();
     assert!(
         first.status.success(),

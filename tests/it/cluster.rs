@@ -126,7 +126,7 @@ pub async fn rest_presence(node: &TestNode, room: &str) -> Vec<String> {
 }
 
 /// Bob listening on `b`, Ann writing on `a`, both in `room`, and Ann's first message seen by Bob.
-async fn writer_on_a_member_on_b(a: &TestNode, b: &TestNode, room: &str) -> (Ws, Ws) {
+pub async fn writer_on_a_member_on_b(a: &TestNode, b: &TestNode, room: &str) -> (Ws, Ws) {
     let mut member = b.ws("bob").await;
     member.join(room).await;
     let mut writer = a.ws("ann").await;

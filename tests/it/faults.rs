@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::bad_input::{raw_socket, read_close, server_hangs_up, write_close};
-use crate::cluster::{cluster_node, prefix};
+use crate::cluster::{cluster_node, prefix, writer_on_a_member_on_b};
 use crate::processes::{RedisServer, free_port, spawn_logged, spawn_node_logged, wait_for_line};
 use crate::support::*;
 use chorus::store::{NewMessage, StoreError};
@@ -40,12 +40,7 @@ async fn a_node_started_before_redis_connects_by_itself_and_becomes_ready() {
     wait_ready(&node, true).await;
     // And it is a working cluster member: a post on a second node reaches it.
     let other = cluster_node(&db, &redis, &prefix).await;
-    let mut member = node.ws("member").await;
-    member.join("late").await;
-    let mut writer = other.ws("writer").await;
-    writer.join("late").await;
-    writer.post("late", "across").await;
-    assert_eq!(recv_seqs(&mut member, 1).await, vec![1]);
+    writer_on_a_member_on_b(&other, &node, "late").await;
     other.stop().await;
     node.stop().await;
 }

@@ -150,6 +150,16 @@ impl Drop for RedisServer {
     }
 }
 
+/// `chorus migrate` with only `CHORUS__DATABASE__URL=url` (a migration job holds no other secret).
+pub fn chorus_migrate(url: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .arg("migrate")
+        .env_clear()
+        .env("CHORUS__DATABASE__URL", url)
+        .output()
+        .expect("run chorus migrate")
+}
+
 /// Runs the real binary (`chorus serve` on a free port) with the test secret, Postgres at
 /// `db_url`, and `extra` environment; returns the child and the address it logged.
 pub fn spawn_node(db_url: &str, extra: &[(&str, &str)]) -> (Child, String) {

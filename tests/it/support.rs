@@ -339,6 +339,19 @@ pub async fn wait_ready(node: &TestNode, ready: bool) {
     }
 }
 
+/// `GET path` as `user`; expects JSON back.
+pub async fn get_json(node: &TestNode, path: &str, user: &str) -> Value {
+    http()
+        .get(node.http(path))
+        .bearer_auth(token(user))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// Posts `body` to `room` over REST as user "poster"; expects 201 and returns the message JSON.
 pub async fn rest_post(node: &TestNode, room: &str, body: &str) -> Value {
     let res = http()

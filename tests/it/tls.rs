@@ -10,8 +10,8 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio::sync::OnceCell;
 
-use crate::cluster::prefix;
-use crate::processes::{RedisServer, free_port, spawn_logged, wait_for_line};
+use crate::cluster::{prefix, writer_on_a_member_on_b};
+use crate::processes::{RedisServer, chorus_migrate, free_port, spawn_logged, wait_for_line};
 use crate::support::*;
 
 /// A test certificate authority, and files of a server certificate it signed.
@@ -162,33 +162,17 @@ async fn postgres_over_tls_with_require_and_verify_full_for_writer_reader_and_mi
     let node = TestNode::start(&full, &[("database.read_url", full.as_str())]).await;
     wait_ready(&node, true).await;
     rest_post(&node, "tls", "over TLS").await;
-    let page: serde_json::Value = http()
-        .get(node.http("/api/rooms/tls/messages?before=100"))
-        .bearer_auth(token("reader"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(&node, "/api/rooms/tls/messages?before=100", "reader").await;
     assert_eq!(page["messages"][0]["body"], "over TLS");
     node.stop().await;
 
     // chorus migrate on an empty database, over verify-full.
     let empty = empty_db().await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .arg("migrate")
-        .env_clear()
-        .env(
-            "CHORUS__DATABASE__URL",
-            tls_url(
-                &empty,
-                "localhost",
-                &format!("sslmode=verify-full&sslrootcert={ca}"),
-            ),
-        )
-        .output()
-        .unwrap();
+    let out = chorus_migrate(&tls_url(
+        &empty,
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ));
     assert!(
         out.status.success(),
         "{}",
@@ -202,17 +186,9 @@ async fn postgres_with_a_wrong_ca_or_a_wrong_host_name_fails_with_a_clear_error(
     let db = fresh_db().await;
     let other = std::env::temp_dir().join(format!("chorus-other-ca-{}.pem", std::process::id()));
     std::fs::write(&other, TestCa::new("Somebody else's CA").ca_pem).unwrap();
-    let migrate = |url: String| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
-            .arg("migrate")
-            .env_clear()
-            .env("CHORUS__DATABASE__URL", url)
-            .output()
-            .unwrap()
-    };
     let port = pg_addr().port();
 
-    let wrong_ca = migrate(tls_url(
+    let wrong_ca = chorus_migrate(&tls_url(
         &db,
         "localhost",
         &format!("sslmode=verify-full&sslrootcert={}", other.display()),
@@ -225,7 +201,7 @@ async fn postgres_with_a_wrong_ca_or_a_wrong_host_name_fails_with_a_clear_error(
     );
 
     // The certificate is for `localhost`: by address, verify-full refuses and verify-ca accepts.
-    let by_ip = migrate(tls_url(
+    let by_ip = chorus_migrate(&tls_url(
         &db,
         "127.0.0.1",
         &format!("sslmode=verify-full&sslrootcert={ca}"),
@@ -313,12 +289,7 @@ async fn redis_over_tls_with_an_acl_user_carries_the_cluster() {
     let ca = redis.ca.display().to_string();
     let a = cluster_node_with(&db, &url, &prefix, &ca).await;
     let b = cluster_node_with(&db, &url, &prefix, &ca).await;
-    let mut member = b.ws("member").await;
-    member.join("secure").await;
-    let mut writer = a.ws("writer").await;
-    writer.join("secure").await;
-    writer.post("secure", "through rediss").await;
-    assert_eq!(recv_seqs(&mut member, 1).await, vec![1]);
+    writer_on_a_member_on_b(&a, &b, "secure").await;
     a.stop().await;
     b.stop().await;
 }

@@ -227,15 +227,7 @@ async fn http_listeners_do_not_appear_in_presence() {
     // The SSE reader is in the room (it receives messages) but not in its presence.
     rest_post(&node, "pr", "x").await;
     assert_eq!(sse.ids(1).await, vec![1]);
-    let p: Value = http()
-        .get(node.http("/api/rooms/pr/presence"))
-        .bearer_auth(token("ann"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p = get_json(&node, "/api/rooms/pr/presence", "ann").await;
     assert_eq!(p["users"], json!([{"user":"ann","name":"Name ann"}]));
     node.stop().await;
 }
