@@ -324,7 +324,7 @@ impl Settings {
     }
 
     /// The signing secret a serving node needs (not `chorus migrate`: a migration job should not
-    /// hold it). Checked by `serve`, `check-config` and [`crate::node::Node::start`].
+    /// hold it). Checked by `serve`, `check-config` and [``Node::start``].
     pub fn validate_secret(&self) -> Result<(), ConfigError> {
         if !self.standalone() && self.auth.jwt_secret.len() < 16 {
             return Err(ConfigError::new(
@@ -352,7 +352,7 @@ impl Settings {
             ("database.read_url", &self.database.read_url),
         ] {
             if !url.is_empty()
-                && let Err(e) = crate::store::pg_tls::parse(url)
+                && let Err(e) = crate::tls::postgres::parse(url)
             {
                 return Err(ConfigError::new(
                     key,
@@ -402,7 +402,7 @@ impl Settings {
         match (self.http.tls_cert.is_empty(), self.http.tls_key.is_empty()) {
             (true, true) => {}
             (false, false) => {
-                if let Err(e) = crate::http::tls::load(&self.http.tls_cert, &self.http.tls_key) {
+                if let Err(e) = crate::tls::server::load(&self.http.tls_cert, &self.http.tls_key) {
                     return Err(ConfigError::new("http.tls_cert", e));
                 }
             }
@@ -419,7 +419,7 @@ impl Settings {
                 format!("`{}` is not a log filter: {e}", self.log.level),
             ));
         }
-        if let Err(e) = crate::http::admission::parse_trusted(&self.http.trusted_proxies) {
+        if let Err(e) = crate::edge::admission::parse_trusted(&self.http.trusted_proxies) {
             return Err(ConfigError::new("http.trusted_proxies", e));
         }
         let positive: [(&str, u64); 16] = [

@@ -28,15 +28,33 @@
 //!   re-announce presence, publish its head.
 //!
 //! ## Modules
-//! - [`config`]: typed, layered settings; [`ids`]: validated identifiers; [`auth`]: JWT identity.
+//! - [`ids`]: validated identifiers; [`domain`]: messages and presence entries every layer shares.
+//! - [`config`]: typed, layered settings; [`auth`]: JWT identity.
 //! - [`protocol`]: client and server frames, error and close codes.
-//! - [`http`]: routes (WebSocket upgrade, REST, health, metrics).
-//! - [`session`]: the Session actor; [`room`]: the Room actor and registry; [`store`]: the Store seam.
+//! - [`edge`]: what each client connection holds (admission slot, socket).
+//! - [`http`]: routes (WebSocket upgrade, REST, SSE, long-poll, health, metrics).
+//! - [`session`]: the Session actor; [`room`]: the Room actor (glue around its two state machines,
+//!   `room::sequencer` and `room::presence`) and registry; [`store`]: the Store seam.
 //! - [`bridge`]: the cluster bridge (envelopes, heartbeats, presence) over the Bus seam.
 //! - [`node`]: builds and runs one node; [`health`]: dependency readiness for `/readyz`;
-//!   [`metrics`]: per-node Prometheus registry; [`telemetry`]: logging; [`tls`]: the TLS client
-//!   settings shared by the Postgres and Redis connections.
+//!   [`metrics`]: per-node Prometheus registry; [`telemetry`]: logging; [`tls`]: TLS settings
+//!   (the Postgres and Redis clients, the node's own certificate).
 //!
+//! ## Layers
+//! A module uses only modules on the lines above its own: no import cycles, and each seam can be
+//! read without what sits on top of it. `src/layering.rs` checks this on every `cargo test`.
+//!
+//! 0. `ids`: identifiers
+//! 1. `domain`: messages, presence entries, timestamps
+//! 2. `protocol`, `tls`, `edge`: the wire format; TLS settings; per-connection slots and sockets
+//! 3. `config`, `metrics`: settings (checked with line 2's parsers); the Prometheus registry
+//! 4. `auth`, `telemetry`, `store`, `bridge`: identity; logging; the two seams, Store and Bus
+//!    (the bridge reaches rooms through its own `Directory` trait, which the registry implements)
+//! 5. `room`, `health`: rooms and their registry; readiness
+//! 6. `session`: the WebSocket actor (its own `SessionDeps`)
+//! 7. `http`: routes and the state handlers share
+//! 8. `node`: builds and runs it all
+
 //! ## Guarantees
 //! For every joined room a client receives messages in strictly increasing `seq` order, without gaps
 //! or duplicates, from its join point (or `since`) for as long as the connection lives, whichever
@@ -51,9 +69,13 @@ pub const COMMIT: &str = env!("CHORUS_COMMIT");
 pub mod auth;
 pub mod bridge;
 pub mod config;
+pub mod domain;
+pub mod edge;
 pub mod health;
 pub mod http;
 pub mod ids;
+#[cfg(test)]
+mod layering;
 pub mod metrics;
 pub mod node;
 pub mod protocol;

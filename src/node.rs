@@ -2,76 +2,28 @@
 //! server.
 //! Nothing is global, so several nodes fit in one test process.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{Quota, RateLimiter};
 
 use crate::auth::Auth;
 use crate::bridge::{Bridge, Bus, Cluster, RedisBus};
 use crate::config::Settings;
+use crate::edge::admission::{self, Admission};
 use crate::health::Health;
-use crate::http::admission::{self, Admission};
-use crate::http::tls::Certificate;
+use crate::http::Shared;
 use crate::metrics::Metrics;
-use crate::room::{Registry, RoomDeps, SessionId};
-use crate::session::{CloseSession, Session};
+use crate::room::{Registry, RoomDeps};
+use crate::session::{CloseSession, SessionDeps, Sessions};
 use crate::store::{self, MemoryStore, Metered, PostgresStore, Store};
-
-/// State every request handler and actor of a node shares.
-pub struct Shared {
-    pub settings: Settings,
-    pub node_id: String,
-    pub store: Arc<dyn Store>,
-    /// The bridge to the other nodes (`None` on a single node).
-    pub cluster: Option<Cluster>,
-    pub rooms: Registry,
-    pub metrics: Metrics,
-    pub auth: Auth,
-    pub allowed_origins: Vec<String>,
-    /// Standalone without a configured secret: `POST /api/demo/login` hands out tokens.
-    pub demo_login: bool,
-    draining: AtomicBool,
-    sessions: Mutex<HashMap<SessionId, Addr<Session>>>,
-    /// REST sends: the same token bucket as a WebSocket connection, per user on this node.
-    pub rest_limiter: DefaultKeyedRateLimiter<String>,
-    /// Per-user and per-IP socket limits.
-    pub admission: Admission,
-    /// What `/readyz` reports of the store (checked in the background).
-    pub health: Arc<Health>,
-}
-
-impl Shared {
-    pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    pub fn register_session(&self, id: SessionId, addr: Addr<Session>) {
-        self.metrics.sessions.inc();
-        self.sessions_map().insert(id, addr);
-    }
-
-    pub fn unregister_session(&self, id: &SessionId) {
-        if self.sessions_map().remove(id).is_some() {
-            self.metrics.sessions.dec();
-        }
-    }
-
-    pub fn session_count(&self) -> usize {
-        self.sessions_map().len()
-    }
-
-    fn sessions_map(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Addr<Session>>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use crate::tls::server::Certificate;
 
 /// Parts a caller may supply instead of building them from the settings.
 #[derive(Default)]
@@ -187,7 +139,7 @@ impl Node {
             let beat = Duration::from_millis(settings.cluster.heartbeat_ms);
             let dead_after = Duration::from_millis(settings.cluster.dead_after_ms);
             Bridge::start_in_arbiter(&arbiters[0].handle(), move |_| {
-                Bridge::new(cluster, rooms, beat, dead_after)
+                Bridge::new(cluster, Arc::new(rooms), beat, dead_after)
             });
         }
         let limits = &settings.limits;
@@ -198,6 +150,14 @@ impl Node {
         .allow_burst(
             std::num::NonZeroU32::new(limits.burst.max(1)).unwrap_or(std::num::NonZeroU32::MIN),
         );
+        let session = Arc::new(SessionDeps {
+            settings: settings.clone(),
+            node_id: settings.node.id.clone(),
+            rooms: registry.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            sessions: Sessions::new(metrics.clone()),
+        });
         let shared = Arc::new(Shared {
             node_id: settings.node.id.clone(),
             allowed_origins: settings.allowed_origins(),
@@ -207,8 +167,8 @@ impl Node {
             rooms: registry,
             metrics,
             auth,
-            draining: AtomicBool::new(false),
-            sessions: Mutex::new(HashMap::new()),
+            draining: Default::default(),
+            session,
             rest_limiter: RateLimiter::keyed(quota),
             health,
             admission: Admission::new(
@@ -242,11 +202,11 @@ impl Node {
         .client_request_timeout(Duration::from_millis(
             shared.settings.http.handshake_timeout_ms,
         ))
-        .client_disconnect_timeout(crate::http::conn::LINGER)
+        .client_disconnect_timeout(crate::edge::conn::LINGER)
         // Frames are small and must leave at once: with Nagle on, a frame written while the
         // previous one is unacknowledged waits for the peer's delayed ACK (40 ms on Linux).
         .tcp_nodelay(true)
-        .on_connect(crate::http::conn::on_connect(Duration::from_millis(
+        .on_connect(crate::edge::conn::on_connect(Duration::from_millis(
             shared.settings.session.write_timeout_ms,
         )))
         .disable_signals()
@@ -287,8 +247,8 @@ impl Node {
     /// them to end: a client that answers its close ends at once, one that does not is hung up
     /// after `conn::LINGER`. The drain ends as soon as no session is left.
     pub async fn drain(&self, drain: Duration) {
-        self.shared.draining.store(true, Ordering::SeqCst);
-        let sessions: Vec<Addr<Session>> = self.shared.sessions_map().values().cloned().collect();
+        self.shared.start_draining();
+        let sessions = self.shared.session.sessions.all();
         tracing::info!(
             sessions = sessions.len(),
             drain_ms = drain.as_millis() as u64,
@@ -303,8 +263,8 @@ impl Node {
             }
         }
         let deadline =
-            tokio::time::Instant::now() + crate::http::conn::LINGER + Duration::from_secs(1);
-        while self.shared.session_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::Instant::now() + crate::edge::conn::LINGER + Duration::from_secs(1);
+        while !self.shared.session.sessions.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -1,17 +1,18 @@
 //! The [`Bridge`] actor: consumes the bus's events, routes other nodes' envelopes to rooms,
 //! sends heartbeats (and listens for its own echo), declares nodes dead, and makes every room
-//! resync after a reconnect, a loss or a stall. The data path does not pass through it: rooms
-//! publish and subscribe through the [`Cluster`] handle.
+//! resync after a reconnect, a loss or a stall. Outgoing traffic does not pass through it (rooms
+//! publish through the [`Cluster`] handle); incoming traffic does: each envelope is decoded here
+//! once, then handed to its room through the node's [`Directory`] (one mailbox hop per envelope
+//! per room, not per member).
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use super::envelope::{self, NodeEvent, NodeNotice, VERSION};
-use super::{BusEvent, Cluster};
-use crate::room::{FromCluster, Registry};
+use super::envelope::{self, NodeEvent};
+use super::{BusEvent, Cluster, Directory, FromCluster};
 
 /// The per-node actor that consumes the bus's events, beats, and declares nodes dead.
 ///
@@ -19,7 +20,7 @@ use crate::room::{FromCluster, Registry};
 /// connections (the [`Bus`] does) and closes nothing (the node calls [`Cluster::shutdown`]).
 pub struct Bridge {
     cluster: Cluster,
-    registry: Registry,
+    rooms: Arc<dyn Directory>,
     heartbeat: Duration,
     events: Option<mpsc::Receiver<BusEvent>>,
     nodes_channel: String,
@@ -36,15 +37,15 @@ pub struct Bridge {
 impl Bridge {
     pub fn new(
         cluster: Cluster,
-        registry: Registry,
+        rooms: Arc<dyn Directory>,
         heartbeat: Duration,
         dead_after: Duration,
     ) -> Bridge {
-        let events = cluster.inner.bus.take_events();
-        let nodes_channel = cluster.inner.names.nodes_channel();
+        let events = cluster.take_events();
+        let nodes_channel = cluster.nodes_channel();
         Bridge {
             cluster,
-            registry,
+            rooms,
             heartbeat,
             events,
             nodes_channel,
@@ -55,14 +56,12 @@ impl Bridge {
     }
 
     fn tell_rooms(&self, msg: impl Fn() -> FromCluster) {
-        for room in self.registry.rooms() {
-            room.do_send(msg());
-        }
+        self.rooms.tell_all(&msg);
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        let inner = &self.cluster.inner;
-        if inner.bus.connected() && !inner.subscribed.load(Ordering::SeqCst) && !self.renewing {
+        let cluster = &self.cluster;
+        if cluster.bus_connected() && !cluster.subscribed() && !self.renewing {
             // Connected but not (re)subscribed: a renewal failed or an error was reported without
             // a reconnect. Heal here rather than wait for the next connection event.
             self.resync(ctx);
@@ -71,7 +70,7 @@ impl Bridge {
         // connected. Treat it as down (503, catch up from the store) until the echo returns, then
         // resync as after any outage.
         let echoing = self.last_echo.elapsed() < self.dead_after;
-        let was_echoing = self.cluster.inner.echoing.swap(echoing, Ordering::SeqCst);
+        let was_echoing = self.cluster.set_echoing(echoing);
         if was_echoing && !echoing {
             tracing::warn!(
                 "bridge stalled: own heartbeats are not coming back; rooms catch up from the store"
@@ -80,27 +79,10 @@ impl Bridge {
             tracing::info!("bridge heard itself again");
             self.resync(ctx);
         }
-        let inner = &self.cluster.inner;
-        inner
-            .metrics
-            .bridge_connected
-            .set(self.cluster.ready() as i64);
-        if inner.bus.connected() {
-            let notice = NodeNotice {
-                v: VERSION,
-                origin: inner.node.clone(),
-                event: NodeEvent::Heartbeat,
-            };
-            let (bus, channel) = (inner.bus.clone(), self.nodes_channel.clone());
-            let alive = inner.names.alive_key(&inner.node);
-            let ttl = self.dead_after;
-            ctx.spawn(
-                async move {
-                    let _ = bus.set_expiring(&alive, ttl).await;
-                    let _ = bus.publish_now(channel, notice.encode()).await;
-                }
-                .into_actor(self),
-            );
+        self.cluster.report_connected();
+        if self.cluster.bus_connected() {
+            let (cluster, ttl) = (self.cluster.clone(), self.dead_after);
+            ctx.spawn(async move { cluster.beat(ttl).await }.into_actor(self));
             // While this node is cut off it hears nobody: only judge others while it hears itself.
             if echoing {
                 let dead = self.cluster.liveness().expire(Instant::now());
@@ -117,8 +99,7 @@ impl Bridge {
             // other's messages (a heartbeat late) instead of waiting for Redis to come back.
             self.tell_rooms(|| FromCluster::CatchUp);
         }
-        let beating = self.cluster.liveness().beating();
-        inner.metrics.cluster_nodes.set(beating as i64 + 1);
+        self.cluster.report_nodes();
     }
 
     fn on_node_notice(&mut self, payload: &[u8]) {
@@ -126,7 +107,7 @@ impl Bridge {
             Ok(n) => n,
             Err(e) => return tracing::warn!(error = %e, "ignoring node notice"),
         };
-        if notice.origin == self.cluster.inner.node {
+        if notice.origin == self.cluster.node() {
             self.last_echo = Instant::now();
             return;
         }
@@ -146,16 +127,11 @@ impl Bridge {
                 self.tell_rooms(|| FromCluster::NodeDown(notice.origin.clone()));
             }
         }
-        let beating = self.cluster.liveness().beating();
-        self.cluster
-            .inner
-            .metrics
-            .cluster_nodes
-            .set(beating as i64 + 1);
+        self.cluster.report_nodes();
     }
 
     fn on_room_envelope(&mut self, channel: &str, payload: &[u8]) {
-        let Some(room) = self.cluster.inner.names.room_of(channel) else {
+        let Some(room) = self.cluster.room_of(channel) else {
             return;
         };
         let envelope = match envelope::decode_room(payload) {
@@ -163,18 +139,16 @@ impl Bridge {
             Ok(_) => return tracing::warn!(%channel, "envelope names another room; ignored"),
             Err(e) => return tracing::warn!(%channel, error = %e, "ignoring envelope"),
         };
-        if envelope.origin == self.cluster.inner.node {
+        if envelope.origin == self.cluster.node() {
             return; // this node delivered it locally at commit time
         }
-        self.cluster.inner.metrics.bridge_received.inc();
+        self.cluster.count_received();
         self.cluster
             .liveness()
             .mention(&envelope.origin, Instant::now());
-        if let Some(addr) = self.registry.get(&room) {
-            // One message per envelope per room (not per member), bounded by the cluster's commit
-            // rate; refusing it would only turn into a gap to repair.
-            addr.do_send(FromCluster::Event(envelope));
-        }
+        // One message per envelope per room (not per member), bounded by the cluster's commit
+        // rate; refusing it would only turn into a gap to repair. A room not served here drops it.
+        self.rooms.tell(&room, FromCluster::Event(envelope));
     }
 
     /// After a reconnect or a loss: subscribe again, then have every room repair and re-announce.
@@ -186,11 +160,7 @@ impl Bridge {
                 .into_actor(self)
                 .map(|renewed, act, _| {
                     act.renewing = false;
-                    act.cluster
-                        .inner
-                        .metrics
-                        .bridge_connected
-                        .set(act.cluster.ready() as i64);
+                    act.cluster.report_connected();
                     if renewed {
                         act.tell_rooms(|| FromCluster::Resync);
                     }
@@ -222,20 +192,19 @@ impl StreamHandler<BusEvent> for Bridge {
                 }
             }
             BusEvent::Connected => {
-                tracing::info!(bus = self.cluster.inner.bus.backend(), "bridge connected");
+                tracing::info!(bus = self.cluster.backend(), "bridge connected");
                 self.cluster.liveness().grace(Instant::now());
                 // A fresh connection gets a full dead_after to prove itself (this resync covers
                 // the stall, if there was one).
                 self.last_echo = Instant::now();
-                self.cluster.inner.echoing.store(true, Ordering::SeqCst);
+                self.cluster.set_echoing(true);
                 self.resync(ctx);
             }
             BusEvent::Disconnected => {
                 tracing::warn!(
                     "bridge disconnected: local delivery continues, rooms repair on reconnect"
                 );
-                self.cluster.inner.subscribed.store(false, Ordering::SeqCst);
-                self.cluster.inner.metrics.bridge_connected.set(0);
+                self.cluster.lost_subscriptions();
             }
             BusEvent::Lagged => {
                 tracing::warn!("bridge lost envelopes: every room repairs from the store");

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Message;
+use crate::domain::PresenceUser;
 use crate::ids::{RoomId, Seq};
-use crate::protocol::PresenceUser;
-use crate::store::Message;
 
 /// The envelope format version this node writes and reads.
 pub const VERSION: u32 = 1;
@@ -171,7 +171,7 @@ pub fn decode_node(payload: &[u8]) -> Result<NodeNotice, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::now_ts;
+    use crate::domain::now_ts;
 
     fn message(seq: Seq) -> Arc<Message> {
         Arc::new(Message {

@@ -37,9 +37,9 @@ pub use bus::{Bus, BusError, BusEvent};
 pub use loopback::{LoopbackBus, LoopbackHub};
 pub use redis::RedisBus;
 
+use crate::domain::PresenceUser;
 use crate::ids::{RoomId, Seq};
 use crate::metrics::Metrics;
-use crate::protocol::PresenceUser;
 use envelope::{Names, NodeEvent, NodeNotice, RoomEnvelope, RoomEvent, VERSION};
 use liveness::Liveness;
 
@@ -61,6 +61,30 @@ enum PresenceOp {
         room: RoomId,
         entries: Vec<(String, String)>,
     },
+}
+
+/// What the bridge tells a room.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub enum FromCluster {
+    /// Another node's event for this room.
+    Event(RoomEnvelope),
+    /// A node died or left: its users are no longer here.
+    NodeDown(String),
+    /// The bus is down: read the head from the store and repair up to it.
+    CatchUp,
+    /// The bus came back or lost envelopes: repair from the store, re-read and re-announce
+    /// presence, and tell the others this room's head.
+    Resync,
+}
+
+/// The rooms running on this node, as the bridge sees them (the room registry implements it), so
+/// the bridge needs nothing from the room module.
+pub trait Directory: Send + Sync + 'static {
+    /// Hands `msg` to the room if it runs on this node; otherwise drops it.
+    fn tell(&self, room: &RoomId, msg: FromCluster);
+    /// Hands a fresh `msg()` to every running room.
+    fn tell_all(&self, msg: &dyn Fn() -> FromCluster);
 }
 
 /// The bridge as rooms see it. Cheap to clone.
@@ -123,6 +147,71 @@ impl Cluster {
         self.inner.bus.connected()
             && self.inner.subscribed.load(Ordering::SeqCst)
             && self.inner.echoing.load(Ordering::SeqCst)
+    }
+
+    /// The bus's events, once (the bridge actor consumes them).
+    fn take_events(&self) -> Option<mpsc::Receiver<BusEvent>> {
+        self.inner.bus.take_events()
+    }
+
+    fn nodes_channel(&self) -> String {
+        self.inner.names.nodes_channel()
+    }
+
+    fn room_of(&self, channel: &str) -> Option<RoomId> {
+        self.inner.names.room_of(channel)
+    }
+
+    fn backend(&self) -> &'static str {
+        self.inner.bus.backend()
+    }
+
+    fn bus_connected(&self) -> bool {
+        self.inner.bus.connected()
+    }
+
+    fn subscribed(&self) -> bool {
+        self.inner.subscribed.load(Ordering::SeqCst)
+    }
+
+    /// The connection dropped: every subscription must be renewed.
+    fn lost_subscriptions(&self) {
+        self.inner.subscribed.store(false, Ordering::SeqCst);
+        self.inner.metrics.bridge_connected.set(0);
+    }
+
+    /// Records whether this node hears its own heartbeats; returns what was recorded before.
+    fn set_echoing(&self, echoing: bool) -> bool {
+        self.inner.echoing.swap(echoing, Ordering::SeqCst)
+    }
+
+    fn report_connected(&self) {
+        self.inner.metrics.bridge_connected.set(self.ready() as i64);
+    }
+
+    fn report_nodes(&self) {
+        let beating = self.liveness().beating();
+        self.inner.metrics.cluster_nodes.set(beating as i64 + 1);
+    }
+
+    fn count_received(&self) {
+        self.inner.metrics.bridge_received.inc();
+    }
+
+    /// One heartbeat: renew this node's alive key for `ttl`, and publish on the node channel.
+    async fn beat(&self, ttl: Duration) {
+        let notice = NodeNotice {
+            v: VERSION,
+            origin: self.inner.node.clone(),
+            event: NodeEvent::Heartbeat,
+        };
+        let alive = self.inner.names.alive_key(&self.inner.node);
+        let _ = self.inner.bus.set_expiring(&alive, ttl).await;
+        let _ = self
+            .inner
+            .bus
+            .publish_now(self.inner.names.nodes_channel(), notice.encode())
+            .await;
     }
 
     fn liveness(&self) -> std::sync::MutexGuard<'_, Liveness> {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ApiError;
-use crate::node::Shared;
+use super::Shared;
 use crate::protocol::ErrorCode;
 
 const INDEX_HTML: &str = include_str!("web/index.html");

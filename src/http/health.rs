@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::node::Shared;
+use super::Shared;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))

@@ -14,19 +14,19 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::FutureExt;
 
 use crate::auth::Identity;
-use crate::node::Shared;
 use crate::protocol::ErrorCode;
 use crate::store::StoreError;
 
 pub mod admission;
-pub mod conn;
 pub mod demo;
 pub mod health;
 pub mod listener;
 pub mod rest;
+mod state;
 pub mod stream;
-pub mod tls;
 pub mod ws;
+
+pub use state::Shared;
 
 /// Every route of a node. `cors_origins` are the origins allowed to call the API and load
 /// `/chorus.js` from another site (empty = any origin; auth is a bearer token, never a cookie).

@@ -8,10 +8,10 @@ use governor::clock::{Clock, DefaultClock};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Shared;
 use super::{ApiError, authenticate};
 use crate::auth::Identity;
 use crate::ids::{RoomId, Seq};
-use crate::node::Shared;
 use crate::protocol::ErrorCode;
 use crate::protocol::client::{history_limit, validate_body, validate_client_msg_id};
 use crate::room::GetPresence;

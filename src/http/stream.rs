@@ -21,13 +21,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::conn::ConnSocket;
+use super::Shared;
 use super::listener::{Event, Listener};
 use super::rest::authorize;
 use super::{ApiError, admission};
 use crate::auth::Identity;
+use crate::edge::conn::ConnSocket;
 use crate::ids::{RoomId, Seq};
-use crate::node::Shared;
 use crate::protocol::client::parse_cursor;
 use crate::protocol::{ErrorCode, PresenceUser};
 

@@ -7,10 +7,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws::WsResponseBuilder;
 use bytes::Bytes;
 
+use super::Shared;
 use super::admission;
-use super::conn::ConnSocket;
 use super::{ApiError, authenticate};
-use crate::node::Shared;
+use crate::edge::conn::ConnSocket;
 use crate::protocol::ErrorCode;
 use crate::session::Session;
 use crate::session::echo::Echo;
@@ -79,7 +79,7 @@ pub async fn upgrade(
     let identity = authenticate(&req, &shared)?;
     let permit = admission::admit(&shared.admission, &req, &identity.user)?;
     let session = Session::new(
-        shared.into_inner(),
+        shared.session.clone(),
         identity,
         payload,
         permit,

@@ -5,9 +5,10 @@ pub mod client;
 pub mod codes;
 pub mod server;
 
+pub use crate::domain::PresenceUser;
 pub use client::{ClientFrame, FrameError, Request, decode};
 pub use codes::{CloseCode, ErrorCode};
-pub use server::{PresenceUser, ServerFrame};
+pub use server::ServerFrame;
 
 /// Version announced in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;

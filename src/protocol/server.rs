@@ -2,17 +2,10 @@
 //! and the same bytes go to every recipient: `type` is always the first key.
 
 use bytestring::ByteString;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::domain::{Message, PresenceUser};
 use crate::ids::{RoomId, Seq};
-use crate::store::Message;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct PresenceUser {
-    pub user: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

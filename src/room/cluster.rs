@@ -3,22 +3,22 @@
 //! (a user counts once, however many sockets on however many nodes), typing relay, and the resync
 //! after the bus comes back.
 //!
-//! Presence model: `members` holds this node's sessions; `remote` holds, per other node, the users
-//! that node announced. A user is present while any of the two has them. This node announces a user
-//! to the others when their first socket here joins and when their last one leaves.
+//! Presence decisions are the [`Presence`](super::presence::Presence) state machine's; this file
+//! carries its inputs from the bus and its outputs to the bus ([`Room::apply_presence`]).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
-use super::{FromCluster, Head, Room};
-use crate::bridge::Cluster;
+use super::Room;
+use super::presence::Change;
 use crate::bridge::envelope::{RoomEnvelope, RoomEvent};
-use crate::protocol::{PresenceUser, ServerFrame};
-use crate::store::{Message, RoomHead, StoreError};
+use crate::bridge::{Cluster, Directory, FromCluster};
+use crate::domain::{Message, PresenceUser};
+use crate::protocol::ServerFrame;
+use crate::store::{RoomHead, StoreError};
 
 /// When a message from another node was committed, as an `Instant` on this node's clock (for
 /// `chorus_message_delivery_seconds`, which measures commit → socket across nodes too).
@@ -59,67 +59,31 @@ impl Room {
 
     pub(super) fn set_head(&mut self, res: Result<RoomHead, StoreError>) {
         match res {
-            Ok(h) if self.head.is_none() => {
-                self.head = Some(Head {
-                    epoch: h.epoch,
-                    delivered: h.last_seq,
-                })
+            Ok(h) => {
+                self.seq.start(&h.epoch, h.last_seq);
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(room = %self.id, error = %e, "room head unavailable"),
         }
     }
 
-    /// Users with a visible session on this node.
-    pub(super) fn local_users(&self) -> Vec<PresenceUser> {
-        let mut seen = HashSet::new();
-        self.members
-            .values()
-            .filter(|m| !m.hidden && seen.insert(m.user.user.as_str()))
-            .map(|m| m.user.clone())
-            .collect()
+    /// Carries out a presence change: the other nodes hear of this node's users (and the shared
+    /// hash drops what is stale), then the members get one `presence_diff`.
+    pub(super) fn apply_presence(&mut self, change: Change) {
+        if let Some(cluster) = self.cluster() {
+            cluster.here(&self.id, change.here);
+            cluster.gone(&self.id, change.gone);
+            cluster.forget(&self.id, change.forget);
+        }
+        self.presence_diff(&change.joins, &change.leaves);
     }
 
-    /// Replaces what is known of other nodes with the shared hash's entries; members see the
-    /// difference. This node's own entries for users no longer here are stale and removed.
+    /// Replaces what is known of other nodes with the shared hash's entries.
     fn apply_snapshot(&mut self, entries: Vec<(String, PresenceUser)>) {
-        let Some(cluster) = self.cluster().cloned() else {
+        let Some(me) = self.cluster().map(|c| c.node().to_owned()) else {
             return;
         };
-        let before: Vec<PresenceUser> = self.presence();
-        let local: HashSet<String> = self.local_users().into_iter().map(|u| u.user).collect();
-        let mut remote: HashMap<String, HashMap<String, PresenceUser>> = HashMap::new();
-        let mut stale = Vec::new();
-        for (node, user) in entries {
-            if node == cluster.node() {
-                if !local.contains(&user.user) {
-                    stale.push((node, user.user));
-                }
-            } else {
-                remote
-                    .entry(node)
-                    .or_default()
-                    .insert(user.user.clone(), user);
-            }
-        }
-        self.remote = remote;
-        cluster.forget(&self.id, stale);
-        let after: Vec<PresenceUser> = self.presence();
-        let (was, is) = (
-            before.iter().map(|u| &u.user).collect::<HashSet<_>>(),
-            after.iter().map(|u| &u.user).collect::<HashSet<_>>(),
-        );
-        let joins: Vec<PresenceUser> = after
-            .iter()
-            .filter(|u| !was.contains(&u.user))
-            .cloned()
-            .collect();
-        let leaves: Vec<PresenceUser> = before
-            .iter()
-            .filter(|u| !is.contains(&u.user))
-            .cloned()
-            .collect();
-        self.presence_diff(&joins, &leaves);
+        let change = self.presence.snapshot(&me, entries);
+        self.apply_presence(change);
     }
 
     pub(super) fn presence_diff(&mut self, joins: &[PresenceUser], leaves: &[PresenceUser]) {
@@ -135,65 +99,10 @@ impl Room {
         self.broadcast_frame(frame, None, None);
     }
 
-    fn on_remote_presence(
-        &mut self,
-        origin: String,
-        joins: Vec<PresenceUser>,
-        leaves: Vec<PresenceUser>,
-    ) {
-        let mut joined = Vec::new();
-        for u in joins {
-            let was = self.has_user(&u.user);
-            self.remote
-                .entry(origin.clone())
-                .or_default()
-                .insert(u.user.clone(), u.clone());
-            if !was {
-                joined.push(u);
-            }
-        }
-        let mut left = Vec::new();
-        for u in leaves {
-            let removed = self
-                .remote
-                .get_mut(&origin)
-                .and_then(|users| users.remove(&u.user))
-                .is_some();
-            if removed && !self.has_user(&u.user) {
-                left.push(u);
-            }
-        }
-        if self.remote.get(&origin).is_some_and(|u| u.is_empty()) {
-            self.remote.remove(&origin);
-        }
-        self.presence_diff(&joined, &left);
-    }
-
-    fn on_node_down(&mut self, node: &str) {
-        let Some(users) = self.remote.remove(node) else {
-            return;
-        };
-        let entries = users.keys().map(|u| (node.to_owned(), u.clone())).collect();
-        if let Some(cluster) = self.cluster() {
-            cluster.forget(&self.id, entries);
-        }
-        let left: Vec<PresenceUser> = users
-            .into_values()
-            .filter(|u| !self.has_user(&u.user))
-            .collect();
-        self.presence_diff(&[], &left);
-    }
-
     fn on_remote_messages(&mut self, messages: Vec<Arc<Message>>, ctx: &mut Context<Self>) {
-        let Some(head) = &self.head else {
-            return; // no member can have joined yet; the head read will include these
-        };
-        let delivered = head.delivered;
         for m in messages {
-            if m.seq > delivered {
-                let at = committed_at(&m.ts);
-                self.reorder.insert(m.seq, (m, at));
-            }
+            let at = committed_at(&m.ts);
+            self.seq.offer(m, at);
         }
         self.flush(ctx);
     }
@@ -201,17 +110,17 @@ impl Room {
     /// Learns that the room's head is at least `seq`; a repair follows if that is ahead of what
     /// was delivered and nothing fills it first.
     pub(super) fn learn_head(&mut self, seq: i64, ctx: &mut Context<Self>) {
-        self.known_head = self.known_head.max(seq);
+        self.seq.learn_head(seq);
         self.flush(ctx);
     }
 
     /// Reads the room's head from the store and repairs up to it (while the bus is down).
     fn catch_up(&mut self, ctx: &mut Context<Self>) {
-        if self.head.is_none() || self.members.is_empty() {
+        if self.seq.delivered().is_none() || self.members.is_empty() {
             return;
         }
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
-        let floor = self.known_committed();
+        let floor = self.seq.known_committed();
         ctx.spawn(async move { store.head(&room).await }.into_actor(self).map(
             move |head, act, ctx| match head {
                 Ok(h) => act.observe_head(h, floor, ctx),
@@ -230,7 +139,7 @@ impl Room {
             return;
         };
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
-        let floor = self.known_committed();
+        let floor = self.seq.known_committed();
         ctx.spawn(
             async move {
                 let head = store.head(&room).await;
@@ -242,11 +151,8 @@ impl Room {
                 if let Ok(entries) = presence {
                     act.apply_snapshot(entries);
                 }
-                if let Some(cluster) = act.cluster().cloned() {
-                    cluster.here(&act.id, act.local_users());
-                    if let Some(h) = &act.head {
-                        cluster.publish(&act.id, Some(h.delivered), RoomEvent::Head);
-                    }
+                if let (Some(cluster), Some(delivered)) = (act.cluster(), act.seq.delivered()) {
+                    cluster.publish(&act.id, Some(delivered), RoomEvent::Head);
                 }
                 match head {
                     Ok(h) => act.observe_head(h, floor, ctx),
@@ -264,15 +170,6 @@ impl Room {
         }
     }
 
-    /// Whether any node (this one included) has a visible session of `user`.
-    pub(super) fn has_remote_user(&self, user: &str) -> bool {
-        self.remote.values().any(|users| users.contains_key(user))
-    }
-
-    pub(super) fn remote_users(&self) -> impl Iterator<Item = &PresenceUser> {
-        self.remote.values().flat_map(|users| users.values())
-    }
-
     fn on_envelope(&mut self, env: RoomEnvelope, ctx: &mut Context<Self>) {
         match env.event {
             RoomEvent::Messages { messages } => self.on_remote_messages(messages, ctx),
@@ -282,11 +179,12 @@ impl Room {
                 }
             }
             RoomEvent::Presence { joins, leaves } => {
-                self.on_remote_presence(env.origin, joins, leaves)
+                let change = self.presence.remote(&env.origin, joins, leaves);
+                self.apply_presence(change);
             }
             RoomEvent::Reset { epoch } => {
                 let base = env.seq.unwrap_or(0);
-                if self.head.as_ref().is_some_and(|h| h.epoch != epoch) {
+                if self.seq.epoch().is_some_and(|e| e != epoch) {
                     self.apply_reset(epoch, base, base);
                     self.flush(ctx);
                 }
@@ -303,13 +201,31 @@ impl Room {
     }
 }
 
+/// The bridge reaches this node's rooms through the registry.
+impl Directory for super::Registry {
+    fn tell(&self, room: &crate::ids::RoomId, msg: FromCluster) {
+        if let Some(addr) = self.get(room) {
+            addr.do_send(msg);
+        }
+    }
+
+    fn tell_all(&self, msg: &dyn Fn() -> FromCluster) {
+        for room in self.rooms() {
+            room.do_send(msg());
+        }
+    }
+}
+
 impl Handler<FromCluster> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: FromCluster, ctx: &mut Context<Self>) {
         match msg {
             FromCluster::Event(env) => self.on_envelope(env, ctx),
-            FromCluster::NodeDown(node) => self.on_node_down(&node),
+            FromCluster::NodeDown(node) => {
+                let change = self.presence.node_down(&node);
+                self.apply_presence(change);
+            }
             FromCluster::Resync => self.resync(ctx),
             FromCluster::CatchUp => self.catch_up(ctx),
         }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::{Delivery, Fanout, Head, PostReply, Room, ToSession};
+use super::sequencer::{CommitVerdict, HeadVerdict};
+use super::{Delivery, Fanout, PostReply, Room, ToSession};
 use crate::bridge::envelope::RoomEvent;
 use crate::ids::Seq;
 use crate::protocol::ServerFrame;
@@ -36,7 +37,7 @@ impl Room {
         };
         let (batch, replies): (Vec<NewMessage>, Vec<PostReply>) = self.pending.drain(..n).unzip();
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
-        let floor = self.known_committed();
+        let floor = self.seq.known_committed();
         ctx.spawn(
             async move {
                 let res = store.append(&room, &batch).await;
@@ -52,15 +53,7 @@ impl Room {
         );
     }
 
-    /// The highest seq this room knows to be committed: delivered, held, or announced by another
-    /// node. Anything the store commits from now on must come after it.
-    pub(super) fn known_committed(&self) -> Seq {
-        let delivered = self.head.as_ref().map_or(0, |h| h.delivered);
-        let held = self.reorder.last_key_value().map_or(0, |(&s, _)| s);
-        delivered.max(held).max(self.known_head)
-    }
-
-    /// The outcome of an append issued when [`Room::known_committed`] was `floor`.
+    /// The outcome of an append issued when the room knew `floor` was committed.
     pub(super) fn committed(
         &mut self,
         res: Result<AppendOutcome, StoreError>,
@@ -90,22 +83,18 @@ impl Room {
                 return;
             }
         };
-        if let Some(head) = &self.head {
-            let first_new = outcome
-                .appended
-                .iter()
-                .filter(|a| !a.duplicate)
-                .map(|a| a.message.seq)
-                .min();
-            let base = first_new.map(|s| s - 1);
-            // A new seq at or below one known to be committed *before this append was issued*:
-            // the history went backwards (a restore from backup). Never reissue a seq under an
-            // unchanged epoch. (Knowledge gained while the append ran proves nothing: another
-            // node may have committed after it, or a repair may have read this very commit.)
-            if first_new.is_some_and(|s| s <= floor) {
+        let first_new = outcome
+            .appended
+            .iter()
+            .filter(|a| !a.duplicate)
+            .map(|a| a.message.seq)
+            .min();
+        match self.seq.check_commit(first_new, &outcome.epoch, floor) {
+            CommitVerdict::Deliver => {}
+            CommitVerdict::Rewound { base } => {
                 return self.reset_epoch(base, Some((outcome, replies)), ctx);
             }
-            if outcome.epoch != head.epoch {
+            CommitVerdict::OtherEpoch { base } => {
                 return self.confirm_epoch(base, outcome, replies, ctx);
             }
         }
@@ -128,8 +117,8 @@ impl Room {
             move |res, act, ctx| {
                 act.committing = false;
                 let mut outcome = outcome;
-                if let (Ok(h), Some(head)) = (res, &act.head) {
-                    if h.epoch != head.epoch {
+                if let (Ok(h), Some(epoch)) = (res, act.seq.epoch()) {
+                    if h.epoch != epoch {
                         act.apply_reset(h.epoch.clone(), base.unwrap_or(h.last_seq), h.last_seq);
                     }
                     outcome.epoch = h.epoch;
@@ -148,31 +137,15 @@ impl Room {
         ctx: &mut Context<Self>,
     ) {
         let now = Instant::now();
-        if self.head.is_none() {
-            // No member can have joined without a head, so the first new seq is a safe start.
-            let first = outcome
-                .appended
-                .iter()
-                .filter(|a| !a.duplicate)
-                .map(|a| a.message.seq)
-                .min();
-            if let Some(first) = first {
-                self.head = Some(Head {
-                    epoch: outcome.epoch.clone(),
-                    delivered: first - 1,
-                });
-            }
-        }
         let mut new = Vec::with_capacity(outcome.appended.len());
         for (appended, reply) in outcome.appended.into_iter().zip(replies) {
             if !appended.duplicate {
                 self.registry.deps.metrics.messages_posted.inc();
                 new.push(appended.message.clone());
-                self.reorder
-                    .insert(appended.message.seq, (appended.message.clone(), now));
             }
             self.answer(reply, Ok(appended));
         }
+        self.seq.committed(&outcome.epoch, &new, now);
         // Local members first (below), the other nodes through the bridge: never wait for Redis.
         self.publish_committed(new);
         self.flush(ctx);
@@ -188,7 +161,7 @@ impl Room {
         stash: Option<(AppendOutcome, Vec<PostReply>)>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(old) = self.head.as_ref().map(|h| h.epoch.clone()) else {
+        let Some(old) = self.seq.epoch().map(str::to_owned) else {
             // No epoch to replace (callers have one): never drop the posts' answers.
             if let Some((outcome, replies)) = stash {
                 self.deliver_committed(outcome, replies, ctx);
@@ -232,19 +205,10 @@ impl Room {
     /// Starts the room over under `epoch`: what was held is dropped, members are told to reload
     /// (`reset`), and live delivery continues after `base`; `known` is the committed head.
     pub(super) fn apply_reset(&mut self, epoch: String, base: Seq, known: Seq) {
-        let old = self
-            .head
-            .as_ref()
-            .map(|h| h.epoch.clone())
-            .unwrap_or_default();
+        let old = self.seq.epoch().unwrap_or_default().to_owned();
         tracing::warn!(room = %self.id, old_epoch = %old, epoch = %epoch, last_seq = base,
             "room history was reset: new epoch, members told to reload");
-        self.head = Some(Head {
-            epoch: epoch.clone(),
-            delivered: base,
-        });
-        self.reorder.clear();
-        self.known_head = known;
+        self.seq.reset(&epoch, base, known);
         let frame = ServerFrame::Reset {
             room: &self.id,
             epoch: &epoch,
@@ -254,20 +218,18 @@ impl Room {
         self.broadcast_frame(frame, None, None);
     }
 
-    /// What a read of the store's head says about this room, for a read issued when
-    /// [`Room::known_committed`] was `floor`: another epoch (a reset elsewhere) is adopted; a head
-    /// below `floor` is a rewind (new epoch); otherwise the room repairs up to it.
+    /// What a read of the store's head says about this room, for a read issued when the room knew
+    /// `floor` was committed: another epoch (a reset elsewhere) is adopted; a head below `floor` is
+    /// a rewind (new epoch); otherwise the room repairs up to it.
     pub(super) fn observe_head(&mut self, h: RoomHead, floor: Seq, ctx: &mut Context<Self>) {
-        let Some(head) = &self.head else {
-            return self.set_head(Ok(h));
-        };
-        if h.epoch != head.epoch {
-            self.apply_reset(h.epoch, h.last_seq, h.last_seq);
-            self.flush(ctx);
-        } else if h.last_seq < floor {
-            self.reset_epoch(None, None, ctx);
-        } else {
-            self.learn_head(h.last_seq, ctx);
+        match self.seq.check_head(&h.epoch, h.last_seq, floor) {
+            HeadVerdict::Started => {}
+            HeadVerdict::Adopt { epoch, last_seq } => {
+                self.apply_reset(epoch, last_seq, last_seq);
+                self.flush(ctx);
+            }
+            HeadVerdict::Rewound => self.reset_epoch(None, None, ctx),
+            HeadVerdict::Ahead(_) => self.flush(ctx),
         }
     }
 
@@ -302,42 +264,26 @@ impl Room {
     /// Delivers every message that is next in order, in one shared batch; schedules a repair if a
     /// gap remains.
     pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
-        let mut ready: Vec<Delivery> = Vec::new();
-        while let Some(head) = &mut self.head {
-            let Some(entry) = self.reorder.first_entry() else {
-                break;
-            };
-            let seq = *entry.key();
-            if seq <= head.delivered {
-                entry.remove(); // already delivered (e.g. repaired and then arrived)
-                continue;
-            }
-            if seq != head.delivered + 1 {
-                break;
-            }
-            head.delivered = seq;
-            let (message, committed) = entry.remove();
-            ready.push(Delivery {
+        let mut ready: Vec<Delivery> = self
+            .seq
+            .ready()
+            .into_iter()
+            .map(|(message, committed)| Delivery {
                 frame: ServerFrame::Message(&message).encode(),
                 committed: Some(committed),
-                seq: Some(seq),
-            });
-        }
+                seq: Some(message.seq),
+            })
+            .collect();
         match ready.len() {
             0 => {}
             1 => {
-                let one = ready.pop().map(Fanout::One);
-                if let Some(one) = one {
-                    self.broadcast(one, None, None);
+                if let Some(one) = ready.pop() {
+                    self.broadcast(Fanout::One(one), None, None);
                 }
             }
             _ => self.broadcast(Fanout::Many(ready.into()), None, None),
         }
-        let behind = self
-            .head
-            .as_ref()
-            .is_some_and(|h| self.known_head > h.delivered);
-        if self.reorder.is_empty() && !behind {
+        if !self.seq.has_gap() {
             if let Some(h) = self.repair.take() {
                 ctx.cancel_future(h);
             }
@@ -350,20 +296,11 @@ impl Room {
         }
     }
 
-    /// Fetches every missing seq up to the highest held message (or the highest seq known to be
-    /// committed, if higher), at most `REPAIR_MAX` at a time, in one read. All gaps at once: when
-    /// two nodes interleave commits in one room while Redis is down, every other seq is a gap, and
-    /// filling one per read would fall further behind with every message.
+    /// Reads the range the sequencer names (every gap at once, at most `REPAIR_MAX` seqs).
     pub(super) fn repair_gap(&mut self, ctx: &mut Context<Self>) {
-        let Some(head) = &self.head else {
-            return;
-        };
-        let after = head.delivered;
-        let held = self.reorder.last_key_value().map_or(0, |(&last, _)| last);
-        let upto = held.max(self.known_head).min(after + REPAIR_MAX);
-        if upto <= after {
+        let Some((after, upto)) = self.seq.repair_range(REPAIR_MAX) else {
             return self.flush(ctx);
-        }
+        };
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
         ctx.spawn(
             async move { store.range(&room, after, upto).await }
@@ -371,16 +308,7 @@ impl Room {
                 .map(|res, act, ctx| {
                     match res {
                         Ok(messages) => {
-                            let now = Instant::now();
-                            let delivered = act.head.as_ref().map_or(0, |h| h.delivered);
-                            let mut filled = 0;
-                            for m in messages.into_iter().filter(|m| m.seq > delivered) {
-                                // Held messages keep their own commit instant.
-                                act.reorder.entry(m.seq).or_insert_with(|| {
-                                    filled += 1;
-                                    (Arc::new(m), now)
-                                });
-                            }
+                            let filled = act.offer_all(messages);
                             act.registry.deps.metrics.gaps_repaired.inc_by(filled);
                         }
                         Err(e) => tracing::warn!(room = %act.id, error = %e, "gap repair failed"),
@@ -388,5 +316,15 @@ impl Room {
                     act.flush(ctx);
                 }),
         );
+    }
+
+    /// Hands messages read from the store to the sequencer; how many were new here.
+    pub(super) fn offer_all(&mut self, messages: Vec<crate::domain::Message>) -> u64 {
+        let now = Instant::now();
+        let mut filled = 0;
+        for m in messages {
+            filled += u64::from(self.seq.offer(Arc::new(m), now));
+        }
+        filled
     }
 }

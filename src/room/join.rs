@@ -8,15 +8,14 @@
 //! A join that cannot be served (the store is down) is refused with `unavailable` and leaves no
 //! membership behind; the head is read again for the next join.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use super::{Join, Member, Room, SessionId, ToSession};
+use super::sequencer::JoinPlan;
+use super::{DropReason, Join, Member, Room, SessionId, ToSession};
+use crate::domain::Message;
 use crate::protocol::{ErrorCode, ServerFrame};
-use crate::store::{Message, StoreError};
+use crate::store::StoreError;
 
 /// Most messages a join reads to bring a lagging node up to the committed head at once.
 const CATCH_UP_MAX: i64 = 1000;
@@ -32,42 +31,42 @@ impl Room {
         msg.outbox.reply(ToSession::Reply(frame));
         msg.outbox.reply(ToSession::Dropped {
             room: self.id.clone(),
-            slow: false,
+            why: DropReason::Refused,
         });
     }
 
     /// `behind_checked`: this node already caught up to the committed head for this join.
     fn join_checked(&mut self, msg: Join, behind_checked: bool, ctx: &mut Context<Self>) {
-        let Some(head) = &self.head else {
-            // The store was down when the room started: read the head again; this join waits.
-            self.waiting.push(msg);
-            self.load_head(ctx);
-            return;
-        };
-        let delivered = head.delivered;
         let max_catchup = self.registry.deps.settings.max_catchup;
-        let epoch_ok = msg.epoch.as_ref().is_none_or(|e| *e == head.epoch);
-        if !behind_checked && epoch_ok && msg.since.is_some_and(|s| s > delivered) {
-            return self.catch_up_then_join(msg, ctx);
-        }
-        let from = match msg.since {
-            Some(s) if epoch_ok && s <= delivered && delivered - s <= max_catchup => Some(s),
-            _ => None,
+        let plan = self
+            .seq
+            .plan_join(msg.since, msg.epoch.as_deref(), max_catchup, behind_checked);
+        let (epoch, delivered, recovered, backfill) = match plan {
+            JoinPlan::NoHead => {
+                // The store was down when the room started: read the head again; this join waits.
+                self.waiting.push(msg);
+                return self.load_head(ctx);
+            }
+            JoinPlan::CatchUp => return self.catch_up_then_join(msg, ctx),
+            JoinPlan::Join {
+                epoch,
+                last_seq,
+                recovered,
+                backfill,
+            } => (epoch, last_seq, recovered, backfill),
         };
-        let epoch = head.epoch.clone();
-        if let Some(old) = self.members.remove(&msg.session) {
-            self.announce_leave(&old.user, old.hidden);
-        }
-        if !msg.hidden {
-            self.announce_join(&msg.user);
-        }
-        let catching_up = from.is_some_and(|s| s < delivered);
+        // Told before the member is added: a joiner learns who is here from its `presence` frame.
+        self.members.remove(&msg.session);
+        let change = self
+            .presence
+            .join(msg.session.clone(), msg.user.clone(), msg.hidden);
+        self.apply_presence(change);
+        let catching_up = backfill.is_some();
         self.members.insert(
             msg.session.clone(),
             Member {
                 outbox: msg.outbox.clone(),
-                user: msg.user.clone(),
-                hidden: msg.hidden,
+                user: msg.user.user.clone(),
                 backlog: catching_up.then(Vec::new),
             },
         );
@@ -78,19 +77,18 @@ impl Room {
             room: &self.id,
             epoch: &epoch,
             last_seq: delivered,
-            recovered: from.is_some(),
+            recovered,
         }
         .encode();
-        if !catching_up {
+        let Some((since, delivered)) = backfill else {
             let presence = ServerFrame::Presence {
                 room: &self.id,
-                users: &self.presence(),
+                users: &self.presence.users(),
             }
             .encode();
             self.send_frames(&msg.session, vec![joined, presence], 0);
             return;
-        }
-        let since = from.unwrap_or(delivered);
+        };
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
         ctx.spawn(
             async move { store.range(&room, since, delivered).await }
@@ -102,8 +100,8 @@ impl Room {
     /// The client saw more than this node delivered: read the committed head and what this node
     /// missed (mailbox blocked, so nothing overtakes it), deliver that to the members, then join.
     fn catch_up_then_join(&mut self, msg: Join, ctx: &mut Context<Self>) {
-        let delivered = self.head.as_ref().map_or(0, |h| h.delivered);
-        let floor = self.known_committed();
+        let delivered = self.seq.delivered().unwrap_or(0);
+        let floor = self.seq.known_committed();
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
         ctx.wait(
             async move {
@@ -119,13 +117,7 @@ impl Room {
             .into_actor(self)
             .map(move |res, act, ctx| match res {
                 Ok((head, missed)) => {
-                    let now = Instant::now();
-                    let filled = missed.len() as u64;
-                    for m in missed {
-                        act.reorder
-                            .entry(m.seq)
-                            .or_insert_with(|| (Arc::new(m), now));
-                    }
+                    let filled = act.offer_all(missed);
                     act.registry.deps.metrics.gaps_repaired.inc_by(filled);
                     act.observe_head(head, floor, ctx);
                     act.join_checked(msg, true, ctx);
@@ -146,7 +138,7 @@ impl Room {
         backfill: Result<Vec<Message>, StoreError>,
         ctx: &mut Context<Self>,
     ) {
-        let presence = self.presence();
+        let presence = self.presence.users();
         let Some(member) = self.members.get_mut(&msg.session) else {
             return; // left while the backfill was read
         };
@@ -171,10 +163,10 @@ impl Room {
             }
             Err(e) => {
                 tracing::warn!(room = %self.id, error = %e, "backfill failed");
-                let (user, hidden) = (member.user.clone(), member.hidden);
                 self.members.remove(&msg.session);
+                let change = self.presence.leave(&msg.session);
                 self.refuse_join(msg, "history store unavailable, retry the join");
-                self.announce_leave(&user, hidden);
+                self.apply_presence(change);
                 self.check_idle(ctx);
             }
         }

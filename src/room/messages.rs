@@ -39,8 +39,23 @@ pub enum ToSession {
         frames: Vec<ByteString>,
         messages: u64,
     },
-    /// The room ended this membership: a failed join, or (slow) the session fell too far behind.
-    Dropped { room: RoomId, slow: bool },
+    /// The room ended this membership.
+    Dropped { room: RoomId, why: DropReason },
+}
+
+/// Why a room ended a membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropReason {
+    /// The join failed (its `error` reply was sent first).
+    Refused,
+    /// The session fell `session.queue_max` frames behind: it closes with 1013.
+    Slow,
+    /// The room actor went away under the member (it panicked): join again, resuming after
+    /// `last_seq` of `epoch` (`None`: the member's backfill had not been sent yet).
+    Lost {
+        epoch: Option<String>,
+        last_seq: Option<Seq>,
+    },
 }
 
 impl ToSession {
@@ -164,18 +179,3 @@ pub struct Typing {
 #[derive(Message)]
 #[rtype(result = "Vec<PresenceUser>")]
 pub struct GetPresence;
-
-/// What the bridge tells a room (see `bridge/`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub enum FromCluster {
-    /// Another node's event for this room.
-    Event(crate::bridge::envelope::RoomEnvelope),
-    /// A node died or left: its users are no longer here.
-    NodeDown(String),
-    /// The bus is down: read the head from the store and repair up to it.
-    CatchUp,
-    /// The bus came back or lost envelopes: repair from the store, re-read and re-announce
-    /// presence, and tell the others this room's head.
-    Resync,
-}

@@ -10,7 +10,7 @@ use actix_web::web::Payload;
 use actix_web_actors::ws;
 
 use super::frames::{Assembler, FrameStream, Inbound, close_for};
-use crate::http::conn::ConnSocket;
+use crate::edge::conn::ConnSocket;
 use crate::protocol::CloseCode;
 
 pub struct Echo {

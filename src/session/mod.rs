@@ -19,12 +19,14 @@ use actix_web_actors::ws;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::auth::Identity;
-use crate::http::admission::Permit;
-use crate::http::conn::ConnSocket;
+use crate::config::Settings;
+use crate::edge::admission::Permit;
+use crate::edge::conn::ConnSocket;
 use crate::ids::{RoomId, random_id};
-use crate::node::Shared;
+use crate::metrics::Metrics;
 use crate::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerFrame};
-use crate::room::{Leave, Outbox, Room, SessionId, ToSession};
+use crate::room::{DropReason, Leave, Outbox, Registry, Room, SessionId, ToSession};
+use crate::store::Store;
 
 pub mod echo;
 pub mod frames;
@@ -32,10 +34,66 @@ mod requests;
 
 use frames::{Assembler, FrameStream, Inbound};
 
+/// What every session of a node shares (built once by the node, as `RoomDeps` is for rooms).
+pub struct SessionDeps {
+    pub settings: Settings,
+    pub node_id: String,
+    pub rooms: Registry,
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    /// The node's open sessions (to drain them).
+    pub sessions: Sessions,
+}
+
+/// The open WebSocket sessions of a node, by id: what a drain closes and `chorus_sessions` counts.
+#[derive(Clone)]
+pub struct Sessions {
+    map: Arc<std::sync::Mutex<HashMap<SessionId, Addr<Session>>>>,
+    metrics: Metrics,
+}
+
+impl Sessions {
+    pub fn new(metrics: Metrics) -> Sessions {
+        Sessions {
+            map: Arc::default(),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Addr<Session>>> {
+        // A poisoned map is still a valid map.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn register(&self, id: SessionId, addr: Addr<Session>) {
+        self.metrics.sessions.inc();
+        self.lock().insert(id, addr);
+    }
+
+    fn unregister(&self, id: &SessionId) {
+        if self.lock().remove(id).is_some() {
+            self.metrics.sessions.dec();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every open session's address.
+    pub fn all(&self) -> Vec<Addr<Session>> {
+        self.lock().values().cloned().collect()
+    }
+}
+
 pub struct Session {
     id: SessionId,
     identity: Identity,
-    shared: Arc<Shared>,
+    deps: Arc<SessionDeps>,
     payload: Option<Payload>,
     rooms: HashMap<RoomId, Addr<Room>>,
     limiter: DefaultDirectRateLimiter,
@@ -67,13 +125,13 @@ pub struct CloseSession(pub CloseCode);
 
 impl Session {
     pub fn new(
-        shared: Arc<Shared>,
+        deps: Arc<SessionDeps>,
         identity: Identity,
         payload: Payload,
         permit: Permit,
         conn: Option<ConnSocket>,
     ) -> Session {
-        let limits = &shared.settings.limits;
+        let limits = &deps.settings.limits;
         let quota =
             Quota::per_second(nonzero(limits.msgs_per_sec)).allow_burst(nonzero(limits.burst));
         Session {
@@ -94,12 +152,12 @@ impl Session {
             frames_in: 0,
             frames_out: 0,
             close_code: 1006,
-            shared,
+            deps,
         }
     }
 
     fn outbox(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> Outbox {
-        let queue_max = self.shared.settings.session.queue_max;
+        let queue_max = self.deps.settings.session.queue_max;
         self.outbox
             .get_or_insert_with(|| Outbox::new(ctx.address().recipient(), queue_max))
             .clone()
@@ -123,7 +181,7 @@ impl Session {
         );
         self.hang_up = failed;
         self.leave_rooms();
-        self.shared
+        self.deps
             .metrics
             .session_closes
             .with_label_values(&[code.label()])
@@ -136,7 +194,7 @@ impl Session {
         if failed {
             ctx.stop();
         } else {
-            ctx.run_later(crate::http::conn::LINGER, |act, ctx| {
+            ctx.run_later(crate::edge::conn::LINGER, |act, ctx| {
                 act.hang_up = true;
                 ctx.stop();
             });
@@ -185,7 +243,7 @@ impl Actor for Session {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let settings = &self.shared.settings;
+        let settings = &self.deps.settings;
         // The frame count in `Outbox` is the real limit; the mailbox only needs room for it plus
         // direct replies.
         ctx.set_mailbox_capacity(settings.session.queue_max + 256);
@@ -199,7 +257,7 @@ impl Actor for Session {
         ctx.text(
             ServerFrame::Hello {
                 protocol: PROTOCOL_VERSION,
-                node: &self.shared.node_id,
+                node: &self.deps.node_id,
                 session: &self.id,
                 user: &self.identity.user,
                 heartbeat_ms: settings.session.heartbeat_ms,
@@ -222,7 +280,7 @@ impl Actor for Session {
         ctx.run_later(self.identity.expires_in(), |act, ctx| {
             act.close(ctx, CloseCode::TokenExpired, "token expired");
         });
-        self.shared.register_session(self.id.clone(), ctx.address());
+        self.deps.sessions.register(self.id.clone(), ctx.address());
         tracing::debug!(session = %self.id, user = %self.identity.user, "session started");
     }
 
@@ -237,7 +295,7 @@ impl Actor for Session {
             "session ended"
         );
         self.leave_rooms();
-        self.shared.unregister_session(&self.id);
+        self.deps.sessions.unregister(&self.id);
         if self.hang_up
             && let Some(conn) = &self.conn
         {
@@ -311,7 +369,7 @@ impl Handler<ToSession> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
-        let metrics = &self.shared.metrics;
+        let metrics = &self.deps.metrics;
         let counted = msg.counted();
         self.frames_out += match &msg {
             ToSession::Live(_) | ToSession::Reply(_) => 1,
@@ -345,10 +403,18 @@ impl Handler<ToSession> for Session {
                     ctx.text(frame);
                 }
             }
-            ToSession::Dropped { room, slow } => {
+            ToSession::Dropped { room, why } => {
                 self.rooms.remove(&room);
-                if slow {
-                    self.close(ctx, CloseCode::SlowConsumer, "slow consumer");
+                match why {
+                    DropReason::Refused => {}
+                    DropReason::Slow => self.close(ctx, CloseCode::SlowConsumer, "slow consumer"),
+                    // The room actor went away (a panic): join its successor, resuming where this
+                    // session's stream ended. The client sees a `joined` without `ref`.
+                    DropReason::Lost { epoch, last_seq } if !closing => {
+                        tracing::warn!(room = %room, "room went away under this session; joining again");
+                        self.join(room, last_seq, epoch, None, ctx);
+                    }
+                    DropReason::Lost { .. } => {}
                 }
             }
         }

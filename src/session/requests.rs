@@ -8,7 +8,7 @@ use governor::clock::{Clock, DefaultClock};
 use super::Session;
 use crate::ids::{RoomId, Seq};
 use crate::protocol::{self, ClientFrame, CloseCode, ErrorCode, PresenceUser, ServerFrame};
-use crate::room::{Join, Leave, Typing};
+use crate::room::{Join, Leave, Post, PostReply, Typing};
 use crate::store::{NewMessage, StoreError};
 
 impl Session {
@@ -25,8 +25,8 @@ impl Session {
             }
             Err(not_until) => {
                 self.refused += 1;
-                self.shared.metrics.rate_limited.inc();
-                if self.refused > 2 * self.shared.settings.limits.burst.max(5) {
+                self.deps.metrics.rate_limited.inc();
+                if self.refused > 2 * self.deps.settings.limits.burst.max(5) {
                     self.close(ctx, CloseCode::Flooding, "flooding");
                 } else {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -44,7 +44,7 @@ impl Session {
     }
 
     pub(super) fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let request = match protocol::decode(text, self.shared.settings.limits.max_body_bytes) {
+        let request = match protocol::decode(text, self.deps.settings.limits.max_body_bytes) {
             Ok(r) => r,
             Err(e) => return self.error(ctx, e.r#ref.as_deref(), e.code, &e.message),
         };
@@ -157,7 +157,7 @@ impl Session {
             );
         }
         // Record membership now, so a `send` right after `joined` is never refused.
-        let registry = self.shared.rooms.clone();
+        let registry = self.deps.rooms.clone();
         self.rooms
             .insert(room.clone(), registry.get_or_start(&room));
         let join = Join {
@@ -206,7 +206,8 @@ impl Session {
         r#ref: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let registry = self.shared.rooms.clone();
+        let registry = self.deps.rooms.clone();
+        let held = self.rooms.get(&room).cloned();
         let message = NewMessage {
             user: self.identity.user.clone(),
             name: self.identity.name.clone(),
@@ -216,6 +217,20 @@ impl Session {
         let outbox = self.outbox(ctx);
         ctx.spawn(
             async move {
+                // Straight to the room this session joined; only if that actor has gone (idled
+                // out between the check and the post, or failed) through the registry's lookup.
+                if let Some(addr) = held {
+                    let post = Post {
+                        message: message.clone(),
+                        reply: PostReply::Session {
+                            outbox: outbox.clone(),
+                            r#ref: r#ref.clone(),
+                        },
+                    };
+                    if addr.send(post).await.is_ok() {
+                        return Ok(());
+                    }
+                }
                 registry
                     .post_for_session(&room, message, outbox, r#ref.clone())
                     .await
@@ -247,7 +262,7 @@ impl Session {
         if !self.may_access(&room, r#ref.as_deref(), ctx) {
             return;
         }
-        let store = self.shared.store.clone();
+        let store = self.deps.store.clone();
         ctx.spawn(
             async move { (store.before(&room, before, limit).await, room) }
                 .into_actor(self)

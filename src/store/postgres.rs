@@ -97,7 +97,7 @@ impl PostgresStore {
 }
 
 fn pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, StoreError> {
-    let target = super::pg_tls::parse(url).map_err(StoreError::Internal)?;
+    let target = crate::tls::postgres::parse(url).map_err(StoreError::Internal)?;
     let mut cfg = target.config;
     cfg.connect_timeout(timeout);
     let recycling = ManagerConfig {
@@ -128,7 +128,7 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
 
 /// `host:port[,host:port…]` of a Postgres URL: what logs name, never the password.
 pub fn hosts_of(url: &str) -> String {
-    let Ok(cfg) = super::pg_tls::parse(url).map(|t| t.config) else {
+    let Ok(cfg) = crate::tls::postgres::parse(url).map(|t| t.config) else {
         return "(unparsable url)".into();
     };
     let ports = cfg.get_ports();

@@ -416,7 +416,7 @@ async fn raw_close(node: &TestNode, code: u16) -> u16 {
 pub async fn server_hangs_up(tcp: &mut tokio::net::TcpStream, what: &str) {
     use tokio::io::AsyncReadExt;
     let mut rest = [0u8; 64];
-    let read = tokio::time::timeout(chorus::http::conn::LINGER / 2, tcp.read(&mut rest))
+    let read = tokio::time::timeout(chorus::edge::conn::LINGER / 2, tcp.read(&mut rest))
         .await
         .unwrap_or_else(|_| panic!("after {what} the server kept the connection open"));
     assert_eq!(read.expect("a clean end, not a reset"), 0, "after {what}");

@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::cluster::{DEAD_AFTER_MS, HEARTBEAT_MS, cluster_node, prefix};
 use crate::processes::{RedisServer, spawn_node};
 use crate::support::*;
+use crate::support::{DEAD_AFTER_MS, HEARTBEAT_MS, cluster_node, prefix};
 
 const ROOM: &str = "chaos";
 const WRITERS: usize = 2;

@@ -12,9 +12,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::cluster::{DEAD_AFTER_MS, HEARTBEAT_MS, prefix, rest_presence};
 use crate::processes::{RedisServer, spawn_node};
 use crate::support::*;
+use crate::support::{DEAD_AFTER_MS, HEARTBEAT_MS, prefix, rest_presence};
 
 const DRAIN_ENV: [(&str, &str); 3] = [
     ("CHORUS__SHUTDOWN__DRAIN_MS", "1500"),

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::bad_input::{raw_socket, read_close, server_hangs_up, write_close};
-use crate::cluster::{cluster_node, prefix, writer_on_a_member_on_b};
 use crate::processes::{RedisServer, free_port, spawn_logged, spawn_node_logged, wait_for_line};
 use crate::support::*;
+use crate::support::{cluster_node, prefix, writer_on_a_member_on_b};
 use chorus::store::{NewMessage, StoreError};
 
 /// Settings for a cluster node that does not wait for Redis.

@@ -10,9 +10,9 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio::sync::OnceCell;
 
-use crate::cluster::{prefix, writer_on_a_member_on_b};
 use crate::processes::{RedisServer, chorus_migrate, free_port, spawn_logged, wait_for_line};
 use crate::support::*;
+use crate::support::{prefix, writer_on_a_member_on_b};
 
 /// A test certificate authority, and files of a server certificate it signed.
 struct TestCa {

@@ -1,5 +1,7 @@
-//! TLS client settings shared by the Postgres and Redis connections (PROTOCOL §9): one rustls
-//! configuration (ring provider) built from how much the operator asked to verify.
+//! TLS, one rustls (ring provider) for everything (PROTOCOL §9). This file: the client settings
+//! shared by the Postgres and Redis connections, built from how much the operator asked to verify.
+//! [`postgres`]: what TLS a Postgres URL asks for; [`server`]: the node's own certificate
+//! (in-process HTTPS/WSS). It sits below `config`, which checks both when it validates.
 //!
 //! The verification levels follow libpq's `sslmode`, which Redis reuses here so both
 //! dependencies read the same way:
@@ -14,6 +16,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
+
+pub mod postgres;
+pub mod server;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};

@@ -1,0 +1,52 @@
+//! What every request handler of a node shares ([`Shared`]): built by the node, handed to actix-web
+//! as app data. Sessions get their own, smaller [`SessionDeps`] from it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use governor::DefaultKeyedRateLimiter;
+
+use crate::auth::Auth;
+use crate::bridge::Cluster;
+use crate::config::Settings;
+use crate::edge::admission::Admission;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::room::Registry;
+use crate::session::SessionDeps;
+use crate::store::Store;
+
+/// State every request handler of a node shares.
+pub struct Shared {
+    pub settings: Settings,
+    pub node_id: String,
+    pub store: Arc<dyn Store>,
+    /// The bridge to the other nodes (`None` on a single node).
+    pub cluster: Option<Cluster>,
+    pub rooms: Registry,
+    pub metrics: Metrics,
+    pub auth: Auth,
+    pub allowed_origins: Vec<String>,
+    /// Standalone without a configured secret: `POST /api/demo/login` hands out tokens.
+    pub demo_login: bool,
+    pub draining: AtomicBool,
+    /// What the WebSocket sessions started here share (and the list of them).
+    pub session: Arc<SessionDeps>,
+    /// REST sends: the same token bucket as a WebSocket connection, per user on this node.
+    pub rest_limiter: DefaultKeyedRateLimiter<String>,
+    /// Per-user and per-IP socket limits.
+    pub admission: Admission,
+    /// What `/readyz` reports of the store (checked in the background).
+    pub health: Arc<Health>,
+}
+
+impl Shared {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// From now on `/readyz` answers 503 and new sockets are refused.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,7 @@
+//! The cluster: several real nodes on one Postgres, on a private `redis-server` or (`loopback`) on
+//! the in-process bus, with real WebSocket clients. The harness is `support::cluster`.
+
+mod loopback;
+mod ordering;
+mod outages;
+mod presence;
