@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config;
-use crate::ids::{RoomId, storable, valid_user_id};
+use crate::ids::{RoomId, UserId, storable, valid_user_id};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -52,7 +52,7 @@ impl Claims {
 /// Who is on the other end of a connection or request, and what they may touch.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    pub user: String,
+    pub user: UserId,
     pub name: Option<String>,
     /// Room patterns (`*` only trailing); `None` = all rooms.
     pub rooms: Option<Vec<String>>,
@@ -149,7 +149,7 @@ impl Auth {
             return Err(AuthError::Invalid("name must not contain NUL".into()));
         }
         Ok(Identity {
-            user: c.sub,
+            user: UserId::from(c.sub),
             name: c.name.filter(|n| !n.is_empty()),
             rooms: c.rooms,
             service: c.role.as_deref() == Some("service"),

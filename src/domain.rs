@@ -5,7 +5,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ids::{RoomId, Seq};
+use crate::ids::{RoomId, Seq, UserId};
 
 /// A stored message, as clients see it (PROTOCOL.md §3 `message`, §4 message JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,7 +13,7 @@ pub struct Message {
     pub room: RoomId,
     pub seq: Seq,
     pub id: String,
-    pub user: String,
+    pub user: UserId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub body: String,
@@ -47,7 +47,7 @@ pub fn now_ts() -> DateTime<Utc> {
 /// A message to append, before it has a seq.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    pub user: String,
+    pub user: UserId,
     pub name: Option<String>,
     pub body: String,
     pub client_msg_id: Option<String>,
@@ -56,7 +56,7 @@ pub struct NewMessage {
 /// Someone present in a room, as `presence` frames show them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PresenceUser {
-    pub user: String,
+    pub user: UserId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }

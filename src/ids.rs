@@ -6,8 +6,70 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Per-room message sequence number: starts at 1, gap-free, assigned in the commit.
-pub type Seq = i64;
+/// A position in a room's log: starts at 1, gap-free, assigned in the commit; 0 is "before the
+/// first". A count of positions (how far apart two are, how many to read) is a plain `i64`:
+/// `Seq + i64 → Seq`, `Seq - i64 → Seq`, `Seq - Seq → i64`. On the wire and in Postgres, a bigint.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Seq(i64);
+
+impl Seq {
+    /// Before the first message.
+    pub const ZERO: Seq = Seq(0);
+
+    pub const fn new(n: i64) -> Seq {
+        Seq(n)
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl From<i64> for Seq {
+    fn from(n: i64) -> Seq {
+        Seq(n)
+    }
+}
+
+impl std::ops::Add<i64> for Seq {
+    type Output = Seq;
+    fn add(self, n: i64) -> Seq {
+        Seq(self.0 + n)
+    }
+}
+
+impl std::ops::AddAssign<i64> for Seq {
+    fn add_assign(&mut self, n: i64) {
+        self.0 += n;
+    }
+}
+
+impl std::ops::Sub<i64> for Seq {
+    type Output = Seq;
+    fn sub(self, n: i64) -> Seq {
+        Seq(self.0 - n)
+    }
+}
+
+impl std::ops::Sub for Seq {
+    type Output = i64;
+    fn sub(self, other: Seq) -> i64 {
+        self.0 - other.0
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// A validated room id. Cheap to clone (shared string).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,6 +124,93 @@ pub fn valid_user_id(s: &str) -> bool {
 /// (bodies, `client_msg_id`, a token's `sub` and `name`), so one bad message never fails a batch.
 pub fn storable(s: &str) -> bool {
     !s.contains('\0')
+}
+
+/// Defines a shared-string id: cheap to clone, compared and hashed by value, serialised as the
+/// plain string. These ids are trusted once made (their checks are at the boundary that makes
+/// them: the token for a user, the configuration for a node).
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(Arc::from(s))
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(Arc::from(s))
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), &self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// One connection's session on this node (a WebSocket, or an SSE/long-poll listener).
+    SessionId
+);
+string_id!(
+    /// A node of the cluster (`node.id`): the origin of its envelopes and heartbeats, the owner of
+    /// its presence entries.
+    NodeId
+);
+string_id!(
+    /// A user: the token's `sub` ([`valid_user_id`] checked it when the token was read).
+    UserId
+);
+
+impl SessionId {
+    pub fn random() -> SessionId {
+        SessionId::from(random_id())
+    }
 }
 
 /// A short random id for sessions, messages' epochs and node suffixes.

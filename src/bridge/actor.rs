@@ -107,7 +107,7 @@ impl Bridge {
             Ok(n) => n,
             Err(e) => return tracing::warn!(error = %e, "ignoring node notice"),
         };
-        if notice.origin == self.cluster.node() {
+        if notice.origin == *self.cluster.node() {
             self.last_echo = Instant::now();
             return;
         }
@@ -139,7 +139,7 @@ impl Bridge {
             Ok(_) => return tracing::warn!(%channel, "envelope names another room; ignored"),
             Err(e) => return tracing::warn!(%channel, error = %e, "ignoring envelope"),
         };
-        if envelope.origin == self.cluster.node() {
+        if envelope.origin == *self.cluster.node() {
             return; // this node delivered it locally at commit time
         }
         self.cluster.count_received();

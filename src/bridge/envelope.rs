@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Message;
 use crate::domain::PresenceUser;
-use crate::ids::{RoomId, Seq};
+use crate::ids::{NodeId, RoomId, Seq, UserId};
 
 /// The envelope format version this node writes and reads.
 pub const VERSION: u32 = 1;
@@ -26,7 +26,7 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoomEnvelope {
     pub v: u32,
-    pub origin: String,
+    pub origin: NodeId,
     pub room: RoomId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<Seq>,
@@ -49,7 +49,7 @@ pub enum RoomEvent {
         leaves: Vec<PresenceUser>,
     },
     /// Ephemeral: `user` is typing.
-    Typing { user: String },
+    Typing { user: UserId },
     /// The room's history went backwards and the origin gave it a new `epoch`; live delivery
     /// continues after the envelope's `seq`. Receivers reset their members too.
     Reset { epoch: String },
@@ -59,7 +59,7 @@ pub enum RoomEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeNotice {
     pub v: u32,
-    pub origin: String,
+    pub origin: NodeId,
     pub event: NodeEvent,
 }
 
@@ -117,8 +117,8 @@ pub fn presence_field(node: &str, user: &str) -> String {
 }
 
 /// Reads a presence-hash entry back; `None` for anything malformed (it is skipped, not fatal).
-pub fn parse_presence_entry(field: &str, value: &str) -> Option<(String, PresenceUser)> {
-    let (node, user): (String, String) = serde_json::from_str(field).ok()?;
+pub fn parse_presence_entry(field: &str, value: &str) -> Option<(NodeId, PresenceUser)> {
+    let (node, user): (NodeId, UserId) = serde_json::from_str(field).ok()?;
     let presence: PresenceUser = serde_json::from_str(value).ok()?;
     (presence.user == user).then_some((node, presence))
 }
@@ -191,7 +191,7 @@ mod tests {
         let room = RoomId::parse("r1").unwrap();
         for event in [
             RoomEvent::Messages {
-                messages: vec![message(1), message(2)],
+                messages: vec![message(Seq::new(1)), message(Seq::new(2))],
             },
             RoomEvent::Head,
             RoomEvent::Presence {
@@ -207,7 +207,7 @@ mod tests {
                 v: VERSION,
                 origin: "node-1".into(),
                 room: room.clone(),
-                seq: Some(2),
+                seq: Some(Seq::new(2)),
                 event,
             };
             assert_eq!(decode_room(&env.encode()).unwrap(), env);

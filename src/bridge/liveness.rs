@@ -8,10 +8,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::ids::NodeId;
+
 pub struct Liveness {
     dead_after: Duration,
     /// Node → (last heartbeat or mention, whether a heartbeat was ever seen).
-    nodes: HashMap<String, (Instant, bool)>,
+    nodes: HashMap<NodeId, (Instant, bool)>,
 }
 
 impl Liveness {
@@ -23,7 +25,7 @@ impl Liveness {
     }
 
     /// A heartbeat from `node`. True when the node is new (or back from the dead).
-    pub fn heartbeat(&mut self, node: &str, now: Instant) -> bool {
+    pub fn heartbeat(&mut self, node: &NodeId, now: Instant) -> bool {
         match self.nodes.get_mut(node) {
             Some((seen, beating)) => {
                 let new = !*beating;
@@ -31,25 +33,25 @@ impl Liveness {
                 new
             }
             None => {
-                self.nodes.insert(node.to_owned(), (now, true));
+                self.nodes.insert(node.clone(), (now, true));
                 true
             }
         }
     }
 
     /// `node` has entries somewhere: start its clock if it has none.
-    pub fn mention(&mut self, node: &str, now: Instant) {
-        self.nodes.entry(node.to_owned()).or_insert((now, false));
+    pub fn mention(&mut self, node: &NodeId, now: Instant) {
+        self.nodes.entry(node.clone()).or_insert((now, false));
     }
 
     /// The node said goodbye.
-    pub fn forget(&mut self, node: &str) -> bool {
+    pub fn forget(&mut self, node: &NodeId) -> bool {
         self.nodes.remove(node).is_some()
     }
 
     /// Removes and returns the nodes unseen for `dead_after`.
-    pub fn expire(&mut self, now: Instant) -> Vec<String> {
-        let dead: Vec<String> = self
+    pub fn expire(&mut self, now: Instant) -> Vec<NodeId> {
+        let dead: Vec<NodeId> = self
             .nodes
             .iter()
             .filter(|(_, (seen, _))| now.saturating_duration_since(*seen) >= self.dead_after)
@@ -70,7 +72,7 @@ impl Liveness {
     }
 
     /// Whether heartbeats from `node` arrive.
-    pub fn is_beating(&self, node: &str) -> bool {
+    pub fn is_beating(&self, node: &NodeId) -> bool {
         self.nodes.get(node).is_some_and(|(_, b)| *b)
     }
 
@@ -86,18 +88,22 @@ mod tests {
 
     const DEAD: Duration = Duration::from_millis(6000);
 
+    fn n(id: &str) -> NodeId {
+        NodeId::from(id)
+    }
+
     #[test]
     fn a_node_dies_only_after_dead_after_without_heartbeats() {
         let t0 = Instant::now();
         let mut l = Liveness::new(DEAD);
-        assert!(l.heartbeat("a", t0));
-        assert!(!l.heartbeat("a", t0 + Duration::from_millis(2000)));
+        assert!(l.heartbeat(&n("a"), t0));
+        assert!(!l.heartbeat(&n("a"), t0 + Duration::from_millis(2000)));
         assert!(l.expire(t0 + Duration::from_millis(7999)).is_empty());
         assert_eq!(l.beating(), 1);
         assert_eq!(l.expire(t0 + Duration::from_millis(8000)), vec!["a"]);
         assert_eq!(l.beating(), 0);
         assert!(
-            l.heartbeat("a", t0 + Duration::from_millis(9000)),
+            l.heartbeat(&n("a"), t0 + Duration::from_millis(9000)),
             "back from the dead"
         );
     }
@@ -106,13 +112,13 @@ mod tests {
     fn a_mentioned_node_that_never_beats_expires_but_is_not_counted() {
         let t0 = Instant::now();
         let mut l = Liveness::new(DEAD);
-        l.mention("ghost", t0);
-        l.mention("ghost", t0 + Duration::from_millis(5000)); // a mention does not extend the clock
+        l.mention(&n("ghost"), t0);
+        l.mention(&n("ghost"), t0 + Duration::from_millis(5000)); // a mention does not extend the clock
         assert_eq!(l.beating(), 0);
         assert_eq!(l.expire(t0 + DEAD), vec!["ghost"]);
-        l.mention("b", t0);
+        l.mention(&n("b"), t0);
         assert!(
-            l.heartbeat("b", t0 + Duration::from_millis(1)),
+            l.heartbeat(&n("b"), t0 + Duration::from_millis(1)),
             "first heartbeat is news"
         );
         assert_eq!(l.beating(), 1);
@@ -122,12 +128,12 @@ mod tests {
     fn grace_restarts_every_clock_and_forget_removes_at_once() {
         let t0 = Instant::now();
         let mut l = Liveness::new(DEAD);
-        l.heartbeat("a", t0);
-        l.heartbeat("b", t0);
+        l.heartbeat(&n("a"), t0);
+        l.heartbeat(&n("b"), t0);
         l.grace(t0 + Duration::from_millis(5000));
         assert!(l.expire(t0 + Duration::from_millis(10000)).is_empty());
-        assert!(l.forget("a"));
-        assert!(!l.forget("a"));
+        assert!(l.forget(&n("a")));
+        assert!(!l.forget(&n("a")));
         assert_eq!(l.beating(), 1);
     }
 }

@@ -38,7 +38,7 @@ pub use loopback::{LoopbackBus, LoopbackHub};
 pub use redis::RedisBus;
 
 use crate::domain::PresenceUser;
-use crate::ids::{RoomId, Seq};
+use crate::ids::{NodeId, RoomId, Seq, UserId};
 use crate::metrics::Metrics;
 use envelope::{Names, NodeEvent, NodeNotice, RoomEnvelope, RoomEvent, VERSION};
 use liveness::Liveness;
@@ -59,7 +59,7 @@ enum PresenceOp {
     /// Entries to drop without announcement: a dead node's, or this node's own stale ones.
     Forget {
         room: RoomId,
-        entries: Vec<(String, String)>,
+        entries: Vec<(NodeId, UserId)>,
     },
 }
 
@@ -70,7 +70,7 @@ pub enum FromCluster {
     /// Another node's event for this room.
     Event(RoomEnvelope),
     /// A node died or left: its users are no longer here.
-    NodeDown(String),
+    NodeDown(NodeId),
     /// The bus is down: read the head from the store and repair up to it.
     CatchUp,
     /// The bus came back or lost envelopes: repair from the store, re-read and re-announce
@@ -94,7 +94,7 @@ pub struct Cluster {
 }
 
 struct Inner {
-    node: String,
+    node: NodeId,
     names: Names,
     bus: Arc<dyn Bus>,
     metrics: Metrics,
@@ -122,7 +122,7 @@ impl Cluster {
         let (ops, rx) = mpsc::channel(OPS_CAPACITY);
         let cluster = Cluster {
             inner: Arc::new(Inner {
-                node: node.to_owned(),
+                node: NodeId::from(node),
                 names: Names::new(prefix),
                 bus,
                 metrics,
@@ -137,7 +137,7 @@ impl Cluster {
         cluster
     }
 
-    pub fn node(&self) -> &str {
+    pub fn node(&self) -> &NodeId {
         &self.inner.node
     }
 
@@ -320,7 +320,7 @@ impl Cluster {
     }
 
     /// Drops hash entries (node, user) of `room` without announcing anything.
-    pub fn forget(&self, room: &RoomId, entries: Vec<(String, String)>) {
+    pub fn forget(&self, room: &RoomId, entries: Vec<(NodeId, UserId)>) {
         if !entries.is_empty() {
             self.queue(PresenceOp::Forget {
                 room: room.clone(),
@@ -334,17 +334,17 @@ impl Cluster {
     /// deleted on the way (the node that died may have been the room's only server, and nobody
     /// else would ever clean them). Nodes found here start a liveness clock, so rooms hear when one
     /// dies.
-    pub async fn presence(&self, room: &RoomId) -> Result<Vec<(String, PresenceUser)>, BusError> {
+    pub async fn presence(&self, room: &RoomId) -> Result<Vec<(NodeId, PresenceUser)>, BusError> {
         let raw = self
             .inner
             .bus
             .hgetall(&self.inner.names.presence_key(room))
             .await?;
-        let entries: Vec<(String, PresenceUser)> = raw
+        let entries: Vec<(NodeId, PresenceUser)> = raw
             .iter()
             .filter_map(|(f, v)| envelope::parse_presence_entry(f, v))
             .collect();
-        let mut unsure: Vec<String> = entries
+        let mut unsure: Vec<NodeId> = entries
             .iter()
             .map(|(n, _)| n)
             .filter(|n| **n != self.inner.node && !self.liveness().is_beating(n))
@@ -357,7 +357,7 @@ impl Cluster {
             .map(|n| self.inner.names.alive_key(n))
             .collect();
         let alive = self.inner.bus.exist(keys).await?;
-        let dead: Vec<&String> = unsure
+        let dead: Vec<&NodeId> = unsure
             .iter()
             .zip(alive)
             .filter(|(_, alive)| !alive)

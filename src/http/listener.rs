@@ -14,9 +14,9 @@ use bytestring::ByteString;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::ids::{RoomId, Seq, random_id};
+use crate::ids::{RoomId, Seq, SessionId};
 use crate::protocol::PresenceUser;
-use crate::room::{Delivery, Join, Leave, Outbox, Registry, Room, SessionId, ToSession};
+use crate::room::{Delivery, Join, Leave, Outbox, Registry, Room, ToSession};
 
 pub enum Event {
     Joined {
@@ -63,7 +63,7 @@ impl Listener {
         tx: mpsc::Sender<Event>,
     ) -> Listener {
         Listener {
-            id: random_id().into(),
+            id: SessionId::random(),
             room,
             user,
             since,
@@ -194,7 +194,7 @@ fn classify(frame: ByteString) -> Option<Event> {
         }),
         "joined" => Some(Event::Joined {
             recovered: head.recovered.unwrap_or(false),
-            last_seq: head.last_seq.unwrap_or(0),
+            last_seq: head.last_seq.unwrap_or_default(),
             epoch: head.epoch.map(Cow::into_owned).unwrap_or_default(),
         }),
         _ => None,

@@ -214,4 +214,4 @@ pub fn authenticate(req: &HttpRequest, shared: &Shared) -> Result<Identity, ApiE
 }
 
 /// The authenticated user of a request, for the access log.
-struct AccessUser(String);
+struct AccessUser(crate::ids::UserId);

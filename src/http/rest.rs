@@ -133,7 +133,7 @@ pub async fn post_message(
 pub struct HistoryQuery {
     after: Option<Seq>,
     before: Option<Seq>,
-    limit: Option<Seq>,
+    limit: Option<i64>,
 }
 
 pub async fn history(
@@ -150,7 +150,7 @@ pub async fn history(
             "use either `after` or `before`, not both",
         ));
     }
-    if q.after.is_some_and(|s| s < 0) || q.before.is_some_and(|s| s < 0) {
+    if q.after.is_some_and(|s| s < Seq::ZERO) || q.before.is_some_and(|s| s < Seq::ZERO) {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
             "cursors are non-negative integers",

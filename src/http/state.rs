@@ -33,7 +33,7 @@ pub struct Shared {
     /// What the WebSocket sessions started here share (and the list of them).
     pub session: Arc<SessionDeps>,
     /// REST sends: the same token bucket as a WebSocket connection, per user on this node.
-    pub rest_limiter: DefaultKeyedRateLimiter<String>,
+    pub rest_limiter: DefaultKeyedRateLimiter<crate::ids::UserId>,
     /// Per-user and per-IP socket limits.
     pub admission: Admission,
     /// What `/readyz` reports of the store (checked in the background).

@@ -73,7 +73,7 @@ fn listen(
 
 fn cursor(value: Option<Seq>) -> Result<Option<Seq>, ApiError> {
     match value {
-        Some(s) if s < 0 => Err(ApiError::new(
+        Some(s) if s < Seq::ZERO => Err(ApiError::new(
             ErrorCode::BadRequest,
             "cursors are non-negative integers",
         )),

@@ -125,7 +125,7 @@ fn decode_frame(obj: &Map<String, Value>, max_body: usize) -> Result<ClientFrame
         "history" => ClientFrame::History {
             room: room(obj)?,
             before: opt_seq(obj, "before")?,
-            limit: history_limit(opt_seq(obj, "limit")?),
+            limit: history_limit(opt_count(obj, "limit")?),
         },
         "typing" => ClientFrame::Typing { room: room(obj)? },
         "ping" => ClientFrame::Ping,
@@ -181,10 +181,14 @@ pub fn validate_client_msg_id(id: &str) -> Result<(), (ErrorCode, String)> {
 /// A cursor written as text (SSE `Last-Event-ID`): a non-negative seq, surrounding spaces
 /// allowed. `None` for anything else.
 pub fn parse_cursor(text: &str) -> Option<Seq> {
-    text.trim().parse::<Seq>().ok().filter(|s| *s >= 0)
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|s| *s >= 0)
+        .map(Seq::new)
 }
 
-pub fn history_limit(requested: Option<Seq>) -> usize {
+pub fn history_limit(requested: Option<i64>) -> usize {
     match requested {
         None => DEFAULT_HISTORY_LIMIT,
         Some(n) => (n.max(1) as usize).min(MAX_HISTORY_LIMIT),
@@ -205,6 +209,11 @@ fn room(obj: &Map<String, Value>) -> Result<RoomId, FrameError> {
 }
 
 fn opt_seq(obj: &Map<String, Value>, key: &str) -> Result<Option<Seq>, FrameError> {
+    Ok(opt_count(obj, key)?.map(Seq::new))
+}
+
+/// A non-negative integer field (a seq, or a count).
+fn opt_count(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, FrameError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_i64() {
@@ -262,7 +271,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.r#ref.as_deref(), Some("1"));
-        assert!(matches!(r.frame, ClientFrame::Join { since: Some(3), .. }));
+        assert!(matches!(r.frame, ClientFrame::Join { since: Some(s), .. } if s == Seq::new(3)));
         let r = decode(
             r#"{"type":"send","room":"a","body":"hi","client_msg_id":"c"}"#,
             16,
@@ -324,8 +333,8 @@ mod tests {
 
     #[test]
     fn cursors_are_non_negative_seqs() {
-        assert_eq!(parse_cursor(" 42 "), Some(42));
-        assert_eq!(parse_cursor("0"), Some(0));
+        assert_eq!(parse_cursor(" 42 "), Some(Seq::new(42)));
+        assert_eq!(parse_cursor("0"), Some(Seq::ZERO));
         for bad in ["-1", "", "4.2", "1e3", "99999999999999999999", "x"] {
             assert_eq!(parse_cursor(bad), None, "{bad}");
         }

@@ -106,7 +106,7 @@ mod tests {
             r#ref: Some("1"),
             room: &room,
             epoch: "e",
-            last_seq: 4,
+            last_seq: Seq::new(4),
             recovered: true,
         }
         .encode();

@@ -17,6 +17,7 @@ use super::presence::Change;
 use crate::bridge::envelope::{RoomEnvelope, RoomEvent};
 use crate::bridge::{Cluster, Directory, FromCluster};
 use crate::domain::{Message, PresenceUser};
+use crate::ids::{NodeId, Seq};
 use crate::protocol::ServerFrame;
 use crate::store::{RoomHead, StoreError};
 
@@ -78,8 +79,8 @@ impl Room {
     }
 
     /// Replaces what is known of other nodes with the shared hash's entries.
-    fn apply_snapshot(&mut self, entries: Vec<(String, PresenceUser)>) {
-        let Some(me) = self.cluster().map(|c| c.node().to_owned()) else {
+    fn apply_snapshot(&mut self, entries: Vec<(NodeId, PresenceUser)>) {
+        let Some(me) = self.cluster().map(|c| c.node().clone()) else {
             return;
         };
         let change = self.presence.snapshot(&me, entries);
@@ -109,7 +110,7 @@ impl Room {
 
     /// Learns that the room's head is at least `seq`; a repair follows if that is ahead of what
     /// was delivered and nothing fills it first.
-    pub(super) fn learn_head(&mut self, seq: i64, ctx: &mut Context<Self>) {
+    pub(super) fn learn_head(&mut self, seq: Seq, ctx: &mut Context<Self>) {
         self.seq.learn_head(seq);
         self.flush(ctx);
     }
@@ -183,7 +184,7 @@ impl Room {
                 self.apply_presence(change);
             }
             RoomEvent::Reset { epoch } => {
-                let base = env.seq.unwrap_or(0);
+                let base = env.seq.unwrap_or_default();
                 if self.seq.epoch().is_some_and(|e| e != epoch) {
                     self.apply_reset(epoch, base, base);
                     self.flush(ctx);

@@ -206,7 +206,7 @@ impl Room {
     /// (`reset`), and live delivery continues after `base`; `known` is the committed head.
     pub(super) fn apply_reset(&mut self, epoch: String, base: Seq, known: Seq) {
         let old = self.seq.epoch().unwrap_or_default().to_owned();
-        tracing::warn!(room = %self.id, old_epoch = %old, epoch = %epoch, last_seq = base,
+        tracing::warn!(room = %self.id, old_epoch = %old, epoch = %epoch, last_seq = base.get(),
             "room history was reset: new epoch, members told to reload");
         self.seq.reset(&epoch, base, known);
         let frame = ServerFrame::Reset {

@@ -100,7 +100,7 @@ impl Room {
     /// The client saw more than this node delivered: read the committed head and what this node
     /// missed (mailbox blocked, so nothing overtakes it), deliver that to the members, then join.
     fn catch_up_then_join(&mut self, msg: Join, ctx: &mut Context<Self>) {
-        let delivered = self.seq.delivered().unwrap_or(0);
+        let delivered = self.seq.delivered().unwrap_or_default();
         let floor = self.seq.known_committed();
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
         ctx.wait(

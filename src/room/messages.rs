@@ -8,11 +8,9 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use tokio::sync::oneshot;
 
-use crate::ids::{RoomId, Seq};
+use crate::ids::{RoomId, Seq, SessionId, UserId};
 use crate::protocol::PresenceUser;
 use crate::store::{Appended, NewMessage, StoreError};
-
-pub type SessionId = Arc<str>;
 
 /// One frame on its way to a session. For a `message` frame, `seq` and `committed` are set once
 /// per broadcast, so no recipient has to parse the frame to learn them (`committed` feeds
@@ -172,7 +170,7 @@ pub enum PostReply {
 #[rtype(result = "()")]
 pub struct Typing {
     pub session: SessionId,
-    pub user: String,
+    pub user: UserId,
 }
 
 /// Who is in the room (each user once).

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bridge::envelope::RoomEvent;
-use crate::ids::RoomId;
+use crate::ids::{RoomId, UserId};
 use crate::protocol::ServerFrame;
 use crate::store::NewMessage;
 use actix::prelude::*;
@@ -51,9 +51,10 @@ pub mod sequencer;
 use presence::Presence;
 use sequencer::Sequencer;
 
+pub use crate::ids::SessionId;
 pub use messages::{
-    Delivery, DropReason, GetPresence, Join, Leave, Outbox, Post, PostReply, SessionId, ToSession,
-    Typing, Undeliverable,
+    Delivery, DropReason, GetPresence, Join, Leave, Outbox, Post, PostReply, ToSession, Typing,
+    Undeliverable,
 };
 pub use registry::{Registry, RoomDeps};
 
@@ -89,7 +90,7 @@ enum Fanout {
 /// One session's membership.
 struct Member {
     outbox: Outbox,
-    user: String,
+    user: UserId,
     /// `Some` while the member's backfill is being read: live frames wait here.
     backlog: Option<Vec<Delivery>>,
 }
@@ -284,6 +285,7 @@ mod tests {
     use super::*;
     use crate::config::Settings;
     use crate::domain::PresenceUser;
+    use crate::ids::Seq;
     use crate::metrics::Metrics;
     use crate::store::MemoryStore;
 
@@ -356,7 +358,7 @@ mod tests {
         let (a, b) = (RoomId::parse("a").unwrap(), RoomId::parse("b").unwrap());
         for room in [&a, &b] {
             let join = Join {
-                session: Arc::from("s1"),
+                session: SessionId::from("s1"),
                 outbox: Outbox::new(probe.clone().recipient(), 100),
                 user: PresenceUser {
                     user: "ann".into(),
@@ -380,7 +382,11 @@ mod tests {
                 let DropReason::Lost { last_seq, epoch } = why else {
                     panic!("dropped for another reason: {why:?}");
                 };
-                assert_eq!(last_seq, Some(1), "where the member's stream ended");
+                assert_eq!(
+                    last_seq,
+                    Some(Seq::new(1)),
+                    "where the member's stream ended"
+                );
                 assert!(epoch.is_some());
             }
             _ => unreachable!(),
@@ -388,14 +394,14 @@ mod tests {
 
         // The other room, on the same thread, never noticed.
         let ack = registry.post(&b, post("b goes on")).await.expect("b posts");
-        assert_eq!(ack.message.seq, 1);
+        assert_eq!(ack.message.seq, Seq::new(1));
         next(&mut rx, "b goes on").await;
         // The failed room is started again on next use, with its history intact.
         let ack = registry
             .post(&a, post("a again"))
             .await
             .expect("a restarted");
-        assert_eq!(ack.message.seq, 2);
+        assert_eq!(ack.message.seq, Seq::new(2));
         let new = registry.get(&a).expect("room a runs again");
         assert!(new != old && !old.connected());
     }

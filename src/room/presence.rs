@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::SessionId;
 use crate::domain::PresenceUser;
+use crate::ids::{NodeId, UserId};
 
 /// A room's presence state (see the module doc).
 #[derive(Default)]
@@ -16,9 +17,9 @@ pub struct Presence {
     /// listeners are not).
     local: HashMap<SessionId, (PresenceUser, bool)>,
     /// Visible sessions per user on this node.
-    sockets: HashMap<String, usize>,
+    sockets: HashMap<UserId, usize>,
     /// Users announced by other nodes, by node.
-    remote: HashMap<String, HashMap<String, PresenceUser>>,
+    remote: HashMap<NodeId, HashMap<UserId, PresenceUser>>,
 }
 
 /// What one input changed.
@@ -32,7 +33,7 @@ pub struct Change {
     pub gone: Vec<PresenceUser>,
     /// Entries (node, user) of the shared hash to drop without an announcement: a dead node's, or
     /// this node's own stale ones.
-    pub forget: Vec<(String, String)>,
+    pub forget: Vec<(NodeId, UserId)>,
 }
 
 impl Change {
@@ -43,7 +44,7 @@ impl Change {
     /// A user that left and came back within one input is neither.
     fn net(mut self) -> Change {
         fn cancel(a: &mut Vec<PresenceUser>, b: &mut Vec<PresenceUser>) {
-            let both: HashSet<String> = a
+            let both: HashSet<UserId> = a
                 .iter()
                 .filter(|u| b.iter().any(|v| v.user == u.user))
                 .map(|u| u.user.clone())
@@ -114,7 +115,7 @@ impl Presence {
     /// Another node's announcement: users whose first socket there joined, or last one left.
     pub fn remote(
         &mut self,
-        node: &str,
+        node: &NodeId,
         joins: Vec<PresenceUser>,
         leaves: Vec<PresenceUser>,
     ) -> Change {
@@ -145,7 +146,7 @@ impl Presence {
 
     /// A node died or left: its users are gone (unless present elsewhere), and its entries are
     /// dropped from the shared hash.
-    pub fn node_down(&mut self, node: &str) -> Change {
+    pub fn node_down(&mut self, node: &NodeId) -> Change {
         let mut change = Change::default();
         let Some(users) = self.remote.remove(node) else {
             return change;
@@ -162,12 +163,12 @@ impl Presence {
 
     /// Replaces what is known of other nodes with the shared hash's `entries` (node, user);
     /// `me` is this node: its entries for users no longer here are stale and forgotten.
-    pub fn snapshot(&mut self, me: &str, entries: Vec<(String, PresenceUser)>) -> Change {
+    pub fn snapshot(&mut self, me: &NodeId, entries: Vec<(NodeId, PresenceUser)>) -> Change {
         let before = self.users();
-        let mut remote: HashMap<String, HashMap<String, PresenceUser>> = HashMap::new();
+        let mut remote: HashMap<NodeId, HashMap<UserId, PresenceUser>> = HashMap::new();
         let mut change = Change::default();
         for (node, user) in entries {
-            if node == me {
+            if node == *me {
                 if !self.is_local(&user.user) {
                     change.forget.push((node, user.user));
                 }
@@ -236,11 +237,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
-    use std::sync::Arc;
 
     fn user(id: &str) -> PresenceUser {
         PresenceUser {
-            user: id.into(),
+            user: UserId::from(id),
             name: None,
         }
     }
@@ -250,7 +250,11 @@ mod tests {
     }
 
     fn sid(s: &str) -> SessionId {
-        Arc::from(s)
+        SessionId::from(s)
+    }
+
+    fn node(s: &str) -> NodeId {
+        NodeId::from(s)
     }
 
     #[test]
@@ -284,7 +288,7 @@ mod tests {
     #[test]
     fn a_user_present_on_another_node_is_not_announced_to_members_again() {
         let mut p = Presence::new();
-        let c = p.remote("n2", vec![user("ann")], vec![]);
+        let c = p.remote(&node("n2"), vec![user("ann")], vec![]);
         assert_eq!(ids(&c.joins), vec!["ann"]);
         let c = p.join(sid("s1"), user("ann"), false);
         assert!(c.joins.is_empty());
@@ -293,16 +297,16 @@ mod tests {
             vec!["ann"],
             "the other nodes still hear of it"
         );
-        let c = p.remote("n2", vec![], vec![user("ann")]);
+        let c = p.remote(&node("n2"), vec![], vec![user("ann")]);
         assert!(c.leaves.is_empty(), "still here");
     }
 
     #[test]
     fn a_dead_node_takes_its_users_and_their_hash_entries_with_it() {
         let mut p = Presence::new();
-        p.remote("n2", vec![user("ann"), user("bob")], vec![]);
+        p.remote(&node("n2"), vec![user("ann"), user("bob")], vec![]);
         p.join(sid("s1"), user("bob"), false);
-        let c = p.node_down("n2");
+        let c = p.node_down(&node("n2"));
         assert_eq!(ids(&c.leaves), vec!["ann"]);
         let mut forget = c.forget.clone();
         forget.sort();
@@ -310,16 +314,16 @@ mod tests {
             forget,
             vec![("n2".into(), "ann".into()), ("n2".into(), "bob".into())]
         );
-        assert!(p.node_down("n2").is_empty());
+        assert!(p.node_down(&node("n2")).is_empty());
     }
 
     #[test]
     fn a_snapshot_replaces_other_nodes_forgets_stale_own_entries_and_reannounces_local_users() {
         let mut p = Presence::new();
         p.join(sid("s1"), user("ann"), false);
-        p.remote("n2", vec![user("bob")], vec![]);
+        p.remote(&node("n2"), vec![user("bob")], vec![]);
         let c = p.snapshot(
-            "me",
+            &node("me"),
             vec![("me".into(), user("old")), ("n3".into(), user("cat"))],
         );
         assert_eq!(ids(&c.joins), vec!["cat"]);
@@ -369,15 +373,15 @@ mod tests {
     /// A node of the simulated cluster: its room's presence, and what its members were told.
     struct Node {
         presence: Presence,
-        seen: BTreeSet<String>,
+        seen: BTreeSet<UserId>,
         /// Sessions present on this node: session → (user, hidden).
         sessions: HashMap<u8, (u8, bool)>,
         deaf: bool,
     }
 
     /// Node `n`'s name in its `g`th life (a restarted node is a new node).
-    fn name(n: usize, g: &[u32; NODES]) -> String {
-        format!("n{n}g{}", g[n])
+    fn name(n: usize, g: &[u32; NODES]) -> NodeId {
+        NodeId::from(format!("n{n}g{}", g[n]))
     }
 
     proptest! {
@@ -395,7 +399,7 @@ mod tests {
                 })
                 .collect();
             // The shared hash: (node, user) entries, as the bridge applies here/gone/forget.
-            let mut hash: BTreeSet<(String, String)> = BTreeSet::new();
+            let mut hash: BTreeSet<(NodeId, UserId)> = BTreeSet::new();
             let mut stale = [false; NODES];
             let mut gens = [0u32; NODES];
             fn tell(node: &mut Node, c: &Change) {
@@ -409,7 +413,7 @@ mod tests {
             fn publish(
                 nodes: &mut [Node],
                 stale: &mut [bool; NODES],
-                hash: &mut BTreeSet<(String, String)>,
+                hash: &mut BTreeSet<(NodeId, UserId)>,
                 gens: &[u32; NODES],
                 from: usize,
                 c: Change,
@@ -443,12 +447,12 @@ mod tests {
             fn resync(
                 nodes: &mut [Node],
                 stale: &mut [bool; NODES],
-                hash: &mut BTreeSet<(String, String)>,
+                hash: &mut BTreeSet<(NodeId, UserId)>,
                 gens: &[u32; NODES],
                 n: usize,
             ) {
                 // Cluster::presence leaves out (and deletes) the entries of dead nodes.
-                let live: Vec<String> = (0..NODES).map(|i| name(i, gens)).collect();
+                let live: Vec<NodeId> = (0..NODES).map(|i| name(i, gens)).collect();
                 hash.retain(|(node, _)| live.contains(node));
                 let entries = hash
                     .iter()
@@ -462,13 +466,13 @@ mod tests {
                 match step {
                     Step::Join { n, s, u, hidden } => {
                         nodes[n].sessions.insert(s, (u, hidden));
-                        let sid: SessionId = Arc::from(format!("s{s}").as_str());
+                        let sid = SessionId::from(format!("s{s}"));
                         let c = nodes[n].presence.join(sid, user(&format!("u{u}")), hidden);
                         publish(&mut nodes, &mut stale, &mut hash, &gens, n, c);
                     }
                     Step::Leave { n, s } => {
                         nodes[n].sessions.remove(&s);
-                        let c = nodes[n].presence.leave(&Arc::from(format!("s{s}").as_str()));
+                        let c = nodes[n].presence.leave(&SessionId::from(format!("s{s}")));
                         publish(&mut nodes, &mut stale, &mut hash, &gens, n, c);
                     }
                     Step::Die { n } => {
@@ -496,17 +500,17 @@ mod tests {
                         resync(&mut nodes, &mut stale, &mut hash, &gens, n);
                     }
                 }
-                let truth: BTreeSet<String> = nodes
+                let truth: BTreeSet<UserId> = nodes
                     .iter()
                     .flat_map(|node| node.sessions.values())
                     .filter(|(_, hidden)| !hidden)
-                    .map(|(u, _)| format!("u{u}"))
+                    .map(|(u, _)| UserId::from(format!("u{u}")))
                     .collect();
                 for (i, node) in nodes.iter().enumerate() {
                     if stale[i] {
                         continue; // missed an announcement: right again after its next resync
                     }
-                    let has: BTreeSet<String> =
+                    let has: BTreeSet<UserId> =
                         node.presence.users().into_iter().map(|u| u.user).collect();
                     prop_assert_eq!(&has, &truth, "node {} presence", i);
                     prop_assert_eq!(&node.seen, &truth, "node {} members' view", i);

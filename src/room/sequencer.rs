@@ -103,8 +103,8 @@ impl Sequencer {
     /// The highest seq this room knows to be committed: delivered, held, or announced. Whatever the
     /// store commits after this is read must come after it (else the history went backwards).
     pub fn known_committed(&self) -> Seq {
-        let delivered = self.delivered().unwrap_or(0);
-        let held = self.held.last_key_value().map_or(0, |(&s, _)| s);
+        let delivered = self.delivered().unwrap_or_default();
+        let held = self.held.last_key_value().map_or(Seq::ZERO, |(&s, _)| s);
         delivered.max(held).max(self.known)
     }
 
@@ -188,9 +188,9 @@ impl Sequencer {
     /// The range `(after, upto]` to read from the store to fill every gap at once, at most `max`
     /// seqs. All gaps in one read: when two nodes interleave commits while the bus is down, every
     /// other seq is a gap, and one read per gap would fall further behind with every message.
-    pub fn repair_range(&self, max: Seq) -> Option<(Seq, Seq)> {
+    pub fn repair_range(&self, max: i64) -> Option<(Seq, Seq)> {
         let after = self.delivered()?;
-        let held = self.held.last_key_value().map_or(0, |(&s, _)| s);
+        let held = self.held.last_key_value().map_or(Seq::ZERO, |(&s, _)| s);
         let upto = held.max(self.known).min(after + max);
         (upto > after).then_some((after, upto))
     }
@@ -234,7 +234,7 @@ impl Sequencer {
         &self,
         since: Option<Seq>,
         epoch: Option<&str>,
-        max_catchup: Seq,
+        max_catchup: i64,
         caught_up: bool,
     ) -> JoinPlan {
         let Some(head) = &self.head else {
@@ -265,7 +265,17 @@ mod tests {
     use chrono::Utc;
     use proptest::prelude::*;
 
-    fn msg(seq: Seq) -> Arc<Message> {
+    fn q(n: i64) -> Seq {
+        Seq::new(n)
+    }
+
+    /// A repair range as plain numbers.
+    fn range(r: Option<(Seq, Seq)>) -> Option<(i64, i64)> {
+        r.map(|(a, b)| (a.get(), b.get()))
+    }
+
+    fn msg(n: i64) -> Arc<Message> {
+        let seq = q(n);
         Arc::new(Message {
             room: RoomId::parse("r").expect("valid"),
             seq,
@@ -278,13 +288,13 @@ mod tests {
         })
     }
 
-    fn seqs(ready: Vec<(Arc<Message>, Instant)>) -> Vec<Seq> {
-        ready.into_iter().map(|(m, _)| m.seq).collect()
+    fn seqs(ready: Vec<(Arc<Message>, Instant)>) -> Vec<i64> {
+        ready.into_iter().map(|(m, _)| m.seq.get()).collect()
     }
 
-    fn started(last: Seq) -> Sequencer {
+    fn started(last: i64) -> Sequencer {
         let mut s = Sequencer::new();
-        s.start("e1", last);
+        s.start("e1", q(last));
         s
     }
 
@@ -294,13 +304,13 @@ mod tests {
         let now = Instant::now();
         assert!(s.offer(msg(2), now));
         assert!(s.offer(msg(3), now));
-        assert_eq!(seqs(s.ready()), Vec::<Seq>::new());
+        assert_eq!(seqs(s.ready()), Vec::<i64>::new());
         assert!(s.has_gap());
-        assert_eq!(s.repair_range(1000), Some((0, 3)));
+        assert_eq!(range(s.repair_range(1000)), Some((0, 3)));
         assert!(s.offer(msg(1), now));
         assert_eq!(seqs(s.ready()), vec![1, 2, 3]);
         assert!(!s.has_gap());
-        assert_eq!(s.repair_range(1000), None);
+        assert_eq!(range(s.repair_range(1000)), None);
     }
 
     #[test]
@@ -318,34 +328,37 @@ mod tests {
     fn a_room_without_a_head_ignores_other_nodes_and_starts_at_its_first_commit() {
         let mut s = Sequencer::new();
         assert!(!s.offer(msg(3), Instant::now()));
-        assert_eq!(s.repair_range(1000), None);
+        assert_eq!(range(s.repair_range(1000)), None);
         s.committed("e1", &[msg(4), msg(5)], Instant::now());
-        assert_eq!(s.delivered(), Some(3));
+        assert_eq!(s.delivered(), Some(q(3)));
         assert_eq!(seqs(s.ready()), vec![4, 5]);
     }
 
     #[test]
     fn a_known_head_ahead_of_delivery_is_a_gap_repaired_up_to_it_in_bounded_reads() {
         let mut s = started(10);
-        s.learn_head(2500);
+        s.learn_head(q(2500));
         assert!(s.has_gap());
-        assert_eq!(s.repair_range(1000), Some((10, 1010)));
-        s.learn_head(12);
-        assert_eq!(s.known_committed(), 2500);
+        assert_eq!(range(s.repair_range(1000)), Some((10, 1010)));
+        s.learn_head(q(12));
+        assert_eq!(s.known_committed(), q(2500));
     }
 
     #[test]
     fn a_commit_below_what_was_known_committed_is_a_rewind() {
         let s = started(10);
         assert_eq!(
-            s.check_commit(Some(8), "e1", 10),
-            CommitVerdict::Rewound { base: Some(7) }
+            s.check_commit(Some(q(8)), "e1", q(10)),
+            CommitVerdict::Rewound { base: Some(q(7)) }
         );
-        assert_eq!(s.check_commit(Some(11), "e1", 10), CommitVerdict::Deliver);
-        assert_eq!(s.check_commit(None, "e1", 10), CommitVerdict::Deliver);
         assert_eq!(
-            s.check_commit(Some(11), "e2", 10),
-            CommitVerdict::OtherEpoch { base: Some(10) }
+            s.check_commit(Some(q(11)), "e1", q(10)),
+            CommitVerdict::Deliver
+        );
+        assert_eq!(s.check_commit(None, "e1", q(10)), CommitVerdict::Deliver);
+        assert_eq!(
+            s.check_commit(Some(q(11)), "e2", q(10)),
+            CommitVerdict::OtherEpoch { base: Some(q(10)) }
         );
     }
 
@@ -353,18 +366,18 @@ mod tests {
     fn a_head_read_adopts_another_epoch_spots_a_rewind_and_otherwise_learns_the_head() {
         let mut s = started(10);
         assert_eq!(
-            s.check_head("e2", 3, 10),
+            s.check_head("e2", q(3), q(10)),
             HeadVerdict::Adopt {
                 epoch: "e2".into(),
-                last_seq: 3
+                last_seq: q(3)
             }
         );
-        assert_eq!(s.check_head("e1", 9, 10), HeadVerdict::Rewound);
-        assert_eq!(s.check_head("e1", 12, 10), HeadVerdict::Ahead(12));
-        assert_eq!(s.repair_range(1000), Some((10, 12)));
+        assert_eq!(s.check_head("e1", q(9), q(10)), HeadVerdict::Rewound);
+        assert_eq!(s.check_head("e1", q(12), q(10)), HeadVerdict::Ahead(q(12)));
+        assert_eq!(range(s.repair_range(1000)), Some((10, 12)));
         let mut fresh = Sequencer::new();
-        assert_eq!(fresh.check_head("e1", 4, 0), HeadVerdict::Started);
-        assert_eq!(fresh.delivered(), Some(4));
+        assert_eq!(fresh.check_head("e1", q(4), q(0)), HeadVerdict::Started);
+        assert_eq!(fresh.delivered(), Some(q(4)));
     }
 
     #[test]
@@ -372,7 +385,7 @@ mod tests {
         let mut s = started(10);
         let now = Instant::now();
         s.offer(msg(12), now);
-        s.reset("e2", 3, 3);
+        s.reset("e2", q(3), q(3));
         assert_eq!(s.epoch(), Some("e2"));
         assert!(!s.has_gap());
         s.offer(msg(4), now);
@@ -382,12 +395,13 @@ mod tests {
     #[test]
     fn joins_are_planned_against_the_committed_head() {
         let s = started(10);
-        let plan = |since, epoch, caught_up| s.plan_join(since, epoch, 5, caught_up);
-        let join = |last_seq, recovered, backfill| JoinPlan::Join {
+        let plan =
+            |since: Option<i64>, epoch, caught_up| s.plan_join(since.map(q), epoch, 5, caught_up);
+        let join = |last_seq, recovered, backfill: Option<(i64, i64)>| JoinPlan::Join {
             epoch: "e1".into(),
-            last_seq,
+            last_seq: q(last_seq),
             recovered,
-            backfill,
+            backfill: backfill.map(|(a, b)| (q(a), q(b))),
         };
         assert_eq!(plan(None, None, false), join(10, false, None));
         assert_eq!(plan(Some(10), Some("e1"), false), join(10, true, None));
@@ -441,10 +455,10 @@ mod tests {
         ) {
             let mut s = started(start);
             let mut committed = start; // the store's head
-            let mut envelopes: Vec<Vec<Seq>> = Vec::new();
-            let mut out: Vec<Seq> = Vec::new();
+            let mut envelopes: Vec<Vec<i64>> = Vec::new();
+            let mut out: Vec<i64> = Vec::new();
             let now = Instant::now();
-            let drain = |s: &mut Sequencer, out: &mut Vec<Seq>| {
+            let drain = |s: &mut Sequencer, out: &mut Vec<i64>| {
                 for seq in seqs(s.ready()) {
                     out.push(seq);
                 }
@@ -454,8 +468,8 @@ mod tests {
                     Step::Commit(n) => {
                         let floor = s.known_committed();
                         let batch: Vec<_> =
-                            (committed + 1..=committed + n as Seq).map(msg).collect();
-                        committed += n as Seq;
+                            (committed + 1..=committed + n as i64).map(msg).collect();
+                        committed += n as i64;
                         prop_assert_eq!(
                             s.check_commit(Some(batch[0].seq), "e1", floor),
                             CommitVerdict::Deliver
@@ -463,8 +477,8 @@ mod tests {
                         s.committed("e1", &batch, now);
                     }
                     Step::Remote(n) => {
-                        envelopes.push((committed + 1..=committed + n as Seq).collect());
-                        committed += n as Seq;
+                        envelopes.push((committed + 1..=committed + n as i64).collect());
+                        committed += n as i64;
                     }
                     Step::Arrive(i) if !envelopes.is_empty() => {
                         for &seq in &envelopes[i as usize % envelopes.len()] {
@@ -472,9 +486,9 @@ mod tests {
                         }
                     }
                     Step::Arrive(_) => {}
-                    Step::HeadNotice => s.learn_head(committed),
+                    Step::HeadNotice => s.learn_head(q(committed)),
                     Step::Repair => {
-                        if let Some((after, upto)) = s.repair_range(1000) {
+                        if let Some((after, upto)) = range(s.repair_range(1000)) {
                             prop_assert!(upto <= committed, "repair past the store's head");
                             for seq in after + 1..=upto {
                                 s.offer(msg(seq), now);
@@ -484,18 +498,18 @@ mod tests {
                 }
                 drain(&mut s, &mut out);
                 // Never out of order, never twice, never a skipped seq.
-                let expected: Vec<Seq> = (start + 1..=start + out.len() as Seq).collect();
+                let expected: Vec<i64> = (start + 1..=start + out.len() as i64).collect();
                 prop_assert_eq!(&out, &expected);
             }
             // The head becomes known (a heartbeat's notice, or a catch-up read) and repairs run.
-            s.learn_head(committed);
-            while let Some((after, upto)) = s.repair_range(7) {
+            s.learn_head(q(committed));
+            while let Some((after, upto)) = range(s.repair_range(7)) {
                 for seq in after + 1..=upto {
                     s.offer(msg(seq), now);
                 }
                 drain(&mut s, &mut out);
             }
-            let all: Vec<Seq> = (start + 1..=committed).collect();
+            let all: Vec<i64> = (start + 1..=committed).collect();
             prop_assert_eq!(out, all);
             prop_assert!(!s.has_gap());
         }

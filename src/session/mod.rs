@@ -22,10 +22,10 @@ use crate::auth::Identity;
 use crate::config::Settings;
 use crate::edge::admission::Permit;
 use crate::edge::conn::ConnSocket;
-use crate::ids::{RoomId, random_id};
+use crate::ids::{RoomId, SessionId};
 use crate::metrics::Metrics;
 use crate::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerFrame};
-use crate::room::{DropReason, Leave, Outbox, Registry, Room, SessionId, ToSession};
+use crate::room::{DropReason, Leave, Outbox, Registry, Room, ToSession};
 use crate::store::Store;
 
 pub mod echo;
@@ -135,7 +135,7 @@ impl Session {
         let quota =
             Quota::per_second(nonzero(limits.msgs_per_sec)).allow_burst(nonzero(limits.burst));
         Session {
-            id: Arc::from(random_id().as_str()),
+            id: SessionId::random(),
             identity,
             payload: Some(payload),
             rooms: HashMap::new(),

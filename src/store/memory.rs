@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::{AppendOutcome, Appended, Message, NewMessage, RoomHead, Store, StoreError, now_ts};
-use crate::ids::{RoomId, Seq, random_id};
+use crate::ids::{RoomId, Seq, UserId, random_id};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -20,7 +20,7 @@ struct Log {
     /// messages[i].seq == i + 1
     messages: Vec<Arc<Message>>,
     /// (user, client_msg_id) → index into `messages`
-    idempotency: HashMap<(String, String), usize>,
+    idempotency: HashMap<(UserId, String), usize>,
 }
 
 impl Log {
@@ -56,7 +56,7 @@ impl Store for MemoryStore {
     async fn head(&self, room: &RoomId) -> Result<RoomHead, StoreError> {
         self.with_log(room, |log| RoomHead {
             epoch: log.epoch.clone(),
-            last_seq: log.messages.len() as Seq,
+            last_seq: Seq::new(log.messages.len() as i64),
         })
     }
 
@@ -79,7 +79,7 @@ impl Store for MemoryStore {
                     }
                     let message = Arc::new(Message {
                         room: room.clone(),
-                        seq: log.messages.len() as Seq + 1,
+                        seq: Seq::new(log.messages.len() as i64 + 1),
                         id: uuid::Uuid::now_v7().to_string(),
                         user: m.user.clone(),
                         name: m.name.clone(),
@@ -111,7 +111,7 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
         self.with_log(room, |log| {
-            let start = (after.max(0) as usize).min(log.messages.len());
+            let start = (after.get().max(0) as usize).min(log.messages.len());
             log.messages[start..]
                 .iter()
                 .take(limit)
@@ -128,7 +128,7 @@ impl Store for MemoryStore {
     ) -> Result<Vec<Message>, StoreError> {
         self.with_log(room, |log| {
             let end = match before {
-                Some(b) => ((b - 1).max(0) as usize).min(log.messages.len()),
+                Some(b) => ((b.get() - 1).max(0) as usize).min(log.messages.len()),
                 None => log.messages.len(),
             };
             let start = end.saturating_sub(limit);
@@ -146,7 +146,7 @@ impl Store for MemoryStore {
             }
             RoomHead {
                 epoch: log.epoch.clone(),
-                last_seq: log.messages.len() as Seq,
+                last_seq: Seq::new(log.messages.len() as i64),
             }
         })
     }

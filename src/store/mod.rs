@@ -139,8 +139,8 @@ pub fn check_range(got: Vec<Message>, after: Seq, upto: Seq) -> Result<Vec<Messa
     let contiguous = got
         .iter()
         .enumerate()
-        .all(|(i, m)| m.seq == after + 1 + i as Seq);
-    if contiguous && got.len() as Seq == (upto - after).max(0) {
+        .all(|(i, m)| m.seq == after + 1 + i as i64);
+    if contiguous && got.len() as i64 == (upto - after).max(0) {
         Ok(got)
     } else {
         Err(StoreError::Internal(format!(

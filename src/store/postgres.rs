@@ -20,7 +20,7 @@ use super::{
     AppendOutcome, Appended, Message, NewMessage, RoomHead, Store, StoreError, check_range, now_ts,
 };
 use crate::config;
-use crate::ids::{RoomId, Seq, random_id};
+use crate::ids::{RoomId, Seq, UserId, random_id};
 
 pub struct PostgresStore {
     writer: Pool,
@@ -209,6 +209,36 @@ fn to_head(row: &Row) -> Result<RoomHead, StoreError> {
     })
 }
 
+/// A seq is a `bigint` in Postgres (the only place it is not a [`Seq`]).
+impl tokio_postgres::types::ToSql for Seq {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.get().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <i64 as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Seq {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Seq, Box<dyn std::error::Error + Sync + Send>> {
+        i64::from_sql(ty, raw).map(Seq::new)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <i64 as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
 /// Reads a message from `row`, whose message columns (in `COLUMNS` order) start at `at`.
 fn to_message(room: &RoomId, row: &Row, at: usize) -> Result<Message, StoreError> {
     let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
@@ -216,7 +246,7 @@ fn to_message(room: &RoomId, row: &Row, at: usize) -> Result<Message, StoreError
         room: room.clone(),
         seq: row.try_get(at).map_err(get)?,
         id: row.try_get(at + 1).map_err(get)?,
-        user: row.try_get(at + 2).map_err(get)?,
+        user: UserId::from(row.try_get::<_, String>(at + 2).map_err(get)?),
         name: row.try_get(at + 3).map_err(get)?,
         body: row.try_get(at + 4).map_err(get)?,
         ts: row.try_get(at + 5).map_err(get)?,
@@ -332,7 +362,11 @@ impl Store for PostgresStore {
             let rows = client
                 .query(
                     &stmt,
-                    &[&room.as_str(), &before.unwrap_or(Seq::MAX), &(limit as i64)],
+                    &[
+                        &room.as_str(),
+                        &before.unwrap_or(Seq::new(i64::MAX)),
+                        &(limit as i64),
+                    ],
                 )
                 .await
                 .map_err(pg_error)?;

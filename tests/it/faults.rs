@@ -200,7 +200,7 @@ async fn a_message_the_store_refuses_fails_alone_and_every_other_post_of_its_bat
                 .post(
                     &room,
                     NewMessage {
-                        user,
+                        user: user.into(),
                         name: None,
                         body,
                         client_msg_id: None,

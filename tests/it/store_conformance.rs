@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chorus::config;
-use chorus::ids::RoomId;
+use chorus::ids::{RoomId, Seq};
 use chorus::store::{MemoryStore, NewMessage, PostgresStore, Store};
 
 use crate::support::*;
@@ -37,12 +37,12 @@ async fn seqs_are_gap_free_per_room_and_batches_keep_order(store: Arc<dyn Store>
     assert_eq!(
         out.appended
             .iter()
-            .map(|x| x.message.seq)
+            .map(|x| x.message.seq.get())
             .collect::<Vec<_>>(),
         vec![1, 2]
     );
     let out = store.append(&a, &[msg("v", "3", None)]).await.unwrap();
-    assert_eq!(out.appended[0].message.seq, 3);
+    assert_eq!(out.appended[0].message.seq.get(), 3);
     assert_eq!(
         store
             .append(&b, &[msg("u", "x", None)])
@@ -50,13 +50,14 @@ async fn seqs_are_gap_free_per_room_and_batches_keep_order(store: Arc<dyn Store>
             .unwrap()
             .appended[0]
             .message
-            .seq,
+            .seq
+            .get(),
         1
     );
     let head = store.head(&a).await.unwrap();
-    assert_eq!(head.last_seq, 3);
+    assert_eq!(head.last_seq.get(), 3);
     assert_eq!(head.epoch, out.epoch, "epoch is stable");
-    assert_eq!(store.head(&room("fresh")).await.unwrap().last_seq, 0);
+    assert_eq!(store.head(&room("fresh")).await.unwrap().last_seq.get(), 0);
 }
 
 async fn repeated_client_msg_ids_return_the_original(store: Arc<dyn Store>) {
@@ -86,11 +87,11 @@ async fn repeated_client_msg_ids_return_the_original(store: Arc<dyn Store>) {
         "the original comes back"
     );
     assert!(!out.appended[1].duplicate);
-    assert_eq!(out.appended[1].message.seq, 2);
+    assert_eq!(out.appended[1].message.seq.get(), 2);
     assert!(out.appended[2].duplicate);
-    assert_eq!(out.appended[2].message.seq, 2);
+    assert_eq!(out.appended[2].message.seq.get(), 2);
     assert_eq!(
-        store.head(&r).await.unwrap().last_seq,
+        store.head(&r).await.unwrap().last_seq.get(),
         2,
         "duplicates take no seq"
     );
@@ -106,37 +107,37 @@ async fn reads_are_ascending_and_round_trip_exactly(store: Arc<dyn Store>) {
             .unwrap();
         written.push((*out.appended[0].message).clone());
     }
-    let after = store.after(&r, 3, 4).await.unwrap();
+    let after = store.after(&r, Seq::new(3), 4).await.unwrap();
     assert_eq!(
         after,
         written[3..7].to_vec(),
         "after returns exactly what was written"
     );
-    let before = store.before(&r, Some(6), 3).await.unwrap();
+    let before = store.before(&r, Some(Seq::new(6)), 3).await.unwrap();
     assert_eq!(
-        before.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        before.iter().map(|m| m.seq.get()).collect::<Vec<_>>(),
         vec![3, 4, 5]
     );
     let newest = store.before(&r, None, 2).await.unwrap();
     assert_eq!(
-        newest.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        newest.iter().map(|m| m.seq.get()).collect::<Vec<_>>(),
         vec![9, 10]
     );
     assert_eq!(
         store
-            .range(&r, 2, 5)
+            .range(&r, Seq::new(2), Seq::new(5))
             .await
             .unwrap()
             .iter()
-            .map(|m| m.seq)
+            .map(|m| m.seq.get())
             .collect::<Vec<_>>(),
         vec![3, 4, 5]
     );
     assert!(
-        store.range(&r, 8, 12).await.is_err(),
+        store.range(&r, Seq::new(8), Seq::new(12)).await.is_err(),
         "a range past the head is an error, not a short read"
     );
-    assert!(store.after(&r, 10, 5).await.unwrap().is_empty());
+    assert!(store.after(&r, Seq::new(10), 5).await.unwrap().is_empty());
 }
 
 async fn concurrent_appends_to_one_room_never_share_or_skip_a_seq(store: Arc<dyn Store>) {
@@ -152,7 +153,7 @@ async fn concurrent_appends_to_one_room_never_share_or_skip_a_seq(store: Arc<dyn
                         msg(&format!("w{w}"), &format!("{i}b"), None),
                     ];
                     let out = store.append(&r, &batch).await.unwrap();
-                    let s: Vec<i64> = out.appended.iter().map(|a| a.message.seq).collect();
+                    let s: Vec<i64> = out.appended.iter().map(|a| a.message.seq.get()).collect();
                     assert_eq!(s[1], s[0] + 1, "a batch is contiguous");
                     seqs.extend(s);
                 }
@@ -166,7 +167,7 @@ async fn concurrent_appends_to_one_room_never_share_or_skip_a_seq(store: Arc<dyn
     }
     all.sort();
     assert_eq!(all, (1..=400).collect::<Vec<_>>());
-    let stored = store.after(&r, 0, 1000).await.unwrap();
+    let stored = store.after(&r, Seq::new(0), 1000).await.unwrap();
     assert_eq!(stored.len(), 400);
 }
 
