@@ -187,6 +187,9 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     chorus::telemetry::init(&settings.log, &settings.node.id);
     let drain = Duration::from_millis(settings.shutdown.drain_ms);
     actix_web::rt::System::new().block_on(async move {
+        // Before anything is logged: a SIGTERM that arrives while the node starts (right after
+        // `listening`, say) must drain it, not kill it with the default action.
+        let mut signals = Signals::new()?;
         let node = Node::start(settings).await.context("starting the node")?;
         if let Some(token) = &node.demo_token {
             print_standalone_banner(&node, token);
@@ -195,7 +198,6 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 "in-memory store: messages are NOT durable (set database.url for Postgres)"
             );
         }
-        let mut signals = Signals::new()?;
         signals.until_stop(&node).await;
         tracing::info!("signal received: draining (a second Ctrl-C exits at once)");
         tokio::select! {
