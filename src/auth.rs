@@ -58,6 +58,8 @@ pub struct Identity {
     pub rooms: Option<Vec<String>>,
     /// `role = service`: may post to and read any room.
     pub service: bool,
+    /// `role = moderator` or `service`: may delete any message in the rooms it may access (§2).
+    pub moderator: bool,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
 }
@@ -153,6 +155,7 @@ impl Auth {
             name: c.name.filter(|n| !n.is_empty()),
             rooms: c.rooms,
             service: c.role.as_deref() == Some("service"),
+            moderator: matches!(c.role.as_deref(), Some("service" | "moderator")),
             exp: c.exp,
         })
     }

@@ -105,6 +105,7 @@ pub struct Room {
     pub idle_stop_ms: u64,
     pub batch_max: usize,
     pub gap_repair_ms: u64,
+    pub read_receipts: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

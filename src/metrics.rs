@@ -14,7 +14,8 @@ pub struct Metrics {
     pub registry: Arc<Registry>,
     pub sessions: IntGauge,
     pub rooms_active: IntGauge,
-    pub messages_posted: IntCounter,
+    /// Log entries committed by this node, by `type` (message, edit, delete, react).
+    pub messages_posted: IntCounterVec,
     pub messages_delivered: IntCounter,
     pub delivery_seconds: Histogram,
     /// Deliveries slower than [`SLOW_DELIVERY_S`]: CloudWatch's agent drops histograms, and "more
@@ -58,6 +59,11 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
+    /// One committed log entry of `kind` ("message", "edit", "delete", "react").
+    pub fn posted(&self, kind: &str) {
+        self.messages_posted.with_label_values(&[kind]).inc();
+    }
+
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let gauge = |name: &str, help: &str| {
@@ -119,6 +125,12 @@ impl Metrics {
             }
             c
         };
+        let messages_posted = counter_vec(
+            "chorus_messages_posted_total",
+            "Log entries committed by this node, by type",
+            "type",
+            &["message", "edit", "delete", "react"],
+        );
         let store_slow = counter_vec(
             "chorus_store_slow_total",
             "Store operations slower than 500 ms",
@@ -157,10 +169,7 @@ impl Metrics {
         Metrics {
             sessions: gauge("chorus_sessions", "Open WebSocket sessions"),
             rooms_active: gauge("chorus_rooms_active", "Room actors running on this node"),
-            messages_posted: counter(
-                "chorus_messages_posted_total",
-                "Messages committed by this node",
-            ),
+            messages_posted,
             messages_delivered: counter(
                 "chorus_messages_delivered_total",
                 "Message frames written to sockets",

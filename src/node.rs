@@ -21,6 +21,7 @@ use crate::health::Health;
 use crate::http::Shared;
 use crate::metrics::Metrics;
 use crate::room::{Registry, RoomDeps};
+use crate::session::reads::ReadRelay;
 use crate::session::{CloseSession, SessionDeps, Sessions};
 use crate::store::{self, MemoryStore, Metered, PostgresStore, Store};
 use crate::tls::server::Certificate;
@@ -134,12 +135,20 @@ impl Node {
             },
             arbiters.iter().map(|a| a.handle()).collect(),
         );
+        let sessions = Sessions::new(metrics.clone());
+        let reads = ReadRelay::new(
+            crate::ids::NodeId::from(settings.node.id.as_str()),
+            sessions.clone(),
+            registry.clone(),
+            cluster.clone(),
+            settings.room.read_receipts,
+        );
         if let Some(cluster) = &cluster {
-            let (cluster, rooms) = (cluster.clone(), registry.clone());
+            let (cluster, rooms, users) = (cluster.clone(), registry.clone(), reads.clone());
             let beat = Duration::from_millis(settings.cluster.heartbeat_ms);
             let dead_after = Duration::from_millis(settings.cluster.dead_after_ms);
             Bridge::start_in_arbiter(&arbiters[0].handle(), move |_| {
-                Bridge::new(cluster, Arc::new(rooms), beat, dead_after)
+                Bridge::new(cluster, Arc::new(rooms), Arc::new(users), beat, dead_after)
             });
         }
         let limits = &settings.limits;
@@ -156,7 +165,8 @@ impl Node {
             rooms: registry.clone(),
             store: store.clone(),
             metrics: metrics.clone(),
-            sessions: Sessions::new(metrics.clone()),
+            sessions,
+            reads,
         });
         let shared = Arc::new(Shared {
             node_id: settings.node.id.clone(),

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use tokio::sync::mpsc;
 
 use super::envelope::{self, NodeEvent};
-use super::{BusEvent, Cluster, Directory, FromCluster};
+use super::{BusEvent, Cluster, Directory, FromCluster, Users};
 
 /// The per-node actor that consumes the bus's events, beats, and declares nodes dead.
 ///
@@ -21,9 +21,11 @@ use super::{BusEvent, Cluster, Directory, FromCluster};
 pub struct Bridge {
     cluster: Cluster,
     rooms: Arc<dyn Directory>,
+    users: Arc<dyn Users>,
     heartbeat: Duration,
     events: Option<mpsc::Receiver<BusEvent>>,
     nodes_channel: String,
+    users_channel: String,
     /// A renewal is under way.
     renewing: bool,
     /// How long this node's alive key lives after each heartbeat.
@@ -38,17 +40,21 @@ impl Bridge {
     pub fn new(
         cluster: Cluster,
         rooms: Arc<dyn Directory>,
+        users: Arc<dyn Users>,
         heartbeat: Duration,
         dead_after: Duration,
     ) -> Bridge {
         let events = cluster.take_events();
         let nodes_channel = cluster.nodes_channel();
+        let users_channel = cluster.users_channel();
         Bridge {
             cluster,
             rooms,
+            users,
             heartbeat,
             events,
             nodes_channel,
+            users_channel,
             renewing: false,
             dead_after,
             last_echo: Instant::now(),
@@ -187,6 +193,15 @@ impl StreamHandler<BusEvent> for Bridge {
             BusEvent::Message { channel, payload } => {
                 if channel == self.nodes_channel {
                     self.on_node_notice(&payload);
+                } else if channel == self.users_channel {
+                    match envelope::decode_read(&payload) {
+                        Ok(n) if n.origin == *self.cluster.node() => {}
+                        Ok(n) => {
+                            self.cluster.count_received();
+                            self.users.read_moved(n);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "ignoring read notice"),
+                    }
                 } else {
                     self.on_room_envelope(&channel, &payload);
                 }

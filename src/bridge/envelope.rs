@@ -3,6 +3,8 @@
 //! - Room channel `<prefix>:room:<id>`: a [`RoomEnvelope`] (version, origin node, room, seq, event).
 //!   `seq` is the highest seq the event is about (a batch's last message, or a room head).
 //! - Node channel `<prefix>:nodes`: a [`NodeNotice`] (heartbeat or goodbye) from every node.
+//! - Users channel `<prefix>:users`: a [`ReadNotice`] whenever a user's read cursor moves, so
+//!   every node can tell that user's sessions (and, with read receipts, the room's members).
 //! - Presence hash `<prefix>:presence:<room>`: one field per (node, user) present on that node, so a
 //!   node that starts serving a room can read who is there without asking every node.
 //! - Alive key `<prefix>:node:<id>`: refreshed every heartbeat, expiring after `dead_after_ms`, so
@@ -72,6 +74,30 @@ pub enum NodeEvent {
     Bye,
 }
 
+/// A user's read cursor moved in a room (PROTOCOL §7 `read`): `unread` counts the entries up to
+/// `last_seq`, the room's head when it was computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadNotice {
+    pub v: u32,
+    pub origin: NodeId,
+    pub room: RoomId,
+    pub user: UserId,
+    pub seq: Seq,
+    pub unread: i64,
+    pub last_seq: Seq,
+}
+
+impl ReadNotice {
+    pub fn encode(&self) -> bytes::Bytes {
+        bytes::Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+pub fn decode_read(payload: &[u8]) -> Result<ReadNotice, DecodeError> {
+    check_version(payload)?;
+    Ok(serde_json::from_slice(payload)?)
+}
+
 /// Names of channels and keys under one prefix.
 #[derive(Debug, Clone)]
 pub struct Names {
@@ -99,6 +125,10 @@ impl Names {
 
     pub fn nodes_channel(&self) -> String {
         format!("{}:nodes", self.prefix)
+    }
+
+    pub fn users_channel(&self) -> String {
+        format!("{}:users", self.prefix)
     }
 
     /// Exists while the node is alive: set with a `dead_after_ms` expiry every heartbeat.
@@ -174,16 +204,16 @@ mod tests {
     use crate::domain::now_ts;
 
     fn message(seq: Seq) -> Arc<Message> {
-        Arc::new(Message {
-            room: RoomId::parse("r1").unwrap(),
+        let mut m = Message::new(
+            RoomId::parse("r1").unwrap(),
             seq,
-            id: format!("id{seq}"),
-            user: "u\"1".into(),
-            name: Some("Ü".into()),
-            body: "hi \n there".into(),
-            ts: now_ts(),
-            client_msg_id: None,
-        })
+            format!("id{seq}"),
+            "u\"1".into(),
+            "hi \n there".into(),
+        );
+        m.name = Some("Ü".into());
+        m.ts = now_ts();
+        Arc::new(m)
     }
 
     #[test]
@@ -227,6 +257,16 @@ mod tests {
             event: NodeEvent::Bye,
         };
         assert_eq!(decode_node(&notice.encode()).unwrap(), notice);
+        let read = ReadNotice {
+            v: VERSION,
+            origin: "n".into(),
+            room: RoomId::parse("r").unwrap(),
+            user: "u".into(),
+            seq: Seq::new(4),
+            unread: 2,
+            last_seq: Seq::new(7),
+        };
+        assert_eq!(decode_read(&read.encode()).unwrap(), read);
     }
 
     #[test]

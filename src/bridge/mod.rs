@@ -40,7 +40,7 @@ pub use redis::RedisBus;
 use crate::domain::PresenceUser;
 use crate::ids::{NodeId, RoomId, Seq, UserId};
 use crate::metrics::Metrics;
-use envelope::{Names, NodeEvent, NodeNotice, RoomEnvelope, RoomEvent, VERSION};
+use envelope::{Names, NodeEvent, NodeNotice, ReadNotice, RoomEnvelope, RoomEvent, VERSION};
 use liveness::Liveness;
 
 /// Changes to the shared presence hash, applied in order by one task, each followed by its
@@ -85,6 +85,14 @@ pub trait Directory: Send + Sync + 'static {
     fn tell(&self, room: &RoomId, msg: FromCluster);
     /// Hands a fresh `msg()` to every running room.
     fn tell_all(&self, msg: &dyn Fn() -> FromCluster);
+}
+
+/// The node's sessions, as the bridge sees them (the session layer implements it): where another
+/// node's [`ReadNotice`] goes.
+pub trait Users: Send + Sync + 'static {
+    /// A user's read cursor moved on another node: tell that user's sessions here (and the room's
+    /// members, with read receipts on).
+    fn read_moved(&self, notice: ReadNotice);
 }
 
 /// The bridge as rooms see it. Cheap to clone.
@@ -156,6 +164,27 @@ impl Cluster {
 
     fn nodes_channel(&self) -> String {
         self.inner.names.nodes_channel()
+    }
+
+    fn users_channel(&self) -> String {
+        self.inner.names.users_channel()
+    }
+
+    /// Tells every other node that `user`'s read cursor in `room` moved (at most once, like every
+    /// publish; a node that misses it refreshes its members' cursors on its next Resync).
+    pub fn publish_read(&self, room: &RoomId, user: &UserId, seq: Seq, unread: i64, last_seq: Seq) {
+        let notice = ReadNotice {
+            v: VERSION,
+            origin: self.inner.node.clone(),
+            room: room.clone(),
+            user: user.clone(),
+            seq,
+            unread,
+            last_seq,
+        };
+        self.inner
+            .bus
+            .publish(self.inner.names.users_channel(), notice.encode());
     }
 
     fn room_of(&self, channel: &str) -> Option<RoomId> {
@@ -288,6 +317,7 @@ impl Cluster {
         let wanted = self.inner.wanted.lock().await;
         let mut channels: Vec<String> = wanted.keys().cloned().collect();
         channels.push(self.inner.names.nodes_channel());
+        channels.push(self.inner.names.users_channel());
         let ok = self.inner.bus.subscribe(channels).await.is_ok();
         self.inner.subscribed.store(ok, Ordering::SeqCst);
         ok

@@ -14,6 +14,7 @@ use bytestring::ByteString;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use crate::domain::Kind;
 use crate::ids::{RoomId, Seq, SessionId};
 use crate::protocol::PresenceUser;
 use crate::room::{Delivery, Join, Leave, Outbox, Registry, Room, ToSession};
@@ -24,9 +25,10 @@ pub enum Event {
         last_seq: Seq,
         epoch: String,
     },
-    /// A `message` frame, as serialised for WebSocket.
+    /// A log entry frame (message, edit, delete, react), as serialised for WebSocket.
     Message {
         seq: Seq,
+        kind: Kind,
         frame: ByteString,
     },
     /// The room's history was reset (PROTOCOL §6): the `reset` frame, as serialised.
@@ -85,8 +87,8 @@ impl Listener {
     /// A broadcast frame: only messages matter, and their seq travels with the frame.
     fn forward_live(&mut self, d: &Delivery, ctx: &mut Context<Self>) {
         if let Some(seq) = d.seq {
-            let frame = d.frame.clone();
-            self.emit(Event::Message { seq, frame }, ctx);
+            let (frame, kind) = (d.frame.clone(), d.kind);
+            self.emit(Event::Message { seq, kind, frame }, ctx);
         } else if d.frame.starts_with(RESET_PREFIX) {
             // `type` is always the first key (protocol/server.rs), so this is the reset frame.
             let frame = d.frame.clone();
@@ -188,15 +190,17 @@ fn classify(frame: ByteString) -> Option<Event> {
     }
     let head: Head = serde_json::from_str(&frame).ok()?;
     match head.kind {
-        "message" => Some(Event::Message {
-            seq: head.seq?,
-            frame: frame.clone(),
-        }),
         "joined" => Some(Event::Joined {
             recovered: head.recovered.unwrap_or(false),
             last_seq: head.last_seq.unwrap_or_default(),
             epoch: head.epoch.map(Cow::into_owned).unwrap_or_default(),
         }),
-        _ => None,
+        entry => Kind::parse(entry).and_then(|kind| {
+            Some(Event::Message {
+                seq: head.seq?,
+                kind,
+                frame: frame.clone(),
+            })
+        }),
     }
 }

@@ -22,6 +22,7 @@ pub mod demo;
 pub mod health;
 pub mod listener;
 pub mod rest;
+pub mod room_log;
 mod state;
 pub mod stream;
 pub mod ws;
@@ -97,6 +98,24 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route("/rooms/{room}/messages", web::post().to(rest::post_message))
                     .route("/rooms/{room}/messages", web::get().to(rest::history))
                     .route("/rooms/{room}/presence", web::get().to(rest::presence))
+                    .route(
+                        "/rooms/{room}/messages/{seq}",
+                        web::patch().to(room_log::edit),
+                    )
+                    .route(
+                        "/rooms/{room}/messages/{seq}",
+                        web::delete().to(room_log::delete),
+                    )
+                    .route(
+                        "/rooms/{room}/messages/{seq}/reactions/{key}",
+                        web::put().to(room_log::react),
+                    )
+                    .route(
+                        "/rooms/{room}/messages/{seq}/reactions/{key}",
+                        web::delete().to(room_log::react),
+                    )
+                    .route("/rooms/{room}/read", web::put().to(room_log::read))
+                    .route("/me/rooms", web::get().to(room_log::my_rooms))
                     .route("/rooms/{room}/events", web::get().to(stream::events))
                     .route("/rooms/{room}/poll", web::get().to(stream::poll))
                     .default_service(web::to(not_found)),
@@ -122,7 +141,7 @@ async fn not_found() -> HttpResponse {
 
 fn cors(origins: &[String]) -> Cors {
     let base = Cors::default()
-        .allowed_methods(["GET", "POST"])
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
         .allowed_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

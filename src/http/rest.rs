@@ -15,7 +15,7 @@ use crate::ids::{RoomId, Seq};
 use crate::protocol::ErrorCode;
 use crate::protocol::client::{history_limit, validate_body, validate_client_msg_id};
 use crate::room::GetPresence;
-use crate::store::NewMessage;
+use crate::store::{Change, NewMessage};
 
 /// Parses the room and checks the caller's token and rights, in the order a client can act on:
 /// 400 (bad room) → 401 (token) → 403 (rights).
@@ -41,7 +41,10 @@ pub(super) fn authorize(
 }
 
 /// Reads the request body, refusing it with 413 as soon as it passes `limit` bytes.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+pub(super) async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
@@ -64,6 +67,31 @@ pub async fn post_message(
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, ApiError> {
     let (room, identity) = authorize(&req, &shared, &path)?;
+    rate_limit(&shared, &identity)?;
+    let max_body = shared.settings.limits.max_body_bytes;
+    let obj = json_object(payload, max_body).await?;
+    let body = body_of(&obj, max_body)?;
+    let client_msg_id = client_msg_id_of(&req, &obj)?;
+    let message = NewMessage {
+        user: identity.user,
+        name: identity.name,
+        client_msg_id,
+        change: Change::Message { body },
+        moderator: identity.moderator,
+    };
+    let appended = shared.rooms.post(&room, message).await?;
+    let status = if appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(&*appended.message))
+}
+
+/// The per-user REST token bucket (`limits.msgs_per_sec`, `limits.burst`): 429 with Retry-After.
+pub(super) fn rate_limit(shared: &Shared, identity: &Identity) -> Result<(), ApiError> {
     if let Err(not_until) = shared.rest_limiter.check_key(&identity.user) {
         shared.metrics.rate_limited.inc();
         let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -71,7 +99,14 @@ pub async fn post_message(
         e.retry_after_s = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
         return Err(e);
     }
-    let max_body = shared.settings.limits.max_body_bytes;
+    Ok(())
+}
+
+/// A JSON object request body of at most what a `max_body` message needs.
+pub(super) async fn json_object(
+    payload: web::Payload,
+    max_body: usize,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
     // JSON escapes can make a legal body up to 6x longer on the wire (\uXXXX).
     let raw = read_body(payload, max_body * 6 + 1024).await?;
     let value: Value = serde_json::from_slice(&raw)
@@ -82,6 +117,14 @@ pub async fn post_message(
             "the body must be a JSON object",
         ));
     };
+    Ok(obj)
+}
+
+/// The `body` field, checked like a WebSocket `send`'s.
+pub(super) fn body_of(
+    obj: &serde_json::Map<String, Value>,
+    max_body: usize,
+) -> Result<String, ApiError> {
     let body = match obj.get("body") {
         Some(Value::String(s)) => s.clone(),
         None | Some(Value::Null) => {
@@ -95,6 +138,14 @@ pub async fn post_message(
         }
     };
     validate_body(&body, max_body).map_err(|(c, m)| ApiError::new(c, m))?;
+    Ok(body)
+}
+
+/// `client_msg_id` from the body, else the `Idempotency-Key` header.
+pub(super) fn client_msg_id_of(
+    req: &HttpRequest,
+    obj: &serde_json::Map<String, Value>,
+) -> Result<Option<String>, ApiError> {
     let client_msg_id = match obj.get("client_msg_id") {
         Some(Value::String(s)) => Some(s.clone()),
         None | Some(Value::Null) => req
@@ -112,21 +163,7 @@ pub async fn post_message(
     if let Some(id) = &client_msg_id {
         validate_client_msg_id(id).map_err(|(c, m)| ApiError::new(c, m))?;
     }
-    let message = NewMessage {
-        user: identity.user,
-        name: identity.name,
-        body,
-        client_msg_id,
-    };
-    let appended = shared.rooms.post(&room, message).await?;
-    let status = if appended.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(HttpResponse::build(status)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(&*appended.message))
+    Ok(client_msg_id)
 }
 
 #[derive(Deserialize)]

@@ -4,7 +4,8 @@
 //! uses it only as a wake-up and reads the messages from the store (no busy polling).
 //!
 //! SSE events: `event: joined` (data: room, epoch, last_seq, recovered — `recovered:false` after a
-//! cursor means "reload via history"), `id: <seq>` + `event: message` (data: the message frame),
+//! cursor means "reload via history"), `id: <seq>` + `event: <entry type>` (`message`, `edit`,
+//! `delete`, `react`; data: the entry's frame),
 //! `event: reset` (data: the `reset` frame: the history was reset, reload), and `: heartbeat`
 //! comments every `http.sse_heartbeat_ms`.
 //!
@@ -110,8 +111,9 @@ pub async fn events(
             () = ConnSocket::gone(conn.as_ref()) => return None,
         };
         let text = match event {
-            Event::Message { seq, frame } => {
-                format!("id: {seq}\nevent: message\ndata: {frame}\n\n")
+            Event::Message { seq, kind, frame } => {
+                let kind = kind.as_str();
+                format!("id: {seq}\nevent: {kind}\ndata: {frame}\n\n")
             }
             Event::Joined {
                 recovered,

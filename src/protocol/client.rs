@@ -7,12 +7,14 @@
 use serde_json::{Map, Value};
 
 use super::codes::ErrorCode;
+use crate::domain::{Change, ReactOp};
 use crate::ids::{RoomId, Seq, storable};
 
 pub const MAX_REF_CHARS: usize = 64;
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 128;
 pub const DEFAULT_HISTORY_LIMIT: usize = 50;
 pub const MAX_HISTORY_LIMIT: usize = 200;
+pub const MAX_REACTION_KEY_CHARS: usize = 32;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame {
@@ -38,6 +40,17 @@ pub enum ClientFrame {
         room: RoomId,
     },
     Ping,
+    /// A log entry other than a message (PROTOCOL §7): edit, delete, react.
+    Entry {
+        room: RoomId,
+        change: Change,
+        client_msg_id: Option<String>,
+    },
+    /// Move this user's read cursor.
+    Read {
+        room: RoomId,
+        seq: Seq,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,32 +115,57 @@ fn decode_frame(obj: &Map<String, Value>, max_body: usize) -> Result<ClientFrame
             epoch: opt_string(obj, "epoch")?,
         },
         "leave" => ClientFrame::Leave { room: room(obj)? },
-        "send" => {
-            let room = room(obj)?;
-            let body = match obj.get("body") {
-                Some(Value::String(s)) => s.clone(),
-                None | Some(Value::Null) => {
-                    return Err(err(ErrorCode::BadRequest, "missing field `body`"));
-                }
-                Some(_) => return Err(err(ErrorCode::InvalidBody, "`body` must be a string")),
-            };
-            validate_body(&body, max_body).map_err(|(c, m)| err(c, m))?;
-            let client_msg_id = opt_string(obj, "client_msg_id")?;
-            if let Some(id) = &client_msg_id {
-                validate_client_msg_id(id).map_err(|(c, m)| err(c, m))?;
-            }
-            ClientFrame::Send {
-                room,
-                body,
-                client_msg_id,
-            }
-        }
+        "send" => ClientFrame::Send {
+            room: room(obj)?,
+            body: body(obj, max_body)?,
+            client_msg_id: client_msg_id(obj)?,
+        },
         "history" => ClientFrame::History {
             room: room(obj)?,
             before: opt_seq(obj, "before")?,
             limit: history_limit(opt_count(obj, "limit")?),
         },
         "typing" => ClientFrame::Typing { room: room(obj)? },
+        "edit" | "delete" | "react" => {
+            let room = room(obj)?;
+            let target = required_seq(obj, "target")?;
+            let change = match kind {
+                "edit" => {
+                    let body = body(obj, max_body)?;
+                    Change::Edit { target, body }
+                }
+                "delete" => Change::Delete { target },
+                _ => {
+                    let key = match obj.get("key") {
+                        Some(Value::String(k)) => k.clone(),
+                        None | Some(Value::Null) => {
+                            return Err(err(ErrorCode::BadRequest, "missing field `key`"));
+                        }
+                        Some(_) => {
+                            return Err(err(ErrorCode::BadRequest, "`key` must be a string"));
+                        }
+                    };
+                    validate_reaction_key(&key).map_err(|(c, m)| err(c, m))?;
+                    let op = match obj.get("op") {
+                        Some(Value::String(op)) => ReactOp::parse(op),
+                        _ => None,
+                    }
+                    .ok_or_else(|| {
+                        err(ErrorCode::BadRequest, "`op` must be \"add\" or \"remove\"")
+                    })?;
+                    Change::React { target, key, op }
+                }
+            };
+            ClientFrame::Entry {
+                room,
+                change,
+                client_msg_id: client_msg_id(obj)?,
+            }
+        }
+        "read" => ClientFrame::Read {
+            room: room(obj)?,
+            seq: required_seq(obj, "seq")?,
+        },
         "ping" => ClientFrame::Ping,
         other => {
             let shown: String = other.chars().take(32).collect();
@@ -137,6 +175,45 @@ fn decode_frame(obj: &Map<String, Value>, max_body: usize) -> Result<ClientFrame
             ));
         }
     })
+}
+
+fn body(obj: &Map<String, Value>, max_body: usize) -> Result<String, FrameError> {
+    let body = match obj.get("body") {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => {
+            return Err(err(ErrorCode::BadRequest, "missing field `body`"));
+        }
+        Some(_) => return Err(err(ErrorCode::InvalidBody, "`body` must be a string")),
+    };
+    validate_body(&body, max_body).map_err(|(c, m)| err(c, m))?;
+    Ok(body)
+}
+
+fn client_msg_id(obj: &Map<String, Value>) -> Result<Option<String>, FrameError> {
+    let client_msg_id = opt_string(obj, "client_msg_id")?;
+    if let Some(id) = &client_msg_id {
+        validate_client_msg_id(id).map_err(|(c, m)| err(c, m))?;
+    }
+    Ok(client_msg_id)
+}
+
+fn required_seq(obj: &Map<String, Value>, key: &str) -> Result<Seq, FrameError> {
+    opt_seq(obj, key)?.ok_or_else(|| err(ErrorCode::BadRequest, format!("missing field `{key}`")))
+}
+
+/// A reaction key: an emoji or a short name, 1–32 characters, no NUL, no whitespace or controls.
+pub fn validate_reaction_key(key: &str) -> Result<(), (ErrorCode, String)> {
+    let n = key.chars().count();
+    if n == 0
+        || n > MAX_REACTION_KEY_CHARS
+        || key.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err((
+            ErrorCode::BadRequest,
+            "`key` must be 1-32 characters without spaces or control characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Body rules shared by WebSocket and REST: a non-empty string of at most `max` bytes that the
@@ -293,6 +370,60 @@ mod tests {
         );
         assert!(decode(r#"{"type":"leave","room":"a"}"#, 16).is_ok());
         assert!(decode(r#"{"type":"typing","room":"a","extra":[1]}"#, 16).is_ok());
+    }
+
+    #[test]
+    fn decodes_the_room_log_frames() {
+        let r = decode(
+            r#"{"type":"edit","room":"a","target":3,"body":"x","client_msg_id":"c"}"#,
+            16,
+        )
+        .unwrap();
+        assert_eq!(
+            r.frame,
+            ClientFrame::Entry {
+                room: RoomId::parse("a").unwrap(),
+                change: Change::Edit {
+                    target: Seq::new(3),
+                    body: "x".into()
+                },
+                client_msg_id: Some("c".into()),
+            }
+        );
+        let r = decode(
+            r#"{"type":"react","room":"a","target":1,"key":"👍","op":"remove"}"#,
+            16,
+        )
+        .unwrap();
+        assert!(matches!(
+            r.frame,
+            ClientFrame::Entry {
+                change: Change::React {
+                    op: ReactOp::Remove,
+                    ..
+                },
+                ..
+            }
+        ));
+        assert!(matches!(
+            decode(r#"{"type":"read","room":"a","seq":9}"#, 16).unwrap().frame,
+            ClientFrame::Read { seq, .. } if seq == Seq::new(9)
+        ));
+        for bad in [
+            r#"{"type":"edit","room":"a","body":"x"}"#,
+            r#"{"type":"delete","room":"a","target":-2}"#,
+            r#"{"type":"react","room":"a","target":1,"key":"","op":"add"}"#,
+            r#"{"type":"react","room":"a","target":1,"key":"a b","op":"add"}"#,
+            r#"{"type":"react","room":"a","target":1,"key":"k","op":"toggle"}"#,
+            r#"{"type":"react","room":"a","target":1,"key":"0123456789012345678901234567890123","op":"add"}"#,
+            r#"{"type":"read","room":"a"}"#,
+        ] {
+            assert_eq!(code(bad), ErrorCode::BadRequest, "{bad}");
+        }
+        assert_eq!(
+            code(r#"{"type":"edit","room":"a","target":1,"body":""}"#),
+            ErrorCode::InvalidBody
+        );
     }
 
     #[test]

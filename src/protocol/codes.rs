@@ -16,8 +16,10 @@ pub enum ErrorCode {
     Internal,
     /// REST only: missing or invalid token.
     Unauthorized,
-    /// REST only: unknown route.
+    /// No such message (an edit/delete/react target, §7), or (REST) an unknown route.
     NotFound,
+    /// The target message is deleted (§7).
+    Gone,
 }
 
 impl ErrorCode {
@@ -34,6 +36,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::Gone => "gone",
         }
     }
 
@@ -51,6 +54,7 @@ impl ErrorCode {
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Gone => StatusCode::GONE,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The wire vocabulary of PROTOCOL.md §3–4: client frames in, server frames out, error codes and
+//! The wire vocabulary of PROTOCOL.md §3–4 and §7: client frames in, server frames out, error codes and
 //! close codes. Internal error text never goes on the wire; only these codes and fixed messages do.
 
 pub mod client;
@@ -11,4 +11,4 @@ pub use codes::{CloseCode, ErrorCode};
 pub use server::ServerFrame;
 
 /// Version announced in `hello`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -1,4 +1,4 @@
-//! Server → client frames (PROTOCOL.md §3). A frame is serialised once into a shared [`ByteString`]
+//! Server → client frames (PROTOCOL.md §3, §7). A frame is serialised once into a shared [`ByteString`]
 //! and the same bytes go to every recipient: `type` is always the first key.
 
 use bytestring::ByteString;
@@ -24,8 +24,27 @@ pub enum ServerFrame<'a> {
         epoch: &'a str,
         last_seq: Seq,
         recovered: bool,
+        /// The joining user's read cursor and unread count at `last_seq` (§7; absent when the
+        /// store could not say).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        read_seq: Option<Seq>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unread: Option<i64>,
     },
-    Message(&'a Message),
+    /// A log entry (message, edit, delete, react): the entry's own JSON, `type` first.
+    #[serde(skip)]
+    Entry(&'a Message),
+    /// A user's read cursor moved (§7).
+    Read {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        r#ref: Option<&'a str>,
+        room: &'a RoomId,
+        user: &'a str,
+        seq: Seq,
+        unread: i64,
+        /// The head `unread` runs to: entries after it adjust the count.
+        last_seq: Seq,
+    },
     Ack {
         #[serde(skip_serializing_if = "Option::is_none")]
         r#ref: Option<&'a str>,
@@ -85,7 +104,11 @@ pub enum ServerFrame<'a> {
 impl ServerFrame<'_> {
     /// Serialises the frame once; clone the result to share it (a reference-count bump, no copy).
     pub fn encode(&self) -> ByteString {
-        match serde_json::to_string(self) {
+        let json = match self {
+            ServerFrame::Entry(m) => serde_json::to_string(m),
+            other => serde_json::to_string(other),
+        };
+        match json {
             Ok(s) => ByteString::from(s),
             // Serialising these plain structs cannot fail; keep actor code free of panics anyway.
             Err(_) => ByteString::from_static(
@@ -108,6 +131,8 @@ mod tests {
             epoch: "e",
             last_seq: Seq::new(4),
             recovered: true,
+            read_seq: None,
+            unread: None,
         }
         .encode();
         assert_eq!(

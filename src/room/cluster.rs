@@ -12,12 +12,12 @@ use std::time::Instant;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
-use super::Room;
 use super::presence::Change;
+use super::{Room, ToSession};
 use crate::bridge::envelope::{RoomEnvelope, RoomEvent};
 use crate::bridge::{Cluster, Directory, FromCluster};
 use crate::domain::{Message, PresenceUser};
-use crate::ids::{NodeId, Seq};
+use crate::ids::{NodeId, Seq, UserId};
 use crate::protocol::ServerFrame;
 use crate::store::{RoomHead, StoreError};
 
@@ -158,6 +158,49 @@ impl Room {
                 match head {
                     Ok(h) => act.observe_head(h, floor, ctx),
                     other => act.set_head(other),
+                }
+                act.refresh_reads(ctx);
+            }),
+        );
+    }
+
+    /// After a bus outage, `read` notices from other nodes may have been lost: re-read the cursor
+    /// of every member's user (as of what this room delivered) and send each its `read` frame.
+    fn refresh_reads(&mut self, ctx: &mut Context<Self>) {
+        let Some(upto) = self.seq.delivered() else {
+            return;
+        };
+        let mut users: Vec<UserId> = self.members.values().map(|m| m.user.clone()).collect();
+        users.sort();
+        users.dedup();
+        let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
+        ctx.spawn(
+            async move {
+                let mut states = Vec::with_capacity(users.len());
+                for user in users {
+                    // A cursor still at 0 never moved, so no notice about it was lost.
+                    match store.read_state(&room, &user, upto).await {
+                        Ok(state) if state.read_seq > Seq::ZERO => states.push((user, state)),
+                        _ => {}
+                    }
+                }
+                states
+            }
+            .into_actor(self)
+            .map(|states, act, _| {
+                for (user, state) in states {
+                    let frame = ServerFrame::Read {
+                        r#ref: None,
+                        room: &act.id,
+                        user: &user,
+                        seq: state.read_seq,
+                        unread: state.unread,
+                        last_seq: state.last_seq,
+                    }
+                    .encode();
+                    for m in act.members.values().filter(|m| m.user == user) {
+                        m.outbox.reply(ToSession::Reply(frame.clone()));
+                    }
                 }
             }),
         );

@@ -86,6 +86,7 @@ impl Room {
         let first_new = outcome
             .appended
             .iter()
+            .flatten()
             .filter(|a| !a.duplicate)
             .map(|a| a.message.seq)
             .min();
@@ -139,11 +140,17 @@ impl Room {
         let now = Instant::now();
         let mut new = Vec::with_capacity(outcome.appended.len());
         for (appended, reply) in outcome.appended.into_iter().zip(replies) {
-            if !appended.duplicate {
-                self.registry.deps.metrics.messages_posted.inc();
-                new.push(appended.message.clone());
+            match appended {
+                Ok(appended) => {
+                    if !appended.duplicate {
+                        let kind = appended.message.kind.as_str();
+                        self.registry.deps.metrics.posted(kind);
+                        new.push(appended.message.clone());
+                    }
+                    self.answer(reply, Ok(appended));
+                }
+                Err(refusal) => self.answer(reply, Err(StoreError::Refused(refusal))),
             }
-            self.answer(reply, Ok(appended));
         }
         self.seq.committed(&outcome.epoch, &new, now);
         // Local members first (below), the other nodes through the bridge: never wait for Redis.
@@ -269,9 +276,10 @@ impl Room {
             .ready()
             .into_iter()
             .map(|(message, committed)| Delivery {
-                frame: ServerFrame::Message(&message).encode(),
+                frame: ServerFrame::Entry(&message).encode(),
                 committed: Some(committed),
                 seq: Some(message.seq),
+                kind: message.kind,
             })
             .collect();
         match ready.len() {

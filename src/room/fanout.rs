@@ -55,6 +55,7 @@ impl Room {
             frame,
             committed: None,
             seq: None,
+            kind: crate::domain::Kind::Message,
         });
         self.broadcast(one, skip, skip_user);
     }

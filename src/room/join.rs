@@ -1,6 +1,7 @@
 //! Joining: a plain join goes live at the head; a join with `since` gets its backfill read from the
 //! store while live frames wait in the member's backlog, then one reply carries joined, presence,
-//! backfill and backlog, so the seam between backfill and live has no gap and no duplicate.
+//! backfill and backlog, so the seam between backfill and live has no gap and no duplicate. The
+//! joining user's read cursor and unread count (§7) are read the same way, as of the join point.
 //!
 //! `since` is judged against the room's *committed* head, never only against what this node
 //! happened to deliver: a node that is behind (its bus was down, or is slow) first catches up
@@ -14,8 +15,31 @@ use bytestring::ByteString;
 use super::sequencer::JoinPlan;
 use super::{DropReason, Join, Member, Room, SessionId, ToSession};
 use crate::domain::Message;
+use crate::ids::{RoomId, Seq};
 use crate::protocol::{ErrorCode, ServerFrame};
-use crate::store::StoreError;
+use crate::store::{ReadState, StoreError};
+
+/// Where a join goes live: what its `joined` frame says.
+struct JoinPoint {
+    epoch: String,
+    last_seq: Seq,
+    recovered: bool,
+}
+
+impl JoinPoint {
+    fn frame(&self, r#ref: Option<&str>, room: &RoomId, read: Option<ReadState>) -> ByteString {
+        ServerFrame::Joined {
+            r#ref,
+            room,
+            epoch: &self.epoch,
+            last_seq: self.last_seq,
+            recovered: self.recovered,
+            read_seq: read.map(|r| r.read_seq),
+            unread: read.map(|r| r.unread),
+        }
+        .encode()
+    }
+}
 
 /// Most messages a join reads to bring a lagging node up to the committed head at once.
 const CATCH_UP_MAX: i64 = 1000;
@@ -61,26 +85,28 @@ impl Room {
             .presence
             .join(msg.session.clone(), msg.user.clone(), msg.hidden);
         self.apply_presence(change);
-        let catching_up = backfill.is_some();
+        // A visible member learns its read cursor and unread count as of the join point, so the
+        // entries it receives after `joined` adjust the count exactly (§7): read from the store
+        // while live frames wait in the member's backlog, as for a backfill.
+        let read_for = (!msg.hidden).then(|| msg.user.user.clone());
+        let waiting = backfill.is_some() || read_for.is_some();
         self.members.insert(
             msg.session.clone(),
             Member {
                 outbox: msg.outbox.clone(),
                 user: msg.user.user.clone(),
-                backlog: catching_up.then(Vec::new),
+                backlog: waiting.then(Vec::new),
             },
         );
         self.check_idle(ctx);
 
-        let joined = ServerFrame::Joined {
-            r#ref: msg.r#ref.as_deref(),
-            room: &self.id,
-            epoch: &epoch,
+        let point = JoinPoint {
+            epoch,
             last_seq: delivered,
             recovered,
-        }
-        .encode();
-        let Some((since, delivered)) = backfill else {
+        };
+        if !waiting {
+            let joined = point.frame(msg.r#ref.as_deref(), &self.id, None);
             let presence = ServerFrame::Presence {
                 room: &self.id,
                 users: &self.presence.users(),
@@ -88,12 +114,26 @@ impl Room {
             .encode();
             self.send_frames(&msg.session, vec![joined, presence], 0);
             return;
-        };
+        }
         let (store, room) = (self.registry.deps.store.clone(), self.id.clone());
         ctx.spawn(
-            async move { store.range(&room, since, delivered).await }
-                .into_actor(self)
-                .map(move |res, act, ctx| act.finish_join(msg, joined, res, ctx)),
+            async move {
+                let read = match read_for {
+                    // Unknown (the store is down) is left out of `joined`, never guessed.
+                    Some(user) => store.read_state(&room, &user, delivered).await.ok(),
+                    None => None,
+                };
+                let backfill = match backfill {
+                    Some((since, upto)) => store.range(&room, since, upto).await,
+                    None => Ok(Vec::new()),
+                };
+                (read, backfill)
+            }
+            .into_actor(self)
+            .map(move |(read, res), act, ctx| {
+                let joined = point.frame(msg.r#ref.as_deref(), &act.id, read);
+                act.finish_join(msg, joined, res, ctx)
+            }),
         );
     }
 
@@ -154,7 +194,7 @@ impl Room {
                     }
                     .encode(),
                 );
-                frames.extend(messages.iter().map(|m| ServerFrame::Message(m).encode()));
+                frames.extend(messages.iter().map(|m| ServerFrame::Entry(m).encode()));
                 let live = backlog.iter().filter(|d| d.committed.is_some()).count();
                 frames.extend(backlog.into_iter().map(|d| d.frame));
                 let n = messages.len() as u64;

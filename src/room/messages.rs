@@ -8,6 +8,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use tokio::sync::oneshot;
 
+use crate::domain::Kind;
 use crate::ids::{RoomId, Seq, SessionId, UserId};
 use crate::protocol::PresenceUser;
 use crate::store::{Appended, NewMessage, StoreError};
@@ -20,6 +21,8 @@ pub struct Delivery {
     pub frame: ByteString,
     pub committed: Option<Instant>,
     pub seq: Option<Seq>,
+    /// The entry's type when `seq` is set (the SSE `event:`).
+    pub kind: Kind,
 }
 
 /// Room → session, always through the session's [`Outbox`], in order.
@@ -171,6 +174,15 @@ pub enum PostReply {
 pub struct Typing {
     pub session: SessionId,
     pub user: UserId,
+}
+
+/// A user's read cursor moved (§7, `room.read_receipts` on): the `read` frame for the room's
+/// members other than that user's own sessions (those get it from the session layer).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReadReceipt {
+    pub user: UserId,
+    pub frame: ByteString,
 }
 
 /// Who is in the room (each user once).

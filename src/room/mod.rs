@@ -53,8 +53,8 @@ use sequencer::Sequencer;
 
 pub use crate::ids::SessionId;
 pub use messages::{
-    Delivery, DropReason, GetPresence, Join, Leave, Outbox, Post, PostReply, ToSession, Typing,
-    Undeliverable,
+    Delivery, DropReason, GetPresence, Join, Leave, Outbox, Post, PostReply, ReadReceipt,
+    ToSession, Typing, Undeliverable,
 };
 pub use registry::{Registry, RoomDeps};
 
@@ -265,6 +265,14 @@ impl Handler<Typing> for Room {
     }
 }
 
+impl Handler<ReadReceipt> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReadReceipt, _: &mut Context<Self>) {
+        self.broadcast_frame(msg.frame, None, Some(&msg.user));
+    }
+}
+
 impl Handler<GetPresence> for Room {
     type Result = MessageResult<GetPresence>;
 
@@ -316,12 +324,7 @@ mod tests {
     }
 
     fn post(text: &str) -> NewMessage {
-        NewMessage {
-            user: "ann".into(),
-            name: None,
-            body: text.into(),
-            client_msg_id: None,
-        }
+        NewMessage::message("ann".into(), text)
     }
 
     /// The next `Dropped`, or the next message frame, within a deadline.

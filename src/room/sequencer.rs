@@ -262,7 +262,6 @@ impl Sequencer {
 mod tests {
     use super::*;
     use crate::ids::RoomId;
-    use chrono::Utc;
     use proptest::prelude::*;
 
     fn q(n: i64) -> Seq {
@@ -276,16 +275,13 @@ mod tests {
 
     fn msg(n: i64) -> Arc<Message> {
         let seq = q(n);
-        Arc::new(Message {
-            room: RoomId::parse("r").expect("valid"),
+        Arc::new(Message::new(
+            RoomId::parse("r").expect("valid"),
             seq,
-            id: format!("m{seq}"),
-            user: "u".into(),
-            name: None,
-            body: String::new(),
-            ts: Utc::now(),
-            client_msg_id: None,
-        })
+            format!("m{seq}"),
+            "u".into(),
+            String::new(),
+        ))
     }
 
     fn seqs(ready: Vec<(Arc<Message>, Instant)>) -> Vec<i64> {

@@ -22,7 +22,7 @@ use crate::auth::Identity;
 use crate::config::Settings;
 use crate::edge::admission::Permit;
 use crate::edge::conn::ConnSocket;
-use crate::ids::{RoomId, SessionId};
+use crate::ids::{RoomId, SessionId, UserId};
 use crate::metrics::Metrics;
 use crate::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 use crate::room::{DropReason, Leave, Outbox, Registry, Room, ToSession};
@@ -30,6 +30,7 @@ use crate::store::Store;
 
 pub mod echo;
 pub mod frames;
+pub mod reads;
 mod requests;
 
 use frames::{Assembler, FrameStream, Inbound};
@@ -41,15 +42,24 @@ pub struct SessionDeps {
     pub rooms: Registry,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
-    /// The node's open sessions (to drain them).
+    /// The node's open sessions (to drain them, and to reach a user's).
     pub sessions: Sessions,
+    /// Where a moved read cursor is announced (this node's sessions and the other nodes).
+    pub reads: reads::ReadRelay,
 }
 
-/// The open WebSocket sessions of a node, by id: what a drain closes and `chorus_sessions` counts.
+/// The open WebSocket sessions of a node, by id and by user: what a drain closes,
+/// `chorus_sessions` counts, and a user's `read` frames reach.
 #[derive(Clone)]
 pub struct Sessions {
-    map: Arc<std::sync::Mutex<HashMap<SessionId, Addr<Session>>>>,
+    map: Arc<std::sync::Mutex<Open>>,
     metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Open {
+    by_id: HashMap<SessionId, (UserId, Addr<Session>)>,
+    by_user: HashMap<UserId, HashMap<SessionId, Addr<Session>>>,
 }
 
 impl Sessions {
@@ -60,24 +70,45 @@ impl Sessions {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Addr<Session>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         // A poisoned map is still a valid map.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn register(&self, id: SessionId, addr: Addr<Session>) {
+    fn register(&self, id: SessionId, user: UserId, addr: Addr<Session>) {
         self.metrics.sessions.inc();
-        self.lock().insert(id, addr);
+        let mut open = self.lock();
+        open.by_user
+            .entry(user.clone())
+            .or_default()
+            .insert(id.clone(), addr.clone());
+        open.by_id.insert(id, (user, addr));
     }
 
     fn unregister(&self, id: &SessionId) {
-        if self.lock().remove(id).is_some() {
+        let mut open = self.lock();
+        if let Some((user, _)) = open.by_id.remove(id) {
             self.metrics.sessions.dec();
+            if let Some(of_user) = open.by_user.get_mut(&user) {
+                of_user.remove(id);
+                if of_user.is_empty() {
+                    open.by_user.remove(&user);
+                }
+            }
         }
     }
 
+    /// The open sessions of `user` on this node.
+    pub fn of_user(&self, user: &UserId) -> Vec<(SessionId, Addr<Session>)> {
+        self.lock()
+            .by_user
+            .get(user)
+            .map(|s| s.iter().map(|(id, a)| (id.clone(), a.clone())).collect())
+            .unwrap_or_default()
+    }
+
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,7 +117,7 @@ impl Sessions {
 
     /// Every open session's address.
     pub fn all(&self) -> Vec<Addr<Session>> {
-        self.lock().values().cloned().collect()
+        self.lock().by_id.values().map(|(_, a)| a.clone()).collect()
     }
 }
 
@@ -280,7 +311,9 @@ impl Actor for Session {
         ctx.run_later(self.identity.expires_in(), |act, ctx| {
             act.close(ctx, CloseCode::TokenExpired, "token expired");
         });
-        self.deps.sessions.register(self.id.clone(), ctx.address());
+        self.deps
+            .sessions
+            .register(self.id.clone(), self.identity.user.clone(), ctx.address());
         tracing::debug!(session = %self.id, user = %self.identity.user, "session started");
     }
 

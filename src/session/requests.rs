@@ -9,7 +9,7 @@ use super::Session;
 use crate::ids::{RoomId, Seq};
 use crate::protocol::{self, ClientFrame, CloseCode, ErrorCode, PresenceUser, ServerFrame};
 use crate::room::{Join, Leave, Post, PostReply, Typing};
-use crate::store::{NewMessage, StoreError};
+use crate::store::{Change, NewMessage, StoreError};
 
 impl Session {
     /// Token bucket for `send` and `typing`. False = refused (and answered).
@@ -81,17 +81,15 @@ impl Session {
                 room,
                 body,
                 client_msg_id,
-            } => {
-                if !self.rooms.contains_key(&room) {
-                    return self.error(
-                        ctx,
-                        r#ref.as_deref(),
-                        ErrorCode::NotJoined,
-                        "join the room before sending",
-                    );
-                }
-                if self.allow(ctx, r#ref.as_deref()) {
-                    self.send(room, body, client_msg_id, r#ref, ctx);
+            } => self.post(room, Change::Message { body }, client_msg_id, r#ref, ctx),
+            ClientFrame::Entry {
+                room,
+                change,
+                client_msg_id,
+            } => self.post(room, change, client_msg_id, r#ref, ctx),
+            ClientFrame::Read { room, seq } => {
+                if self.joined_and_allowed(&room, r#ref.as_deref(), ctx) {
+                    self.read(room, seq, r#ref, ctx);
                 }
             }
             ClientFrame::History {
@@ -198,10 +196,74 @@ impl Session {
         );
     }
 
+    /// A write to `room` needs its membership and a token from the bucket; false = answered.
+    fn joined_and_allowed(
+        &mut self,
+        room: &RoomId,
+        r#ref: Option<&str>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> bool {
+        if !self.rooms.contains_key(room) {
+            self.error(ctx, r#ref, ErrorCode::NotJoined, "join the room first");
+            return false;
+        }
+        self.allow(ctx, r#ref)
+    }
+
+    /// `send`, `edit`, `delete`, `react`: a log entry for a room this session joined.
+    fn post(
+        &mut self,
+        room: RoomId,
+        change: Change,
+        client_msg_id: Option<String>,
+        r#ref: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if self.joined_and_allowed(&room, r#ref.as_deref(), ctx) {
+            self.send(room, change, client_msg_id, r#ref, ctx);
+        }
+    }
+
+    /// Moves this user's read cursor; the reply is the `read` frame, and every other session of
+    /// the user (on any node) gets it too.
+    fn read(
+        &mut self,
+        room: RoomId,
+        seq: Seq,
+        r#ref: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let (store, user) = (self.deps.store.clone(), self.identity.user.clone());
+        ctx.spawn(
+            async move { (store.mark_read(&room, &user, seq).await, room) }
+                .into_actor(self)
+                .map(move |(res, room), act, ctx| match res {
+                    Ok((state, moved)) => {
+                        ctx.text(
+                            ServerFrame::Read {
+                                r#ref: r#ref.as_deref(),
+                                room: &room,
+                                user: &act.identity.user,
+                                seq: state.read_seq,
+                                unread: state.unread,
+                                last_seq: state.last_seq,
+                            }
+                            .encode(),
+                        );
+                        if moved {
+                            let user = &act.identity.user;
+                            act.deps.reads.moved(&room, user, state, Some(&act.id));
+                        }
+                    }
+                    Err(e) => act.store_error(ctx, r#ref.as_deref(), &e),
+                }),
+        );
+    }
+
     pub(super) fn send(
         &mut self,
         room: RoomId,
-        body: String,
+        change: Change,
         client_msg_id: Option<String>,
         r#ref: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
@@ -211,8 +273,9 @@ impl Session {
         let message = NewMessage {
             user: self.identity.user.clone(),
             name: self.identity.name.clone(),
-            body,
             client_msg_id,
+            change,
+            moderator: self.identity.moderator,
         };
         let outbox = self.outbox(ctx);
         ctx.spawn(

@@ -15,6 +15,12 @@ refinery::embed_migrations!("migrations");
 const LOCK_KEY: i64 = 0x63686f727573;
 
 pub async fn run(url: &str) -> anyhow::Result<usize> {
+    run_to(url, None).await
+}
+
+/// Applies the migrations up to and including `version` (all when `None`): upgrade tests start
+/// from a database written by an earlier schema.
+pub async fn run_to(url: &str, version: Option<i32>) -> anyhow::Result<usize> {
     let (mut client, conn) = super::pg_tls::connect(url).await.map_err(|e| {
         anyhow::anyhow!(
             "connecting to database.url ({}) for migrations: {e}",
@@ -25,7 +31,11 @@ pub async fn run(url: &str) -> anyhow::Result<usize> {
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await
         .context("taking the migration lock")?;
-    let report = migrations::runner()
+    let mut runner = migrations::runner();
+    if let Some(v) = version {
+        runner = runner.set_target(refinery::Target::Version(v));
+    }
+    let report = runner
         .run_async(&mut client)
         .await
         .context("applying migrations");

@@ -7,13 +7,17 @@
 //!   starting at 1, assigned in the commit; a batch commits all or nothing.
 //! - A message whose (room, user, client_msg_id) already exists is not stored again: the original
 //!   comes back with `duplicate: true`.
+//! - Entries (PROTOCOL §7) are checked against the room's state in the same commit, including the
+//!   earlier entries of the batch: a refused one takes no seq; an edit/delete/react that already
+//!   holds comes back as a duplicate of the entry that made it hold. A delete erases the target's
+//!   body and its edits' bodies.
+//! - Reads return entries ascending by `seq`; `message` entries in their current state.
 //! - When `append` returns `Ok`, the messages are committed; on `Err` nothing may be acknowledged.
-//! - Reads return messages ascending by `seq`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::ids::{RoomId, Seq};
+use crate::ids::{RoomId, Seq, UserId};
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 
@@ -22,7 +26,9 @@ pub mod migrate;
 pub mod pg_tls;
 pub mod postgres;
 
-pub use crate::domain::{Message, NewMessage, format_ts, now_ts};
+pub use crate::domain::{
+    Change, Kind, Message, NewMessage, ReactOp, Reaction, Refusal, format_ts, now_ts,
+};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 
@@ -33,11 +39,31 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
-/// Result of one append: one entry per input, in input order.
+/// Result of one append: one outcome per input, in input order. A refused entry took no seq.
 #[derive(Debug, Clone)]
 pub struct AppendOutcome {
     pub epoch: String,
-    pub appended: Vec<Appended>,
+    pub appended: Vec<Result<Appended, Refusal>>,
+}
+
+/// A user's read cursor in a room and what is unread after it (PROTOCOL §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadState {
+    pub read_seq: Seq,
+    pub unread: i64,
+    /// The head the count runs to: later entries adjust it.
+    pub last_seq: Seq,
+}
+
+/// One of a user's rooms (`GET /api/me/rooms`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MyRoom {
+    pub room: RoomId,
+    pub last_seq: Seq,
+    pub read_seq: Seq,
+    pub unread: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<Message>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +84,9 @@ pub enum StoreError {
     Invalid(String),
     #[error("store error: {0}")]
     Internal(String),
+    /// The log refused the entry by its rules (PROTOCOL §7): a client error, nothing committed.
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
 }
 
 impl StoreError {
@@ -76,6 +105,14 @@ impl StoreError {
                 ErrorCode::Internal,
                 "internal error; retry with the same client_msg_id",
             ),
+            StoreError::Refused(Refusal::NotFound) => {
+                (ErrorCode::NotFound, "no such message in this room")
+            }
+            StoreError::Refused(Refusal::Forbidden) => (
+                ErrorCode::Forbidden,
+                "only the author (or a moderator, to delete) may do that",
+            ),
+            StoreError::Refused(Refusal::Gone) => (ErrorCode::Gone, "that message was deleted"),
         }
     }
 }
@@ -123,6 +160,28 @@ pub trait Store: Send + Sync + 'static {
         let got = self.after(room, after, want).await?;
         check_range(got, after, upto)
     }
+
+    /// Moves `user`'s read cursor in `room` to `seq` (never backwards; clamped to the head) and
+    /// returns the cursor and the unread count afterwards, and whether the cursor moved.
+    async fn mark_read(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        seq: Seq,
+    ) -> Result<(ReadState, bool), StoreError>;
+
+    /// `user`'s cursor in `room` and the unread count as of `upto` (the seq a join goes live
+    /// after): message entries in `(read_seq, upto]`, not the user's own, not deleted by an entry
+    /// at or before `upto`, so later entries the client will receive adjust it exactly.
+    async fn read_state(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        upto: Seq,
+    ) -> Result<ReadState, StoreError>;
+
+    /// `user`'s rooms (posted in, or read), most recently active first, at most `limit`.
+    async fn my_rooms(&self, user: &UserId, limit: usize) -> Result<Vec<MyRoom>, StoreError>;
 
     /// Gives the room a new epoch if its epoch is still `old` (the room's history went backwards,
     /// e.g. a restore from backup: seqs a client saw may be issued again, so `since` under the old
@@ -232,6 +291,31 @@ impl<S: Store> Store for Metered<S> {
 
     async fn reset_epoch(&self, room: &RoomId, old: &str) -> Result<RoomHead, StoreError> {
         self.timed("reset_epoch", self.inner.reset_epoch(room, old))
+            .await
+    }
+
+    async fn mark_read(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        seq: Seq,
+    ) -> Result<(ReadState, bool), StoreError> {
+        self.timed("mark_read", self.inner.mark_read(room, user, seq))
+            .await
+    }
+
+    async fn read_state(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        upto: Seq,
+    ) -> Result<ReadState, StoreError> {
+        self.timed("read_state", self.inner.read_state(room, user, upto))
+            .await
+    }
+
+    async fn my_rooms(&self, user: &UserId, limit: usize) -> Result<Vec<MyRoom>, StoreError> {
+        self.timed("my_rooms", self.inner.my_rooms(user, limit))
             .await
     }
 

@@ -17,9 +17,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AppendOutcome, Appended, Message, NewMessage, RoomHead, Store, StoreError, check_range, now_ts,
+    AppendOutcome, Appended, Kind, Message, MyRoom, NewMessage, ReactOp, Reaction, ReadState,
+    Refusal, RoomHead, Store, StoreError, check_range, now_ts,
 };
 use crate::config;
+use crate::domain::Change;
 use crate::ids::{RoomId, Seq, UserId, random_id};
 
 pub struct PostgresStore {
@@ -31,7 +33,8 @@ pub struct PostgresStore {
     schema: Arc<AtomicBool>,
 }
 
-const COLUMNS: &str = "seq, id, user_id, user_name, body, ts, client_msg_id";
+const COLUMNS: &str = "seq, id, user_id, user_name, body, ts, client_msg_id, kind, target, \
+                       react_key, react_op, edited_ts, deleted_seq";
 
 impl PostgresStore {
     /// Builds the pools (connections are opened lazily, so a node starts even while Postgres is down).
@@ -88,7 +91,11 @@ impl PostgresStore {
             .query(&stmt, &[&room.as_str(), &after, &(limit as i64)])
             .await
             .map_err(pg_error)?;
-        rows.iter().map(|r| to_message(room, r, 0)).collect()
+        let entries = rows
+            .iter()
+            .map(|r| to_message(room, r, 0))
+            .collect::<Result<_, _>>()?;
+        with_reactions(&client, room, entries).await
     }
 
     fn read_pool(&self) -> &Pool {
@@ -200,6 +207,19 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
+/// The unread count after a moved cursor (`moved.read_seq`) up to the head (`head.last_seq`).
+const UNREAD: &str = "(SELECT count(*) FROM messages m WHERE m.room = $1 AND m.kind = 'message' \
+     AND m.seq > moved.read_seq AND m.user_id <> $2 AND m.deleted_seq IS NULL)";
+
+fn to_read_state(row: &Row) -> Result<ReadState, StoreError> {
+    let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+    Ok(ReadState {
+        read_seq: row.try_get(0).map_err(get)?,
+        unread: row.try_get(1).map_err(get)?,
+        last_seq: row.try_get(2).map_err(get)?,
+    })
+}
+
 /// Reads a room head from a row of (epoch, last_seq).
 fn to_head(row: &Row) -> Result<RoomHead, StoreError> {
     let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
@@ -239,10 +259,15 @@ impl<'a> tokio_postgres::types::FromSql<'a> for Seq {
     }
 }
 
-/// Reads a message from `row`, whose message columns (in `COLUMNS` order) start at `at`.
+/// Reads an entry from `row`, whose columns (in `COLUMNS` order) start at `at`.
 fn to_message(room: &RoomId, row: &Row, at: usize) -> Result<Message, StoreError> {
     let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+    let kind: String = row.try_get(at + 7).map_err(get)?;
+    let op: Option<String> = row.try_get(at + 10).map_err(get)?;
+    let deleted_seq: Option<Seq> = row.try_get(at + 12).map_err(get)?;
     Ok(Message {
+        kind: Kind::parse(&kind)
+            .ok_or_else(|| StoreError::Internal(format!("unknown entry kind {kind:?}")))?,
         room: room.clone(),
         seq: row.try_get(at).map_err(get)?,
         id: row.try_get(at + 1).map_err(get)?,
@@ -251,7 +276,62 @@ fn to_message(room: &RoomId, row: &Row, at: usize) -> Result<Message, StoreError
         body: row.try_get(at + 4).map_err(get)?,
         ts: row.try_get(at + 5).map_err(get)?,
         client_msg_id: row.try_get(at + 6).map_err(get)?,
+        target: row.try_get(at + 8).map_err(get)?,
+        key: row.try_get(at + 9).map_err(get)?,
+        op: op.as_deref().and_then(ReactOp::parse),
+        edited_ts: row.try_get(at + 11).map_err(get)?,
+        deleted: deleted_seq.is_some(),
+        reactions: Vec::new(),
     })
+}
+
+/// Fills in the reactions of the `message` entries among `entries`: one query for the whole page
+/// (grouped by message and key, at most 20 user ids each), never one per message.
+async fn with_reactions(
+    client: &deadpool_postgres::Client,
+    room: &RoomId,
+    mut entries: Vec<Message>,
+) -> Result<Vec<Message>, StoreError> {
+    let targets: Vec<Seq> = entries
+        .iter()
+        .filter(|m| m.kind == Kind::Message && !m.deleted)
+        .map(|m| m.seq)
+        .collect();
+    if targets.is_empty() {
+        return Ok(entries);
+    }
+    let stmt = client
+        .prepare_cached(
+            "SELECT target, react_key, count(*), \
+                    (array_agg(user_id ORDER BY seq))[1:20] \
+             FROM reactions WHERE room = $1 AND target = ANY($2) \
+             GROUP BY target, react_key ORDER BY target, min(seq)",
+        )
+        .await
+        .map_err(pg_error)?;
+    let rows = client
+        .query(&stmt, &[&room.as_str(), &targets])
+        .await
+        .map_err(pg_error)?;
+    let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+    let mut by_target: std::collections::HashMap<Seq, Vec<Reaction>> = Default::default();
+    for row in &rows {
+        let users: Vec<String> = row.try_get(3).map_err(get)?;
+        by_target
+            .entry(row.try_get(0).map_err(get)?)
+            .or_default()
+            .push(Reaction {
+                key: row.try_get(1).map_err(get)?,
+                count: row.try_get(2).map_err(get)?,
+                users: users.into_iter().map(UserId::from).collect(),
+            });
+    }
+    for m in &mut entries {
+        if let Some(r) = by_target.remove(&m.seq) {
+            m.reactions = r;
+        }
+    }
+    Ok(entries)
 }
 
 #[async_trait]
@@ -290,31 +370,59 @@ impl Store for PostgresStore {
     ) -> Result<AppendOutcome, StoreError> {
         self.bounded(async {
             let client = self.writer.get().await.map_err(pool_error)?;
-            // One statement, one transaction, one round trip (migrations/V2__append_function.sql).
+            // One statement, one transaction, one round trip (migrations/V3__room_log.sql).
             let stmt = client
-                .prepare_cached(
-                    "SELECT idx, seq, id, user_id, user_name, body, ts, client_msg_id, duplicate, epoch \
-                     FROM chorus_append($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
+                .prepare_cached(&format!(
+                    "SELECT idx, outcome, {COLUMNS}, epoch FROM chorus_log_append(\
+                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                ))
                 .await
                 .map_err(pg_error)?;
             let ts: DateTime<Utc> = now_ts();
-            let ids: Vec<String> = batch.iter().map(|_| uuid::Uuid::now_v7().to_string()).collect();
+            let ids: Vec<String> = batch
+                .iter()
+                .map(|_| uuid::Uuid::now_v7().to_string())
+                .collect();
             let users: Vec<&str> = batch.iter().map(|m| m.user.as_str()).collect();
             let names: Vec<Option<&str>> = batch.iter().map(|m| m.name.as_deref()).collect();
-            let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
-            let cids: Vec<Option<&str>> = batch.iter().map(|m| m.client_msg_id.as_deref()).collect();
+            let bodies: Vec<&str> = batch.iter().map(|m| m.change.body()).collect();
+            let cids: Vec<Option<&str>> =
+                batch.iter().map(|m| m.client_msg_id.as_deref()).collect();
+            let kinds: Vec<&str> = batch.iter().map(|m| m.change.kind().as_str()).collect();
+            let targets: Vec<Option<Seq>> = batch.iter().map(|m| m.change.target()).collect();
+            let (keys, ops): (Vec<Option<&str>>, Vec<Option<&str>>) = batch
+                .iter()
+                .map(|m| match &m.change {
+                    Change::React { key, op, .. } => (Some(key.as_str()), Some(op.as_str())),
+                    _ => (None, None),
+                })
+                .unzip();
+            let mods: Vec<bool> = batch.iter().map(|m| m.moderator).collect();
             let new_epoch = random_id()[..12].to_owned();
             let rows = client
                 .query(
                     &stmt,
-                    &[&room.as_str(), &new_epoch, &ids, &users, &names, &bodies, &ts, &cids],
+                    &[
+                        &room.as_str(),
+                        &new_epoch,
+                        &ids,
+                        &users,
+                        &names,
+                        &bodies,
+                        &ts,
+                        &cids,
+                        &kinds,
+                        &targets,
+                        &keys,
+                        &ops,
+                        &mods,
+                    ],
                 )
                 .await
                 .map_err(pg_error)?;
             if rows.len() != batch.len() {
                 return Err(StoreError::Internal(format!(
-                    "append returned {} rows for {} messages",
+                    "append returned {} rows for {} entries",
                     rows.len(),
                     batch.len()
                 )));
@@ -323,10 +431,19 @@ impl Store for PostgresStore {
             let mut epoch = String::new();
             let mut appended = Vec::with_capacity(rows.len());
             for row in &rows {
-                epoch = row.try_get(9).map_err(get)?;
-                appended.push(Appended {
-                    message: Arc::new(to_message(room, row, 1)?),
-                    duplicate: row.try_get(8).map_err(get)?,
+                epoch = row.try_get(15).map_err(get)?;
+                let outcome: String = row.try_get(1).map_err(get)?;
+                appended.push(match outcome.as_str() {
+                    "ok" | "duplicate" => Ok(Appended {
+                        message: Arc::new(to_message(room, row, 2)?),
+                        duplicate: outcome == "duplicate",
+                    }),
+                    "not_found" => Err(Refusal::NotFound),
+                    "forbidden" => Err(Refusal::Forbidden),
+                    "gone" => Err(Refusal::Gone),
+                    other => {
+                        return Err(StoreError::Internal(format!("unknown outcome {other:?}")));
+                    }
                 });
             }
             Ok(AppendOutcome { epoch, appended })
@@ -355,7 +472,7 @@ impl Store for PostgresStore {
             let stmt = client
                 .prepare_cached(&format!(
                     "SELECT * FROM (SELECT {COLUMNS} FROM messages WHERE room = $1 AND seq < $2 \
-                     ORDER BY seq DESC LIMIT $3) newest ORDER BY seq"
+                     AND kind = 'message' ORDER BY seq DESC LIMIT $3) newest ORDER BY seq"
                 ))
                 .await
                 .map_err(pg_error)?;
@@ -370,7 +487,11 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(pg_error)?;
-            rows.iter().map(|r| to_message(room, r, 0)).collect()
+            let page = rows
+                .iter()
+                .map(|r| to_message(room, r, 0))
+                .collect::<Result<_, _>>()?;
+            with_reactions(&client, room, page).await
         })
         .await
     }
@@ -411,6 +532,135 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg_error)?;
             to_head(&row)
+        })
+        .await
+    }
+
+    async fn mark_read(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        seq: Seq,
+    ) -> Result<(ReadState, bool), StoreError> {
+        self.bounded(async {
+            let client = self.writer.get().await.map_err(pool_error)?;
+            // Monotonic and clamped to the head, in one statement; the count reads the writer so
+            // it includes every entry committed before the cursor moved.
+            let stmt = client
+                .prepare_cached(&format!(
+                    "WITH head AS (SELECT last_seq FROM rooms WHERE id = $1), \
+                     old AS (SELECT read_seq FROM read_cursors WHERE room = $1 AND user_id = $2), \
+                     moved AS ( \
+                       INSERT INTO read_cursors AS c (room, user_id, read_seq) \
+                       SELECT $1, $2, LEAST($3, head.last_seq) FROM head \
+                       ON CONFLICT (room, user_id) DO UPDATE \
+                         SET read_seq = GREATEST(c.read_seq, EXCLUDED.read_seq) \
+                       RETURNING c.read_seq) \
+                     SELECT moved.read_seq, {UNREAD}, head.last_seq, \
+                       moved.read_seq > coalesce((SELECT read_seq FROM old), 0) FROM moved, head"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&room.as_str(), &user.as_str(), &seq])
+                .await
+                .map_err(pg_error)?;
+            match rows.first() {
+                Some(row) => Ok((
+                    to_read_state(row)?,
+                    row.try_get(3)
+                        .map_err(|e| StoreError::Internal(e.to_string()))?,
+                )),
+                // No such room yet: nothing to read, nothing unread.
+                None => Ok((
+                    ReadState {
+                        read_seq: Seq::ZERO,
+                        unread: 0,
+                        last_seq: Seq::ZERO,
+                    },
+                    false,
+                )),
+            }
+        })
+        .await
+    }
+
+    async fn read_state(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        upto: Seq,
+    ) -> Result<ReadState, StoreError> {
+        self.bounded(async {
+            // The writer: a join must count what it goes live after, a replica may lag.
+            let client = self.writer.get().await.map_err(pool_error)?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT c.read_seq, (SELECT count(*) FROM messages m \
+                       WHERE m.room = $1 AND m.kind = 'message' AND m.seq > c.read_seq \
+                         AND m.seq <= $3 AND m.user_id <> $2 \
+                         AND (m.deleted_seq IS NULL OR m.deleted_seq > $3)), $3 \
+                     FROM (SELECT coalesce((SELECT read_seq FROM read_cursors \
+                                            WHERE room = $1 AND user_id = $2), 0) AS read_seq) c",
+                )
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_one(&stmt, &[&room.as_str(), &user.as_str(), &upto])
+                .await
+                .map_err(pg_error)?;
+            to_read_state(&row)
+        })
+        .await
+    }
+
+    async fn my_rooms(&self, user: &UserId, limit: usize) -> Result<Vec<MyRoom>, StoreError> {
+        self.bounded(async {
+            let client = self.read_pool().get().await.map_err(pool_error)?;
+            // One index-backed query: the user's cursors (read_cursors_by_user), their rooms'
+            // heads, and per room an index-only count over messages_unread and the newest
+            // message; the per-room parts run only for the rows the LIMIT keeps.
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT c.room, r.last_seq, c.read_seq, \
+                       (SELECT count(*) FROM messages m WHERE m.room = c.room \
+                          AND m.kind = 'message' AND m.seq > c.read_seq \
+                          AND m.user_id <> $1 AND m.deleted_seq IS NULL), \
+                       l.* \
+                     FROM read_cursors c JOIN rooms r ON r.id = c.room \
+                     LEFT JOIN LATERAL (SELECT {COLUMNS} FROM messages m \
+                        WHERE m.room = c.room AND m.kind = 'message' \
+                        ORDER BY m.seq DESC LIMIT 1) l ON true \
+                     WHERE c.user_id = $1 \
+                     ORDER BY r.last_ts DESC NULLS LAST, c.room LIMIT $2"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let rows = client
+                .query(&stmt, &[&user.as_str(), &(limit as i64)])
+                .await
+                .map_err(pg_error)?;
+            let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+            rows.iter()
+                .map(|row| {
+                    let room = RoomId::parse(row.try_get::<_, &str>(0).map_err(get)?).ok_or_else(
+                        || StoreError::Internal("a stored room id is invalid".into()),
+                    )?;
+                    let has_last = row.try_get::<_, Option<Seq>>(4).map_err(get)?.is_some();
+                    let last_message = if has_last {
+                        Some(to_message(&room, row, 4)?)
+                    } else {
+                        None
+                    };
+                    Ok(MyRoom {
+                        last_seq: row.try_get(1).map_err(get)?,
+                        read_seq: row.try_get(2).map_err(get)?,
+                        unread: row.try_get(3).map_err(get)?,
+                        last_message,
+                        room,
+                    })
+                })
+                .collect()
         })
         .await
     }

@@ -3,7 +3,9 @@
 //  2. a body of `<img src=x onerror=alert(1)>` shows as text and runs nothing;
 //  3. the node is restarted (SIGTERM, same port, same Postgres); a message sent while it is down is
 //     retried by the client and lands once; others post while the pages reconnect; both pages
-//     recover every message: each ends with exactly seqs 1..N, in order, once.
+//     recover every message: each ends with exactly seqs 1..N, in order, once;
+//  4. a reaction, an edit and a delete reach the other page as log entries; a page marks what it
+//     shows as read (GET /api/me/rooms says unread 0).
 // Usage: node chat.mjs (env: CHORUS_BIN, CHORUS_DATABASE_URL, E2E_PORT). Exits non-zero on failure.
 import { spawn, execFileSync } from "node:child_process";
 import { chromium } from "playwright-core";
@@ -127,6 +129,23 @@ try {
   await bob.click("#send");
   await waitForSeqs(ann, 8, "ann");
   await waitForSeqs(bob, 8, "bob");
+
+  // The room log (protocol 2): a reaction by button, an edit and a delete by Ann reach Bob's page
+  // (SSE) as entries folded into their messages; Ann's page marks what it shows as read.
+  await ann.click("#log .msg[data-seq='8'] .acts button"); // 👍 on Bob's "me too"
+  await ann.evaluate(() => window.chorus.edit("lobby", 7, "back again"));
+  await ann.click("#log .msg[data-seq='1'] .acts button:text('delete')");
+  const shows = (seq, sel, text) => within(bob.waitForFunction(([seq, sel, text]) =>
+    document.querySelector(`#log .msg[data-seq='${seq}'] ${sel}`)?.textContent === text, [seq, sel, text], { timeout: 0 }),
+    20000, `bob sees ${sel} of ${seq} as ${text}`);
+  await shows(8, ".reacts button", "👍 1");
+  await shows(7, ".body", "back again");
+  await shows(7, ".edited", "(edited)");
+  await shows(1, ".body", "message deleted");
+  await within(ann.waitForFunction(async () => {
+    const rooms = await window.chorus.myRooms();
+    return rooms[0]?.room === "lobby" && rooms[0].unread === 0 && rooms[0].read_seq === rooms[0].last_seq;
+  }, null, { timeout: 0, polling: 200 }), 20000, "ann's page marks the room read");
   if (problems.length) throw new Error(problems.join("\n"));
   ok = true;
   console.log("e2e: 1 passed, 0 failed");

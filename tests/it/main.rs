@@ -15,6 +15,7 @@ mod echo;
 mod faults;
 mod processes;
 mod rest;
+mod room_log;
 mod rooms;
 mod slow_consumer;
 mod store_conformance;

@@ -268,7 +268,8 @@ async fn health_readiness_and_metrics_are_served() {
     for name in [
         "chorus_sessions 1",
         "chorus_rooms_active 1",
-        "chorus_messages_posted_total 1",
+        "chorus_messages_posted_total{type=\"message\"} 1",
+        "chorus_messages_posted_total{type=\"edit\"} 0",
         "chorus_messages_delivered_total 1",
         "chorus_message_delivery_seconds_count 1",
         "chorus_store_seconds_count{op=\"append\"} 1",

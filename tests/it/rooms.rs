@@ -52,7 +52,10 @@ async fn concurrent_posts_to_one_room_share_commits() {
         }
     }
     let appends = node.metric("chorus_store_seconds_count{op=\"append\"}");
-    assert_eq!(node.metric("chorus_messages_posted_total"), 300.0);
+    assert_eq!(
+        node.metric("chorus_messages_posted_total{type=\"message\"}"),
+        300.0
+    );
     assert!(
         appends < 300.0 / 2.0,
         "300 pipelined posts took {appends} commits: no group commit"

@@ -5,16 +5,23 @@ use std::sync::Arc;
 
 use chorus::config;
 use chorus::ids::{RoomId, Seq};
-use chorus::store::{MemoryStore, NewMessage, PostgresStore, Store};
+use chorus::store::{
+    Change, Kind, MemoryStore, NewMessage, PostgresStore, ReactOp, Refusal, Store,
+};
 
 use crate::support::*;
 
 fn msg(user: &str, body: &str, cid: Option<&str>) -> NewMessage {
+    entry(user, Change::Message { body: body.into() }, cid)
+}
+
+fn entry(user: &str, change: Change, cid: Option<&str>) -> NewMessage {
     NewMessage {
         user: user.into(),
         name: Some(format!("N {user}")),
-        body: body.into(),
         client_msg_id: cid.map(str::to_owned),
+        change,
+        moderator: false,
     }
 }
 
@@ -37,18 +44,20 @@ async fn seqs_are_gap_free_per_room_and_batches_keep_order(store: Arc<dyn Store>
     assert_eq!(
         out.appended
             .iter()
-            .map(|x| x.message.seq.get())
+            .map(|x| x.as_ref().unwrap().message.seq.get())
             .collect::<Vec<_>>(),
         vec![1, 2]
     );
     let out = store.append(&a, &[msg("v", "3", None)]).await.unwrap();
-    assert_eq!(out.appended[0].message.seq.get(), 3);
+    assert_eq!(out.appended[0].as_ref().unwrap().message.seq.get(), 3);
     assert_eq!(
         store
             .append(&b, &[msg("u", "x", None)])
             .await
             .unwrap()
             .appended[0]
+            .as_ref()
+            .unwrap()
             .message
             .seq
             .get(),
@@ -67,7 +76,8 @@ async fn repeated_client_msg_ids_return_the_original(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .appended
-        .remove(0);
+        .remove(0)
+        .unwrap();
     assert!(!first.duplicate);
     // Across batches, and twice within one batch; another user's same id is new.
     let out = store
@@ -81,15 +91,16 @@ async fn repeated_client_msg_ids_return_the_original(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert!(out.appended[0].duplicate);
+    assert!(out.appended[0].as_ref().unwrap().duplicate);
     assert_eq!(
-        out.appended[0].message, first.message,
+        out.appended[0].as_ref().unwrap().message,
+        first.message,
         "the original comes back"
     );
-    assert!(!out.appended[1].duplicate);
-    assert_eq!(out.appended[1].message.seq.get(), 2);
-    assert!(out.appended[2].duplicate);
-    assert_eq!(out.appended[2].message.seq.get(), 2);
+    assert!(!out.appended[1].as_ref().unwrap().duplicate);
+    assert_eq!(out.appended[1].as_ref().unwrap().message.seq.get(), 2);
+    assert!(out.appended[2].as_ref().unwrap().duplicate);
+    assert_eq!(out.appended[2].as_ref().unwrap().message.seq.get(), 2);
     assert_eq!(
         store.head(&r).await.unwrap().last_seq.get(),
         2,
@@ -105,7 +116,7 @@ async fn reads_are_ascending_and_round_trip_exactly(store: Arc<dyn Store>) {
             .append(&r, &[msg("u", &format!("m{i}"), Some(&format!("c{i}")))])
             .await
             .unwrap();
-        written.push((*out.appended[0].message).clone());
+        written.push((*out.appended[0].as_ref().unwrap().message).clone());
     }
     let after = store.after(&r, Seq::new(3), 4).await.unwrap();
     assert_eq!(
@@ -153,7 +164,11 @@ async fn concurrent_appends_to_one_room_never_share_or_skip_a_seq(store: Arc<dyn
                         msg(&format!("w{w}"), &format!("{i}b"), None),
                     ];
                     let out = store.append(&r, &batch).await.unwrap();
-                    let s: Vec<i64> = out.appended.iter().map(|a| a.message.seq.get()).collect();
+                    let s: Vec<i64> = out
+                        .appended
+                        .iter()
+                        .map(|a| a.as_ref().unwrap().message.seq.get())
+                        .collect();
                     assert_eq!(s[1], s[0] + 1, "a batch is contiguous");
                     seqs.extend(s);
                 }
@@ -169,6 +184,252 @@ async fn concurrent_appends_to_one_room_never_share_or_skip_a_seq(store: Arc<dyn
     assert_eq!(all, (1..=400).collect::<Vec<_>>());
     let stored = store.after(&r, Seq::new(0), 1000).await.unwrap();
     assert_eq!(stored.len(), 400);
+}
+
+/// Appends one entry: its seq (`Ok`), or the refusal.
+async fn one(store: &Arc<dyn Store>, r: &RoomId, e: NewMessage) -> Result<(i64, bool), Refusal> {
+    let mut out = store.append(r, &[e]).await.unwrap();
+    out.appended
+        .remove(0)
+        .map(|a| (a.message.seq.get(), a.duplicate))
+}
+
+fn edit(user: &str, target: i64, body: &str) -> NewMessage {
+    let target = Seq::new(target);
+    entry(
+        user,
+        Change::Edit {
+            target,
+            body: body.into(),
+        },
+        None,
+    )
+}
+
+fn delete(user: &str, target: i64) -> NewMessage {
+    entry(
+        user,
+        Change::Delete {
+            target: Seq::new(target),
+        },
+        None,
+    )
+}
+
+fn react(user: &str, target: i64, key: &str, op: ReactOp) -> NewMessage {
+    let (target, key) = (Seq::new(target), key.to_owned());
+    entry(user, Change::React { target, key, op }, None)
+}
+
+async fn edits_follow_their_rules_and_fold_into_the_message(store: Arc<dyn Store>) {
+    let r = room("edits");
+    assert_eq!(
+        one(&store, &r, msg("ann", "first", None)).await,
+        Ok((1, false))
+    );
+    assert_eq!(
+        one(&store, &r, edit("ann", 1, "second")).await,
+        Ok((2, false))
+    );
+    assert_eq!(
+        one(&store, &r, edit("bob", 1, "mine")).await,
+        Err(Refusal::Forbidden)
+    );
+    assert_eq!(
+        one(&store, &r, edit("ann", 9, "x")).await,
+        Err(Refusal::NotFound)
+    );
+    assert_eq!(
+        one(&store, &r, edit("ann", 2, "x")).await,
+        Err(Refusal::NotFound),
+        "an edit is not a message"
+    );
+    // Idempotent by client_msg_id like a message.
+    let e = entry(
+        "ann",
+        Change::Edit {
+            target: Seq::new(1),
+            body: "third".into(),
+        },
+        Some("e1"),
+    );
+    assert_eq!(one(&store, &r, e.clone()).await, Ok((3, false)));
+    assert_eq!(one(&store, &r, e).await, Ok((3, true)));
+    let log = store.after(&r, Seq::ZERO, 10).await.unwrap();
+    let kinds: Vec<Kind> = log.iter().map(|m| m.kind).collect();
+    assert_eq!(kinds, vec![Kind::Message, Kind::Edit, Kind::Edit]);
+    assert_eq!(
+        (log[0].body.as_str(), log[0].edited_ts.is_some()),
+        ("third", true),
+        "the message in its current state"
+    );
+    assert_eq!(
+        (log[1].body.as_str(), log[1].target),
+        ("second", Some(Seq::new(1)))
+    );
+    let history = store.before(&r, None, 10).await.unwrap();
+    assert_eq!(history.len(), 1, "history holds messages only");
+    assert_eq!(history[0].body, "third");
+    assert_eq!(
+        store.head(&r).await.unwrap().last_seq.get(),
+        3,
+        "refusals take no seq"
+    );
+}
+
+async fn deletes_erase_and_only_the_author_or_a_moderator_may(store: Arc<dyn Store>) {
+    let r = room("deletes");
+    one(&store, &r, msg("ann", "secret", None)).await.unwrap();
+    one(&store, &r, edit("ann", 1, "secret 2")).await.unwrap();
+    one(&store, &r, msg("bob", "hello", None)).await.unwrap();
+    assert_eq!(
+        one(&store, &r, delete("bob", 1)).await,
+        Err(Refusal::Forbidden)
+    );
+    assert_eq!(one(&store, &r, delete("ann", 1)).await, Ok((4, false)));
+    assert_eq!(
+        one(&store, &r, delete("ann", 1)).await,
+        Ok((4, true)),
+        "deleting again holds: the delete entry"
+    );
+    assert_eq!(
+        one(&store, &r, edit("ann", 1, "back")).await,
+        Err(Refusal::Gone)
+    );
+    assert_eq!(
+        one(&store, &r, react("bob", 1, "x", ReactOp::Add)).await,
+        Err(Refusal::Gone)
+    );
+    let mut by_mod = delete("mod", 3);
+    by_mod.moderator = true;
+    assert_eq!(one(&store, &r, by_mod).await, Ok((5, false)));
+    let log = store.after(&r, Seq::ZERO, 10).await.unwrap();
+    for m in &log[..3] {
+        assert!(m.deleted && m.body.is_empty(), "erased: {m:?}");
+    }
+    assert_eq!(
+        (log[3].kind, log[3].target),
+        (Kind::Delete, Some(Seq::new(1)))
+    );
+    let history = store.before(&r, None, 10).await.unwrap();
+    assert!(history.iter().all(|m| m.deleted && m.body.is_empty()));
+}
+
+async fn one_reaction_per_message_user_and_key(store: Arc<dyn Store>) {
+    let r = room("reacts");
+    one(&store, &r, msg("ann", "hi", None)).await.unwrap();
+    assert_eq!(
+        one(&store, &r, react("bob", 1, "👍", ReactOp::Add)).await,
+        Ok((2, false))
+    );
+    assert_eq!(
+        one(&store, &r, react("bob", 1, "👍", ReactOp::Add)).await,
+        Ok((2, true)),
+        "held: the adding entry"
+    );
+    assert_eq!(
+        one(&store, &r, react("cy", 1, "👍", ReactOp::Add)).await,
+        Ok((3, false))
+    );
+    assert_eq!(
+        one(&store, &r, react("cy", 1, "party", ReactOp::Add)).await,
+        Ok((4, false))
+    );
+    assert_eq!(
+        one(&store, &r, react("cy", 1, "party", ReactOp::Remove)).await,
+        Ok((5, false))
+    );
+    assert_eq!(
+        one(&store, &r, react("cy", 1, "party", ReactOp::Remove)).await,
+        Ok((1, true)),
+        "nothing held: the target"
+    );
+    assert_eq!(
+        one(&store, &r, react("cy", 7, "party", ReactOp::Add)).await,
+        Err(Refusal::NotFound)
+    );
+    let history = store.before(&r, None, 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    let reactions = &history[0].reactions;
+    assert_eq!(reactions.len(), 1, "{reactions:?}");
+    assert_eq!((reactions[0].key.as_str(), reactions[0].count), ("👍", 2));
+    let users: Vec<&str> = reactions[0].users.iter().map(|u| u.as_str()).collect();
+    assert_eq!(users, vec!["bob", "cy"]);
+    assert_eq!(
+        store.after(&r, Seq::ZERO, 1).await.unwrap()[0].reactions,
+        *reactions,
+        "backfill folds too"
+    );
+    assert_eq!(
+        store.head(&r).await.unwrap().last_seq.get(),
+        5,
+        "duplicates commit nothing"
+    );
+}
+
+async fn read_cursors_are_monotonic_and_unread_counts_exact(store: Arc<dyn Store>) {
+    let (r, quiet) = (room("unread"), room("quiet"));
+    let me = "ann".into();
+    for (i, user) in ["bob", "ann", "bob", "bob", "cy"].iter().enumerate() {
+        one(&store, &r, msg(user, &format!("m{i}"), None))
+            .await
+            .unwrap();
+    }
+    one(&store, &quiet, msg("ann", "only mine", None))
+        .await
+        .unwrap();
+    one(&store, &r, react("bob", 1, "k", ReactOp::Add))
+        .await
+        .unwrap(); // 6: not a message
+    let state = store.read_state(&r, &me, Seq::new(6)).await.unwrap();
+    assert_eq!(
+        (state.read_seq.get(), state.unread),
+        (0, 4),
+        "own messages do not count"
+    );
+    let (s, moved) = store.mark_read(&r, &me, Seq::new(3)).await.unwrap();
+    assert_eq!(
+        (s.read_seq.get(), s.unread, s.last_seq.get(), moved),
+        (3, 2, 6, true)
+    );
+    let (s, moved) = store.mark_read(&r, &me, Seq::new(1)).await.unwrap();
+    assert_eq!((s.read_seq.get(), moved), (3, false), "never backwards");
+    let (_, moved) = store.mark_read(&r, &me, Seq::new(3)).await.unwrap();
+    assert!(!moved, "the same seq does not move it");
+    one(&store, &r, delete("cy", 5)).await.unwrap(); // 7
+    let s = store.read_state(&r, &me, Seq::new(7)).await.unwrap();
+    assert_eq!(s.unread, 1, "a deleted message no longer counts");
+    let s = store.read_state(&r, &me, Seq::new(6)).await.unwrap();
+    assert_eq!(s.unread, 2, "as of seq 6 the delete at 7 has not happened");
+    let (s, _) = store.mark_read(&r, &me, Seq::new(99)).await.unwrap();
+    assert_eq!((s.read_seq.get(), s.unread), (7, 0), "clamped to the head");
+    let mine = store.my_rooms(&me, 10).await.unwrap();
+    let rooms: Vec<&str> = mine.iter().map(|m| m.room.as_str()).collect();
+    assert_eq!(rooms, vec!["unread", "quiet"], "most recent first");
+    assert_eq!(
+        (
+            mine[0].last_seq.get(),
+            mine[0].read_seq.get(),
+            mine[0].unread
+        ),
+        (7, 7, 0)
+    );
+    assert_eq!(mine[0].last_message.as_ref().map(|m| m.seq.get()), Some(5));
+    assert!(mine[0].last_message.as_ref().unwrap().deleted);
+    assert_eq!(store.my_rooms(&me, 1).await.unwrap().len(), 1);
+    assert!(
+        store
+            .my_rooms(&"nobody".into(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let bob = store.my_rooms(&"bob".into(), 10).await.unwrap();
+    assert_eq!(
+        (bob.len(), bob[0].unread),
+        (1, 1),
+        "bob posted in one room; ann's one message is unread"
+    );
 }
 
 macro_rules! conformance {
@@ -187,5 +448,9 @@ conformance!(
     seqs_are_gap_free_per_room_and_batches_keep_order,
     repeated_client_msg_ids_return_the_original,
     reads_are_ascending_and_round_trip_exactly,
-    concurrent_appends_to_one_room_never_share_or_skip_a_seq
+    concurrent_appends_to_one_room_never_share_or_skip_a_seq,
+    edits_follow_their_rules_and_fold_into_the_message,
+    deletes_erase_and_only_the_author_or_a_moderator_may,
+    one_reaction_per_message_user_and_key,
+    read_cursors_are_monotonic_and_unread_counts_exact
 );

@@ -9,7 +9,7 @@ async fn hello_is_the_first_frame_and_names_node_session_user() {
     let node = TestNode::start(&fresh_db().await, &[("session.heartbeat_ms", "7000")]).await;
     let ws = node.ws("ann").await;
     let h = &ws.hello;
-    assert_eq!(h["protocol"], 1);
+    assert_eq!(h["protocol"], 2);
     assert_eq!(h["user"], "ann");
     assert_eq!(h["node"], node.node.shared.node_id.as_str());
     assert!(h["session"].as_str().is_some_and(|s| !s.is_empty()));

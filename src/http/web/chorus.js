@@ -10,9 +10,12 @@
 // every room is re-joined with `since` = the last seq seen; if the server says the gap cannot be
 // filled (`recovered:false`) a "reset" event tells the page to reload history. Sends carry a
 // client_msg_id and are retried with the same id until acked, so a retry never duplicates.
-// Transports: WebSocket, else Server-Sent Events + REST POST (same cursor).
-// Events: "state" {state}, "message" {room, message}, "presence" {room, users},
+// Transports: WebSocket, else Server-Sent Events + REST (same cursor).
+// Events: "state" {state}, "message" {room, message}, "entry" {room, entry} (an edit, delete or
+// react log entry, protocol 2), "joined" {room, read_seq, unread, last_seq}, "read" {room, seq,
+// unread, last_seq} (this user's read cursor moved, on any device), "presence" {room, users},
 // "typing" {room, user}, "reset" {room, last_seq}, "error" {code, message, room?}.
+// Every entry type advances the room's cursor, so a resume never repeats or skips one.
 
 const GIVE_UP = new Set([1000, 1002, 1007, 1008, 1009, 4001, 4003]);
 
@@ -20,11 +23,13 @@ export class Chorus extends EventTarget {
   constructor({ token, url = location.origin, transport = "auto" } = {}) {
     super();
     this.token = token;
+    this.user = tokenUser(token);
     this.base = url.replace(/\/$/, "");
     this.transport = transport === "sse" || typeof WebSocket === "undefined" ? "sse" : "ws";
     this.state = "connecting";
     this.rooms = new Map(); // room -> { lastSeq, epoch, presence: Map, source? }
-    this.pending = new Map(); // client_msg_id -> { room, body, resolve, reject }
+    this.pending = new Map(); // client_msg_id -> { room, frame, rest, resolve, reject }
+    this.reads = new Map(); // ref -> { resolve, reject } of markRead over WebSocket
     this.attempt = 0;
     this.wsFailures = 0;
     this.closed = false;
@@ -53,9 +58,58 @@ export class Chorus extends EventTarget {
 
   /** Resolves with the ack ({seq, id, ts, duplicate}) once the message is committed. */
   send(room, body) {
-    const id = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2);
+    const path = `/messages`;
+    return this.request(room, { type: "send", room, body }, { method: "POST", path, body: { body } });
+  }
+
+  /** Replaces the body of your message `seq`; resolves with the ack of the edit entry. */
+  edit(room, seq, body) {
+    const path = `/messages/${seq}`;
+    return this.request(room, { type: "edit", room, target: seq, body }, { method: "PATCH", path, body: { body } });
+  }
+
+  /** Deletes message `seq` (yours, or any as a moderator); resolves with the ack. */
+  delete(room, seq) {
+    return this.request(room, { type: "delete", room, target: seq }, { method: "DELETE", path: `/messages/${seq}` });
+  }
+
+  /** Adds (op "add") or removes ("remove") your reaction `key` on message `seq`. */
+  react(room, seq, key, op = "add") {
+    const path = `/messages/${seq}/reactions/${encodeURIComponent(key)}`;
+    return this.request(room, { type: "react", room, target: seq, key, op }, { method: op === "add" ? "PUT" : "DELETE", path });
+  }
+
+  /** Moves your read cursor to `seq`; resolves with {seq, unread, last_seq}; every device hears it. */
+  async markRead(room, seq) {
+    if (this.transport === "ws" && this.ws && this.ws.readyState === WebSocket.OPEN) {
+      const ref = "read-" + newId();
+      return new Promise((resolve, reject) => {
+        this.reads.set(ref, { resolve, reject });
+        this.wsSend({ type: "read", room, seq, ref });
+      });
+    }
+    const res = await fetch(`${this.base}/api/rooms/${encodeURIComponent(room)}/read`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+      body: JSON.stringify({ seq }),
+    });
+    if (!res.ok) throw await apiError(res);
+    const r = await res.json();
+    return { seq: r.read_seq, unread: r.unread, last_seq: r.last_seq };
+  }
+
+  /** Your rooms, most recent first: [{room, last_seq, read_seq, unread, last_message?}]. */
+  async myRooms() {
+    const res = await fetch(`${this.base}/api/me/rooms`, { headers: { authorization: `Bearer ${this.token}` } });
+    if (!res.ok) throw await apiError(res);
+    return res.json();
+  }
+
+  /** A log entry, retried with the same client_msg_id until the server answers (exactly once). */
+  request(room, frame, rest) {
+    const id = newId();
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { room, body, resolve, reject });
+      this.pending.set(id, { room, frame, rest, resolve, reject });
       this.flushSend(id);
     });
   }
@@ -141,7 +195,9 @@ export class Chorus extends EventTarget {
     const src = new EventSource(`${this.base}/api/rooms/${encodeURIComponent(room)}/events?${q}`);
     r.source = src;
     src.addEventListener("joined", (ev) => this.onJoined({ room, ...JSON.parse(ev.data) }));
-    src.addEventListener("message", (ev) => this.onMessage(JSON.parse(ev.data)));
+    for (const type of ["message", "edit", "delete", "react"]) {
+      src.addEventListener(type, (ev) => this.onMessage(JSON.parse(ev.data)));
+    }
     src.addEventListener("reset", (ev) => this.onFrame(JSON.parse(ev.data)));
     src.onerror = () => {
       // EventSource reconnects by itself with Last-Event-ID; nothing is lost.
@@ -158,19 +214,20 @@ export class Chorus extends EventTarget {
     if (!p) return;
     if (this.transport === "ws") {
       // Sent now if connected; otherwise resent after the room is re-joined.
-      this.wsSend({ type: "send", room: p.room, body: p.body, client_msg_id: id, ref: id });
+      this.wsSend({ ...p.frame, client_msg_id: id, ref: id });
       return;
     }
     try {
-      const res = await fetch(`${this.base}/api/rooms/${encodeURIComponent(p.room)}/messages`, {
-        method: "POST",
+      const init = {
+        method: p.rest.method,
         headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json", "idempotency-key": id },
-        body: JSON.stringify({ body: p.body }),
-      });
+      };
+      if (p.rest.body) init.body = JSON.stringify(p.rest.body);
+      const res = await fetch(`${this.base}/api/rooms/${encodeURIComponent(p.room)}${p.rest.path}`, init);
       if (res.ok) {
         const m = await res.json();
         this.pending.delete(id);
-        p.resolve({ seq: m.seq, id: m.id, ts: m.ts, duplicate: res.status === 200 });
+        p.resolve({ seq: m.seq, id: m.id, ts: m.ts, duplicate: m.duplicate ?? res.status === 200 });
       } else if (res.status >= 500 || res.status === 429) {
         setTimeout(() => this.flushSend(id), 1000 + Math.random() * 1000);
       } else {
@@ -195,8 +252,20 @@ export class Chorus extends EventTarget {
         for (const [id, p] of this.pending) if (p.room === f.room) this.flushSend(id);
         break;
       case "message":
+      case "edit":
+      case "delete":
+      case "react":
         this.onMessage(f);
         break;
+      case "read": {
+        const waiting = f.ref && this.reads.get(f.ref);
+        if (waiting) {
+          this.reads.delete(f.ref);
+          waiting.resolve({ seq: f.seq, unread: f.unread, last_seq: f.last_seq });
+        }
+        if (f.user === this.user) this.emit("read", { room: f.room, seq: f.seq, unread: f.unread, last_seq: f.last_seq });
+        break;
+      }
       case "ack": {
         const p = this.pending.get(f.client_msg_id);
         if (p) {
@@ -233,6 +302,12 @@ export class Chorus extends EventTarget {
         break;
       }
       case "error": {
+        const read = f.ref && this.reads.get(f.ref);
+        if (read) {
+          this.reads.delete(f.ref);
+          read.reject(Object.assign(new Error(f.message), { code: f.code }));
+          break;
+        }
         const p = f.ref && this.pending.get(f.ref);
         if (p && (f.code === "unavailable" || f.code === "internal")) {
           setTimeout(() => this.flushSend(f.ref), 1000 + Math.random() * 1000); // same id: no duplicate
@@ -256,6 +331,7 @@ export class Chorus extends EventTarget {
     if (resume && !f.recovered) this.emit("reset", { room: f.room, last_seq: f.last_seq });
     if (!resume || !f.recovered) r.lastSeq = f.last_seq;
     r.epoch = f.epoch;
+    this.emit("joined", { room: f.room, read_seq: f.read_seq, unread: f.unread, last_seq: f.last_seq });
   }
 
   onMessage(m) {
@@ -263,7 +339,8 @@ export class Chorus extends EventTarget {
     if (!r) return;
     if (r.lastSeq !== null && m.seq <= r.lastSeq) return; // already seen
     r.lastSeq = m.seq;
-    this.emit("message", { room: m.room, message: m });
+    if (m.type === "message") this.emit("message", { room: m.room, message: m });
+    else this.emit("entry", { room: m.room, entry: m });
   }
 
   emitPresence(room) {
@@ -278,6 +355,20 @@ export class Chorus extends EventTarget {
 
   emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+function newId() {
+  return crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2);
+}
+
+/** The token's `sub` (the user id), read without verifying: the server does that. */
+function tokenUser(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part)).sub;
+  } catch {
+    return null;
   }
 }
 

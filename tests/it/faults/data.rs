@@ -63,15 +63,7 @@ async fn a_message_the_store_refuses_fails_alone_and_every_other_post_of_its_bat
         let (rooms, room) = (rooms.clone(), room.clone());
         async move {
             rooms
-                .post(
-                    &room,
-                    NewMessage {
-                        user: user.into(),
-                        name: None,
-                        body,
-                        client_msg_id: None,
-                    },
-                )
+                .post(&room, NewMessage::message(user.into(), body))
                 .await
         }
     };

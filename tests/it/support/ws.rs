@@ -80,7 +80,8 @@ impl Ws {
         }
     }
 
-    /// Next frame of type `kind`, skipping only presence/typing noise.
+    /// Next frame of type `kind`, skipping only presence/typing noise (and `read` frames, which a
+    /// room sends its members after a bus outage).
     pub async fn recv_type(&mut self, kind: &str) -> Value {
         loop {
             let v = self.recv().await;
@@ -89,7 +90,7 @@ impl Ws {
             }
             let t = v["type"].as_str().unwrap_or("");
             assert!(
-                matches!(t, "presence" | "presence_diff" | "typing"),
+                matches!(t, "presence" | "presence_diff" | "typing" | "read"),
                 "expected {kind}, got {v}"
             );
         }
@@ -145,7 +146,7 @@ pub async fn recv_seqs(ws: &mut Ws, n: usize) -> Vec<i64> {
         let v = ws.recv().await;
         match v["type"].as_str() {
             Some("message") => seqs.push(v["seq"].as_i64().expect("seq")),
-            Some("presence") | Some("presence_diff") | Some("ack") | Some("typing") => {}
+            Some("presence" | "presence_diff" | "ack" | "typing" | "read") => {}
             _ => panic!("unexpected frame {v}"),
         }
     }
