@@ -5,6 +5,8 @@
 -- Postgres ≥ 11, no table rewrite), so every existing row becomes a `message` entry with its seq.
 
 -- `kind`: message | edit | delete | react. `target`: the message an edit/delete/react is about.
+-- `ord` on `message` rows: how many message entries the room had up to and including this one
+-- (NULL on rows written before V3, which are all messages numbered from 1: their ord is their seq).
 -- On `message` rows, `body` is the current body (after the last edit), `edited_ts` the last edit's
 -- time, and `deleted_seq` the seq of the delete entry (NULL while not deleted). On `edit` rows,
 -- `deleted_seq` is set too when their target is deleted (their body is erased with it).
@@ -14,17 +16,22 @@ ALTER TABLE messages
     ADD COLUMN react_key   text,
     ADD COLUMN react_op    text,
     ADD COLUMN edited_ts   timestamptz,
-    ADD COLUMN deleted_seq bigint;
+    ADD COLUMN deleted_seq bigint,
+    ADD COLUMN ord         bigint;
 
 -- When the room's last entry was committed (microseconds, so rooms rarely tie): `GET /api/me/rooms`
--- lists the most recent first.
-ALTER TABLE rooms ADD COLUMN last_ts timestamptz;
-UPDATE rooms SET last_ts = (SELECT max(m.ts) FROM messages m WHERE m.room = rooms.id);
+-- lists the most recent first. `msg_count`: the room's message entries (the next `ord`).
+ALTER TABLE rooms ADD COLUMN last_ts timestamptz, ADD COLUMN msg_count bigint NOT NULL DEFAULT 0;
+UPDATE rooms SET last_ts = (SELECT max(m.ts) FROM messages m WHERE m.room = rooms.id),
+                 msg_count = last_seq;
 
--- Unread counts: message entries after a cursor that are not the user's own and not deleted,
--- answered from the index alone (it carries user_id and deleted_seq).
-CREATE INDEX messages_unread ON messages (room, seq) INCLUDE (user_id, deleted_seq)
-    WHERE kind = 'message';
+-- Unread counts without counting every unread message (src/store/postgres.rs `unread_sql`): the
+-- ord of the last message at or before a seq, a user's own messages, and the deleted ones, each
+-- from an index.
+CREATE INDEX messages_ord ON messages (room, seq) INCLUDE (ord) WHERE kind = 'message';
+CREATE INDEX messages_own ON messages (room, user_id, seq) WHERE kind = 'message';
+CREATE INDEX messages_deleted ON messages (room, seq) INCLUDE (user_id, deleted_seq)
+    WHERE kind = 'message' AND deleted_seq IS NOT NULL;
 -- A delete erases the bodies of its target's edits: find them without scanning the room.
 CREATE INDEX messages_edits ON messages (room, target) WHERE kind = 'edit';
 
@@ -77,10 +84,11 @@ DECLARE
     v_held bigint;
     v_refuse text;
     v_body text;
+    v_msgs bigint;
 BEGIN
     INSERT INTO rooms AS r (id, epoch) VALUES (p_room, p_epoch)
     ON CONFLICT (id) DO UPDATE SET last_seq = r.last_seq
-    RETURNING r.epoch, r.last_seq INTO v_epoch, v_last;
+    RETURNING r.epoch, r.last_seq, r.msg_count INTO v_epoch, v_last, v_msgs;
     v_start := v_last;
 
     FOR i IN 1 .. coalesce(array_length(p_kinds, 1), 0) LOOP
@@ -148,10 +156,14 @@ BEGIN
 
         v_last := v_last + 1;
         v_body := CASE WHEN p_kinds[i] IN ('message', 'edit') THEN p_bodies[i] ELSE '' END;
+        IF p_kinds[i] = 'message' THEN
+            v_msgs := v_msgs + 1;
+        END IF;
         INSERT INTO messages (room, seq, id, user_id, user_name, body, ts, client_msg_id, kind,
-                              target, react_key, react_op)
+                              target, react_key, react_op, ord)
         VALUES (p_room, v_last, p_ids[i], p_users[i], p_names[i], v_body, p_ts, p_cids[i],
-                p_kinds[i], p_targets[i], p_keys[i], p_ops[i]);
+                p_kinds[i], p_targets[i], p_keys[i], p_ops[i],
+                CASE WHEN p_kinds[i] = 'message' THEN v_msgs END);
         IF p_kinds[i] = 'edit' THEN
             UPDATE messages SET body = v_body, edited_ts = p_ts
             WHERE room = p_room AND seq = p_targets[i];
@@ -176,7 +188,8 @@ BEGIN
     END LOOP;
 
     IF v_last > v_start THEN
-        UPDATE rooms SET last_seq = v_last, last_ts = clock_timestamp() WHERE rooms.id = p_room;
+        UPDATE rooms SET last_seq = v_last, msg_count = v_msgs, last_ts = clock_timestamp()
+        WHERE rooms.id = p_room;
         -- The rooms a user has: where they posted (a cursor at 0 until they read).
         INSERT INTO read_cursors AS c (room, user_id)
         SELECT DISTINCT p_room, u FROM unnest(p_users) AS u

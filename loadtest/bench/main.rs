@@ -67,6 +67,10 @@ struct Args {
     /// Run the reconnect storm instead: each client misses this many messages (see storm.rs).
     #[arg(long, default_value_t = 0)]
     storm_missed: u64,
+    /// Chorus only: post the room log mix (70 % messages, 15 % reactions, 10 % reads, 5 %
+    /// edits and deletes) instead of messages only; acks and read replies count as acked.
+    #[arg(long)]
+    mix: bool,
     /// Connections being opened at once while setting up (the storm's reconnect is not limited).
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
@@ -178,6 +182,10 @@ async fn main() -> anyhow::Result<()> {
             };
             drop(slot);
             let (mut tx, mut rx) = ws.split();
+            // For --mix: this socket's acked messages and the room's last seq it saw.
+            let own = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+            let seen = Arc::new(std::sync::atomic::AtomicI64::new(0));
+            let mix = args.mix;
             joined.wait().await;
             start.wait().await;
             // Spread the sockets' send times over one period.
@@ -185,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
             let sender = {
                 let counters = counters.clone();
                 let room = room.clone();
+                let (own, seen) = (own.clone(), seen.clone());
                 async move {
                     tokio::time::sleep(offset).await;
                     let until = Instant::now() + send_for;
@@ -194,7 +203,14 @@ async fn main() -> anyhow::Result<()> {
                     while Instant::now() < until {
                         tick.tick().await;
                         let t = epoch.elapsed().as_micros() as u64;
-                        let f = proto.send_frame(&room, &format!("{t}:{node_ix}"), n);
+                        let body = format!("{t}:{node_ix}");
+                        let f = if mix {
+                            let mut own = own.lock().unwrap_or_else(|p| p.into_inner());
+                            let seen = seen.load(Ordering::Relaxed);
+                            proto::Proto::mix_frame(&room, &body, n, &mut own, seen)
+                        } else {
+                            proto.send_frame(&room, &body, n)
+                        };
                         if tx.send(Message::text(f)).await.is_err() {
                             break;
                         }
@@ -232,7 +248,23 @@ async fn main() -> anyhow::Result<()> {
                                 counters.out_of_order.fetch_add(1, Ordering::Relaxed);
                             }
                             last_seq = seq.or(last_seq);
+                            if let Some(seq) = seq {
+                                seen.fetch_max(seq, Ordering::Relaxed);
+                            }
                             counters.delivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Incoming::AckSeq(seq) => {
+                            counters.acked.fetch_add(1, Ordering::Relaxed);
+                            acked_room.fetch_add(1, Ordering::Relaxed);
+                            if mix {
+                                let mut own = own.lock().unwrap_or_else(|p| p.into_inner());
+                                if own.back().is_none_or(|b| *b < seq) {
+                                    own.push_back(seq);
+                                }
+                                if own.len() > 64 {
+                                    own.pop_front();
+                                }
+                            }
                         }
                         Incoming::Ack => {
                             counters.acked.fetch_add(1, Ordering::Relaxed);
@@ -316,6 +348,7 @@ async fn main() -> anyhow::Result<()> {
             "sockets": args.sockets, "rooms": args.rooms, "rate_per_socket": args.rate,
             "duration_s": args.duration, "nodes": args.url.len(),
             "protocol": format!("{:?}", args.protocol), "stalled_sockets": args.stalled,
+            "mix": args.mix,
         },
         "sent": counters.sent.load(Ordering::Relaxed),
         "acked": counters.acked.load(Ordering::Relaxed),

@@ -22,6 +22,8 @@ pub enum Proto {
 
 /// What an incoming text frame means to the bench.
 pub enum Incoming<'a> {
+    /// Chorus, `--mix`: the ack of a message (sent with `ref` "m"), with its seq.
+    AckSeq(i64),
     Message {
         body: Option<&'a str>,
         /// Chorus: the room's seq. Socket.IO: none (it has no per-room order to check).
@@ -42,6 +44,8 @@ struct ChorusFrame<'a> {
     seq: Option<i64>,
     #[serde(default)]
     code: Option<&'a str>,
+    #[serde(default, rename = "ref")]
+    r#ref: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +102,42 @@ impl Proto {
         }
     }
 
+    /// One operation of the room log mix (Chorus only, `--mix`): `n` picks it so that of every 40
+    /// operations 28 are messages, 6 reactions, 4 reads, 1 an edit and 1 a delete (70/15/10/5 %).
+    /// `own` are this socket's acked messages (edit the newest, delete the oldest); `seen` is the
+    /// room's last seq this socket received.
+    pub fn mix_frame(
+        room: &str,
+        body: &str,
+        n: u64,
+        own: &mut std::collections::VecDeque<i64>,
+        seen: i64,
+    ) -> String {
+        let slot = (n * 17) % 40;
+        let target = seen.max(1);
+        match slot {
+            0..28 => format!(r#"{{"type":"send","room":"{room}","body":"{body}","ref":"m"}}"#),
+            28..34 => {
+                let op = if n % 3 == 2 { "remove" } else { "add" };
+                let key = ["ok", "fire", "eyes", "heart"][(n % 4) as usize];
+                format!(
+                    r#"{{"type":"react","room":"{room}","target":{target},"key":"{key}","op":"{op}"}}"#
+                )
+            }
+            34..38 => format!(r#"{{"type":"read","room":"{room}","seq":{target}}}"#),
+            38 => match own.back() {
+                Some(t) => {
+                    format!(r#"{{"type":"edit","room":"{room}","target":{t},"body":"edited {n}"}}"#)
+                }
+                None => format!(r#"{{"type":"send","room":"{room}","body":"{body}","ref":"m"}}"#),
+            },
+            _ => match own.pop_front() {
+                Some(t) => format!(r#"{{"type":"delete","room":"{room}","target":{t}}}"#),
+                None => format!(r#"{{"type":"send","room":"{room}","body":"{body}","ref":"m"}}"#),
+            },
+        }
+    }
+
     /// The frame that posts `body` to `room`; `n` numbers the sender's posts (Socket.IO ack id).
     pub fn send_frame(self, room: &str, body: &str, n: u64) -> String {
         match self {
@@ -117,7 +157,12 @@ impl Proto {
                         body: f.body,
                         seq: f.seq,
                     },
-                    "ack" => Incoming::Ack,
+                    "ack" => match (f.seq, f.r#ref) {
+                        (Some(seq), Some("m")) => Incoming::AckSeq(seq),
+                        _ => Incoming::Ack,
+                    },
+                    // The reply to a `read` (the room log mix): counted as an ack.
+                    "read" => Incoming::Ack,
                     "error" => Incoming::Error(f.code.unwrap_or("?").to_owned()),
                     _ => Incoming::Other,
                 },

@@ -70,7 +70,7 @@ pub async fn run(args: &Args, token: impl Fn(&str) -> String) -> anyhow::Result<
             while acked < missed {
                 match rx.next().await {
                     Some(Ok(Message::Text(t))) => match Proto::Chorus.parse(&t) {
-                        Incoming::Ack => acked += 1,
+                        Incoming::Ack | Incoming::AckSeq(_) => acked += 1,
                         Incoming::Error(code) => anyhow::bail!("writer got error {code}"),
                         _ => {}
                     },
