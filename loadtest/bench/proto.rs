@@ -157,6 +157,11 @@ impl Proto {
                         body: f.body,
                         seq: f.seq,
                     },
+                    // The room log's other entries (--mix): no latency, but in the seq order.
+                    "edit" | "delete" | "react" => Incoming::Message {
+                        body: None,
+                        seq: f.seq,
+                    },
                     "ack" => match (f.seq, f.r#ref) {
                         (Some(seq), Some("m")) => Incoming::AckSeq(seq),
                         _ => Incoming::Ack,
