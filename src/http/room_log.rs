@@ -129,7 +129,7 @@ pub async fn read(
     }
     rate_limit(&shared, &identity)?;
     let (state, moved) = shared
-        .store
+        .rooms
         .mark_read(&room, &identity.user, body.seq)
         .await?;
     if moved {

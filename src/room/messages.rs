@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use crate::domain::Kind;
 use crate::ids::{RoomId, Seq, SessionId, UserId};
 use crate::protocol::PresenceUser;
-use crate::store::{Appended, NewMessage, StoreError};
+use crate::store::{Appended, NewMessage, ReadState, StoreError};
 
 /// One frame on its way to a session. For a `message` frame, `seq` and `committed` are set once
 /// per broadcast, so no recipient has to parse the frame to learn them (`committed` feeds
@@ -174,6 +174,16 @@ pub enum PostReply {
 pub struct Typing {
     pub session: SessionId,
     pub user: UserId,
+}
+
+/// Move `user`'s read cursor to `seq` (§7); answered once the batch it joined is written: the
+/// cursor and unread count afterwards, and whether this request moved it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MarkRead {
+    pub user: UserId,
+    pub seq: Seq,
+    pub reply: oneshot::Sender<Result<(ReadState, bool), StoreError>>,
 }
 
 /// A user's read cursor moved (§7, `room.read_receipts` on): the `read` frame for the room's

@@ -45,6 +45,7 @@ mod fanout;
 mod join;
 pub mod messages;
 pub mod presence;
+mod reads;
 pub mod registry;
 pub mod sequencer;
 
@@ -53,7 +54,7 @@ use sequencer::Sequencer;
 
 pub use crate::ids::SessionId;
 pub use messages::{
-    Delivery, DropReason, GetPresence, Join, Leave, Outbox, Post, PostReply, ReadReceipt,
+    Delivery, DropReason, GetPresence, Join, Leave, MarkRead, Outbox, Post, PostReply, ReadReceipt,
     ToSession, Typing, Undeliverable,
 };
 pub use registry::{Registry, RoomDeps};
@@ -68,6 +69,9 @@ pub struct Room {
     members: HashMap<SessionId, Member>,
     pending: VecDeque<(NewMessage, PostReply)>,
     committing: bool,
+    /// Read cursors to move, written together like a group commit (one statement in flight).
+    reads: Vec<MarkRead>,
+    reading: bool,
     repair: Option<SpawnHandle>,
     idle: Option<SpawnHandle>,
     /// Joins that arrived while the head could not be read; answered when the read (retried for
@@ -146,6 +150,8 @@ impl Room {
             members: HashMap::new(),
             pending: VecDeque::new(),
             committing: false,
+            reads: Vec::new(),
+            reading: false,
             repair: None,
             idle: None,
             waiting: Vec::new(),
@@ -186,7 +192,9 @@ impl Room {
         let busy = !self.members.is_empty()
             || !self.pending.is_empty()
             || !self.waiting.is_empty()
-            || self.committing;
+            || self.committing
+            || self.reading
+            || !self.reads.is_empty();
         if busy {
             if let Some(h) = self.idle.take() {
                 ctx.cancel_future(h);
@@ -199,6 +207,8 @@ impl Room {
                     && act.pending.is_empty()
                     && act.waiting.is_empty()
                     && !act.committing
+                    && !act.reading
+                    && act.reads.is_empty()
                 {
                     act.registry.remove(&act.id, &ctx.address());
                     ctx.stop();
@@ -262,6 +272,16 @@ impl Handler<Typing> for Room {
         if let Some(cluster) = self.cluster() {
             cluster.publish(&self.id, None, RoomEvent::Typing { user: msg.user });
         }
+    }
+}
+
+impl Handler<MarkRead> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: MarkRead, ctx: &mut Context<Self>) {
+        self.reads.push(msg);
+        self.check_idle(ctx);
+        self.maybe_read(ctx);
     }
 }
 

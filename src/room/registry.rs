@@ -10,12 +10,12 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::Room;
-use super::messages::{Join, Outbox, Post, PostReply};
+use super::messages::{Join, MarkRead, Outbox, Post, PostReply};
 use crate::bridge::Cluster;
 use crate::config;
-use crate::ids::RoomId;
+use crate::ids::{RoomId, Seq, UserId};
 use crate::metrics::Metrics;
-use crate::store::{Appended, NewMessage, Store, StoreError};
+use crate::store::{Appended, NewMessage, ReadState, Store, StoreError};
 
 /// What every room of a node shares.
 #[derive(Clone)]
@@ -104,6 +104,29 @@ impl Registry {
                 reply: PostReply::Channel(reply),
             };
             if self.get_or_start(room).send(post).await.is_ok() {
+                return outcome
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::Internal("room stopped".into())));
+            }
+        }
+        Err(StoreError::Unavailable("room could not be started".into()))
+    }
+
+    /// Moves `user`'s read cursor through the room (batched with the room's other reads).
+    pub async fn mark_read(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        seq: Seq,
+    ) -> Result<(ReadState, bool), StoreError> {
+        for _ in 0..ATTEMPTS {
+            let (reply, outcome) = oneshot::channel();
+            let read = MarkRead {
+                user: user.clone(),
+                seq,
+                reply,
+            };
+            if self.get_or_start(room).send(read).await.is_ok() {
                 return outcome
                     .await
                     .unwrap_or_else(|_| Err(StoreError::Internal("room stopped".into())));

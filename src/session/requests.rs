@@ -233,9 +233,9 @@ impl Session {
         r#ref: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let (store, user) = (self.deps.store.clone(), self.identity.user.clone());
+        let (rooms, user) = (self.deps.rooms.clone(), self.identity.user.clone());
         ctx.spawn(
-            async move { (store.mark_read(&room, &user, seq).await, room) }
+            async move { (rooms.mark_read(&room, &user, seq).await, room) }
                 .into_actor(self)
                 .map(move |(res, room), act, ctx| match res {
                     Ok((state, moved)) => {

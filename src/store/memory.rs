@@ -320,16 +320,25 @@ impl Store for MemoryStore {
     async fn mark_read(
         &self,
         room: &RoomId,
-        user: &UserId,
-        seq: Seq,
-    ) -> Result<(ReadState, bool), StoreError> {
+        reads: &[(UserId, Seq)],
+    ) -> Result<Vec<(ReadState, bool)>, StoreError> {
         self.with_log(room, |log| {
             let head = log.head();
-            let cursor = log.cursors.entry(user.clone()).or_insert(Seq::ZERO);
-            let before = *cursor;
-            *cursor = before.max(seq.min(head));
-            let moved = *cursor > before;
-            (log.state(user, head), moved)
+            let mut was: HashMap<UserId, Seq> = HashMap::new();
+            for (user, seq) in reads {
+                let cursor = log.cursors.entry(user.clone()).or_insert(Seq::ZERO);
+                was.entry(user.clone()).or_insert(*cursor);
+                *cursor = (*cursor).max((*seq).min(head));
+            }
+            reads
+                .iter()
+                .map(|(user, seq)| {
+                    let state = log.state(user, head);
+                    // As in one statement: a request moved the cursor if it set the new value.
+                    let moved = state.read_seq > was[user] && (*seq).min(head) == state.read_seq;
+                    (state, moved)
+                })
+                .collect()
         })
     }
 

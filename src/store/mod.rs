@@ -161,14 +161,14 @@ pub trait Store: Send + Sync + 'static {
         check_range(got, after, upto)
     }
 
-    /// Moves `user`'s read cursor in `room` to `seq` (never backwards; clamped to the head) and
-    /// returns the cursor and the unread count afterwards, and whether the cursor moved.
+    /// Moves read cursors in `room` (each never backwards; clamped to the head), a batch in one
+    /// statement (the room groups them as it groups commits): for each request, in order, the
+    /// user's cursor and unread count afterwards, and whether that request moved it.
     async fn mark_read(
         &self,
         room: &RoomId,
-        user: &UserId,
-        seq: Seq,
-    ) -> Result<(ReadState, bool), StoreError>;
+        reads: &[(UserId, Seq)],
+    ) -> Result<Vec<(ReadState, bool)>, StoreError>;
 
     /// `user`'s cursor in `room` and the unread count as of `upto` (the seq a join goes live
     /// after): message entries in `(read_seq, upto]`, not the user's own, not deleted by an entry
@@ -297,10 +297,9 @@ impl<S: Store> Store for Metered<S> {
     async fn mark_read(
         &self,
         room: &RoomId,
-        user: &UserId,
-        seq: Seq,
-    ) -> Result<(ReadState, bool), StoreError> {
-        self.timed("mark_read", self.inner.mark_read(room, user, seq))
+        reads: &[(UserId, Seq)],
+    ) -> Result<Vec<(ReadState, bool)>, StoreError> {
+        self.timed("mark_read", self.inner.mark_read(room, reads))
             .await
     }
 

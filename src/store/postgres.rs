@@ -560,49 +560,70 @@ impl Store for PostgresStore {
     async fn mark_read(
         &self,
         room: &RoomId,
-        user: &UserId,
-        seq: Seq,
-    ) -> Result<(ReadState, bool), StoreError> {
+        reads: &[(UserId, Seq)],
+    ) -> Result<Vec<(ReadState, bool)>, StoreError> {
         self.bounded(async {
             let client = self.writer.get().await.map_err(pool_error)?;
-            // Monotonic and clamped to the head, in one statement; the count reads the writer so
-            // it includes every entry committed before the cursor moved.
+            // One statement for the batch: monotonic and clamped to the head; one row per user
+            // (the highest seq asked: a row cannot be updated twice in one statement). The count
+            // reads the writer so it includes every entry committed before the cursor moved.
             let stmt = client
                 .prepare_cached(&format!(
                     "WITH head AS (SELECT last_seq FROM rooms WHERE id = $1), \
-                     old AS (SELECT read_seq FROM read_cursors WHERE room = $1 AND user_id = $2), \
+                     req AS (SELECT DISTINCT ON (u) u, s \
+                             FROM unnest($2::text[], $3::bigint[]) AS t(u, s) ORDER BY u, s DESC), \
+                     old AS (SELECT c.user_id, c.read_seq FROM read_cursors c \
+                             WHERE c.room = $1 AND c.user_id IN (SELECT u FROM req)), \
                      moved AS ( \
                        INSERT INTO read_cursors AS c (room, user_id, read_seq) \
-                       SELECT $1, $2, LEAST($3, head.last_seq) FROM head \
+                       SELECT $1, req.u, LEAST(req.s, head.last_seq) FROM req, head \
                        ON CONFLICT (room, user_id) DO UPDATE \
                          SET read_seq = GREATEST(c.read_seq, EXCLUDED.read_seq) \
-                       RETURNING c.read_seq) \
-                     SELECT moved.read_seq, {}, head.last_seq, \
-                       moved.read_seq > coalesce((SELECT read_seq FROM old), 0) FROM moved, head",
-                    unread_sql("$1", "$2", "moved.read_seq", "head.last_seq")
+                       RETURNING c.user_id, c.read_seq) \
+                     SELECT moved.user_id, moved.read_seq, {}, head.last_seq, \
+                       coalesce(old.read_seq, 0) \
+                     FROM moved CROSS JOIN head LEFT JOIN old ON old.user_id = moved.user_id",
+                    unread_sql("$1", "moved.user_id", "moved.read_seq", "head.last_seq")
                 ))
                 .await
                 .map_err(pg_error)?;
+            let users: Vec<&str> = reads.iter().map(|(u, _)| u.as_str()).collect();
+            let seqs: Vec<Seq> = reads.iter().map(|(_, s)| *s).collect();
             let rows = client
-                .query(&stmt, &[&room.as_str(), &user.as_str(), &seq])
+                .query(&stmt, &[&room.as_str(), &users, &seqs])
                 .await
                 .map_err(pg_error)?;
-            match rows.first() {
-                Some(row) => Ok((
-                    to_read_state(row)?,
-                    row.try_get(3)
-                        .map_err(|e| StoreError::Internal(e.to_string()))?,
-                )),
-                // No such room yet: nothing to read, nothing unread.
-                None => Ok((
-                    ReadState {
-                        read_seq: Seq::ZERO,
-                        unread: 0,
-                        last_seq: Seq::ZERO,
-                    },
-                    false,
-                )),
+            let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+            let mut by_user = std::collections::HashMap::new();
+            for row in &rows {
+                let user: String = row.try_get(0).map_err(get)?;
+                let state = ReadState {
+                    read_seq: row.try_get(1).map_err(get)?,
+                    unread: row.try_get(2).map_err(get)?,
+                    last_seq: row.try_get(3).map_err(get)?,
+                };
+                let was: Seq = row.try_get(4).map_err(get)?;
+                by_user.insert(user, (state, was));
             }
+            Ok(reads
+                .iter()
+                .map(|(user, seq)| match by_user.get(user.as_str()) {
+                    Some((state, was)) => {
+                        let moved =
+                            state.read_seq > *was && (*seq).min(state.last_seq) == state.read_seq;
+                        (*state, moved)
+                    }
+                    // No such room yet: nothing to read, nothing unread.
+                    None => (
+                        ReadState {
+                            read_seq: Seq::ZERO,
+                            unread: 0,
+                            last_seq: Seq::ZERO,
+                        },
+                        false,
+                    ),
+                })
+                .collect())
         })
         .await
     }

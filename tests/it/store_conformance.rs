@@ -369,7 +369,7 @@ async fn one_reaction_per_message_user_and_key(store: Arc<dyn Store>) {
 
 async fn read_cursors_are_monotonic_and_unread_counts_exact(store: Arc<dyn Store>) {
     let (r, quiet) = (room("unread"), room("quiet"));
-    let me = "ann".into();
+    let me: chorus::ids::UserId = "ann".into();
     for (i, user) in ["bob", "ann", "bob", "bob", "cy"].iter().enumerate() {
         one(&store, &r, msg(user, &format!("m{i}"), None))
             .await
@@ -387,21 +387,35 @@ async fn read_cursors_are_monotonic_and_unread_counts_exact(store: Arc<dyn Store
         (0, 4),
         "own messages do not count"
     );
-    let (s, moved) = store.mark_read(&r, &me, Seq::new(3)).await.unwrap();
+    let read = |seq: i64| [(me.clone(), Seq::new(seq))];
+    let (s, moved) = store.mark_read(&r, &read(3)).await.unwrap()[0];
     assert_eq!(
         (s.read_seq.get(), s.unread, s.last_seq.get(), moved),
         (3, 2, 6, true)
     );
-    let (s, moved) = store.mark_read(&r, &me, Seq::new(1)).await.unwrap();
+    let (s, moved) = store.mark_read(&r, &read(1)).await.unwrap()[0];
     assert_eq!((s.read_seq.get(), moved), (3, false), "never backwards");
-    let (_, moved) = store.mark_read(&r, &me, Seq::new(3)).await.unwrap();
+    let (_, moved) = store.mark_read(&r, &read(3)).await.unwrap()[0];
     assert!(!moved, "the same seq does not move it");
+    // A batch: each answer is the user's state afterwards; the highest seq is the one that moved.
+    let cy = chorus::ids::UserId::from("cy");
+    let batch = [
+        (cy.clone(), Seq::new(2)),
+        (me.clone(), Seq::new(4)),
+        (cy, Seq::new(1)),
+    ];
+    let out = store.mark_read(&r, &batch).await.unwrap();
+    let got: Vec<(i64, bool)> = out.iter().map(|(s, m)| (s.read_seq.get(), *m)).collect();
+    assert_eq!(got, vec![(2, true), (4, true), (2, false)]);
     one(&store, &r, delete("cy", 5)).await.unwrap(); // 7
     let s = store.read_state(&r, &me, Seq::new(7)).await.unwrap();
-    assert_eq!(s.unread, 1, "a deleted message no longer counts");
+    assert_eq!(
+        s.unread, 0,
+        "a deleted message no longer counts (cursor at 4, cy's 5 deleted)"
+    );
     let s = store.read_state(&r, &me, Seq::new(6)).await.unwrap();
-    assert_eq!(s.unread, 2, "as of seq 6 the delete at 7 has not happened");
-    let (s, _) = store.mark_read(&r, &me, Seq::new(99)).await.unwrap();
+    assert_eq!(s.unread, 1, "as of seq 6 the delete at 7 has not happened");
+    let (s, _) = store.mark_read(&r, &read(99)).await.unwrap()[0];
     assert_eq!((s.read_seq.get(), s.unread), (7, 0), "clamped to the head");
     let mine = store.my_rooms(&me, 10).await.unwrap();
     let rooms: Vec<&str> = mine.iter().map(|m| m.room.as_str()).collect();
