@@ -115,6 +115,8 @@ struct Inner {
     echoing: AtomicBool,
     liveness: Mutex<Liveness>,
     ops: mpsc::Sender<PresenceOp>,
+    /// Set by `shutdown`: no more heartbeats. The lock orders the goodbye after the last one.
+    leaving: tokio::sync::Mutex<bool>,
 }
 
 const OPS_CAPACITY: usize = 65_536;
@@ -139,6 +141,7 @@ impl Cluster {
                 echoing: AtomicBool::new(true),
                 liveness: Mutex::new(Liveness::new(dead_after)),
                 ops,
+                leaving: tokio::sync::Mutex::new(false),
             }),
         };
         tokio::spawn(apply_presence_ops(cluster.clone(), rx));
@@ -229,6 +232,11 @@ impl Cluster {
 
     /// One heartbeat: renew this node's alive key for `ttl`, and publish on the node channel.
     async fn beat(&self, ttl: Duration) {
+        // Held until the heartbeat is out, so a goodbye never overtakes one (see `shutdown`).
+        let leaving = self.inner.leaving.lock().await;
+        if *leaving {
+            return;
+        }
         let notice = NodeNotice {
             v: VERSION,
             origin: self.inner.node.clone(),
@@ -420,6 +428,10 @@ impl Cluster {
 
     /// Says goodbye (so the others drop this node's presence at once) and closes the bus.
     pub async fn shutdown(&self) {
+        // After any heartbeat in flight, and no heartbeat after it: a heartbeat published after
+        // the goodbye would make the others count this node alive again until `dead_after_ms`.
+        let mut leaving = self.inner.leaving.lock().await;
+        *leaving = true;
         let bye = NodeNotice {
             v: VERSION,
             origin: self.inner.node.clone(),
