@@ -210,20 +210,6 @@ impl Session {
         self.allow(ctx, r#ref)
     }
 
-    /// `send`, `edit`, `delete`, `react`: a log entry for a room this session joined.
-    fn post(
-        &mut self,
-        room: RoomId,
-        change: Change,
-        client_msg_id: Option<String>,
-        r#ref: Option<String>,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        if self.joined_and_allowed(&room, r#ref.as_deref(), ctx) {
-            self.send(room, change, client_msg_id, r#ref, ctx);
-        }
-    }
-
     /// Moves this user's read cursor; the reply is the `read` frame, and every other session of
     /// the user (on any node) gets it too.
     fn read(
@@ -260,7 +246,8 @@ impl Session {
         );
     }
 
-    pub(super) fn send(
+    /// `send`, `edit`, `delete`, `react`: a log entry for a room this session joined.
+    fn post(
         &mut self,
         room: RoomId,
         change: Change,
@@ -268,6 +255,9 @@ impl Session {
         r#ref: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        if !self.joined_and_allowed(&room, r#ref.as_deref(), ctx) {
+            return;
+        }
         let registry = self.deps.rooms.clone();
         let held = self.rooms.get(&room).cloned();
         let message = NewMessage {
