@@ -71,21 +71,13 @@ impl Identity {
         }
         match &self.rooms {
             None => true,
-            Some(patterns) => patterns.iter().any(|p| pattern_matches(p, room.as_str())),
+            Some(patterns) => patterns.iter().any(|p| room.matches(p)),
         }
     }
 
     /// Time left before the token expires (zero if already past).
     pub fn expires_in(&self) -> Duration {
         Duration::from_secs(self.exp.saturating_sub(now_secs()))
-    }
-}
-
-/// `*` is only a trailing wildcard: `team-*` matches `team-1`; `*` alone matches every room.
-fn pattern_matches(pattern: &str, room: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => room.starts_with(prefix),
-        None => pattern == room,
     }
 }
 

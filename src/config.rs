@@ -28,6 +28,10 @@ pub struct Settings {
     pub cluster: Cluster,
     pub shutdown: Shutdown,
     pub log: Log,
+    pub webhook: WebhookDispatch,
+    /// `[[webhooks]]`: endpoints of the application's services (PROTOCOL §8). None by default.
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +132,68 @@ pub struct Log {
     pub level: String,
 }
 
+/// `[webhook]`: how every node's dispatcher treats the `[[webhooks]]` endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDispatch {
+    pub concurrency: usize,
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    pub circuit_failures: u32,
+    pub circuit_cooldown_ms: u64,
+    pub poll_ms: u64,
+}
+
+/// Entry types a webhook may ask for.
+pub const WEBHOOK_EVENTS: [&str; 4] = ["message", "edit", "delete", "react"];
+
+/// One `[[webhooks]]` endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// What the outbox, the admin API and the logs call it; empty = the url. Keep it when the url
+    /// changes and the backlog follows the endpoint to its new address.
+    #[serde(default)]
+    pub name: String,
+    pub url: String,
+    pub secret: String,
+    #[serde(default = "all_events")]
+    pub events: Vec<String>,
+    #[serde(default = "all_rooms")]
+    pub rooms: Vec<String>,
+    #[serde(default = "five_seconds")]
+    pub timeout_ms: u64,
+    #[serde(default = "ten")]
+    pub max_attempts: u32,
+}
+
+fn all_events() -> Vec<String> {
+    WEBHOOK_EVENTS.iter().map(|e| e.to_string()).collect()
+}
+
+fn all_rooms() -> Vec<String> {
+    vec!["*".into()]
+}
+
+fn five_seconds() -> u64 {
+    5000
+}
+
+fn ten() -> u32 {
+    10
+}
+
+impl Webhook {
+    /// The endpoint's name (its url when no name is set).
+    pub fn id(&self) -> &str {
+        if self.name.is_empty() {
+            &self.url
+        } else {
+            &self.name
+        }
+    }
+}
+
 /// A configuration problem, always naming the key at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("config key `{key}`: {message}")]
@@ -176,6 +242,10 @@ fn unknown_keys(raw: &config::Config) -> Vec<String> {
             .into_table()
             .map(|t| t.into_keys().collect())
             .unwrap_or_default();
+        if section == "webhooks" {
+            // An array of tables: serde checks each table's keys (`deny_unknown_fields`).
+            continue;
+        }
         match known.iter().find(|(s, _)| *s == section) {
             None if keys.is_empty() => unknown.push(section),
             None => unknown.extend(keys.iter().map(|k| format!("{section}.{k}"))),
@@ -476,6 +546,93 @@ impl Settings {
                 "must be \"text\" or \"json\"",
             ));
         }
+        self.validate_webhooks()
+    }
+
+    fn validate_webhooks(&self) -> Result<(), ConfigError> {
+        let d = &self.webhook;
+        for (key, value) in [
+            ("webhook.concurrency", d.concurrency as u64),
+            ("webhook.retry_min_ms", d.retry_min_ms),
+            ("webhook.circuit_failures", d.circuit_failures as u64),
+            ("webhook.circuit_cooldown_ms", d.circuit_cooldown_ms),
+            ("webhook.poll_ms", d.poll_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+        }
+        if d.retry_max_ms < d.retry_min_ms {
+            return Err(ConfigError::new(
+                "webhook.retry_max_ms",
+                "must be at least webhook.retry_min_ms",
+            ));
+        }
+        if !self.webhooks.is_empty() && self.database.url.is_empty() {
+            // The outbox is written in the append's own commit: it needs the Postgres store.
+            return Err(ConfigError::new(
+                "webhooks",
+                "need database.url (the outbox is written in the same Postgres commit as the entry)",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let key = |k: &str| format!("webhooks[{i}].{k}");
+            let err = |k: &str, m: String| Err(ConfigError::new(&key(k), m));
+            match url::Url::parse(&w.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => return err("url", format!("`{}` is not an http(s) URL", w.url)),
+            }
+            if w.secret.len() < 16 {
+                return err("secret", "must be at least 16 bytes".into());
+            }
+            if w.id().len() > 200 || !names.insert(w.id().to_owned()) {
+                return err(
+                    "name",
+                    format!("`{}` is used twice or longer than 200 bytes", w.id()),
+                );
+            }
+            if w.events.is_empty() {
+                return err("events", "must list at least one entry type".into());
+            }
+            for e in &w.events {
+                if e == "presence" {
+                    return err(
+                        "events",
+                        "`presence` events are not delivered by this version (PROTOCOL §8 lists \
+                         them as optional); remove it"
+                            .into(),
+                    );
+                }
+                if !WEBHOOK_EVENTS.contains(&e.as_str()) {
+                    return err(
+                        "events",
+                        format!("`{e}` is not one of {}", WEBHOOK_EVENTS.join(", ")),
+                    );
+                }
+            }
+            if w.rooms.is_empty()
+                || w.rooms
+                    .iter()
+                    .any(|p| p.trim_end_matches('*').contains('*'))
+            {
+                return err(
+                    "rooms",
+                    "must list room patterns (`*` only at the end, `*` alone for every room)"
+                        .into(),
+                );
+            }
+            if w.timeout_ms == 0 || w.max_attempts == 0 {
+                return err(
+                    if w.timeout_ms == 0 {
+                        "timeout_ms"
+                    } else {
+                        "max_attempts"
+                    },
+                    "must be greater than 0".into(),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -488,6 +645,9 @@ impl Settings {
         copy.database.url = mask_url(&copy.database.url);
         copy.database.read_url = mask_url(&copy.database.read_url);
         copy.redis.url = mask_url(&copy.redis.url);
+        for w in &mut copy.webhooks {
+            w.secret = "***".into();
+        }
         toml::to_string(&copy).unwrap_or_else(|e| format!("# cannot render settings: {e}"))
     }
 }
@@ -665,6 +825,73 @@ mod tests {
     fn unknown_keys_are_rejected() {
         let err = Settings::load(None, &env(&[("CHORUS__HTTP__BINDD", "x")]), &[]).unwrap_err();
         assert!(err.message.contains("bindd"), "{err}");
+    }
+
+    #[test]
+    fn webhooks_load_from_a_config_file_and_every_mistake_names_its_key() {
+        let dir = std::env::temp_dir().join(format!("chorus-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |hook: &str| {
+            std::fs::write(dir.join("default.toml"), format!("[[webhooks]]\n{hook}\n")).unwrap()
+        };
+        let db = env(&[("CHORUS__DATABASE__URL", "postgres://localhost/x")]);
+        let valid = "url = \"https://hooks.example/chorus\"\nsecret = \"0123456789abcdef\"";
+        write(valid);
+        let s = Settings::load(Some(&dir), &db, &[]).expect("a minimal endpoint loads");
+        let hook = &s.webhooks[0];
+        assert_eq!(
+            hook.id(),
+            "https://hooks.example/chorus",
+            "named by its url"
+        );
+        assert_eq!(hook.events, WEBHOOK_EVENTS);
+        assert_eq!(
+            (hook.rooms.as_slice(), hook.timeout_ms, hook.max_attempts),
+            (&["*".to_string()][..], 5000, 10)
+        );
+        assert!(
+            !s.masked().contains("0123456789abcdef"),
+            "the secret is masked"
+        );
+        let standalone = Settings::load(Some(&dir), &env(&[]), &[]).unwrap_err();
+        assert_eq!(standalone.key, "webhooks", "the outbox needs Postgres");
+        let secret = "secret = \"0123456789abcdef\"";
+        for (hook, key) in [
+            (format!("url = \"ftp://x/\"\n{secret}"), "webhooks[0].url"),
+            (
+                "url = \"http://x/\"\nsecret = \"short\"".to_string(),
+                "webhooks[0].secret",
+            ),
+            (
+                format!("url = \"http://x/\"\n{secret}\nevents = [\"presence\"]"),
+                "webhooks[0].events",
+            ),
+            (
+                format!("url = \"http://x/\"\n{secret}\nevents = [\"typing\"]"),
+                "webhooks[0].events",
+            ),
+            (
+                format!("url = \"http://x/\"\n{secret}\nrooms = [\"a*b\"]"),
+                "webhooks[0].rooms",
+            ),
+            (
+                format!("url = \"http://x/\"\n{secret}\nmax_attempts = 0"),
+                "webhooks[0].max_attempts",
+            ),
+            (
+                format!("url = \"http://x/\"\n{secret}\nretries = 3"),
+                "webhooks[0]",
+            ),
+            (
+                format!("{valid}\n[[webhooks]]\n{valid}"),
+                "webhooks[1].name",
+            ),
+        ] {
+            write(&hook);
+            let err = Settings::load(Some(&dir), &db, &[]).unwrap_err();
+            assert_eq!(err.key, key, "{hook}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

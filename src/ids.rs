@@ -86,6 +86,15 @@ impl RoomId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Room patterns, as in tokens and `[[webhooks]]`: `*` is only a trailing wildcard, so
+    /// `team-*` matches `team-1`, and `*` alone matches every room.
+    pub fn matches(&self, pattern: &str) -> bool {
+        match pattern.strip_suffix('*') {
+            Some(prefix) => self.0.starts_with(prefix),
+            None => pattern == &*self.0,
+        }
+    }
 }
 
 impl fmt::Display for RoomId {

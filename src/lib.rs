@@ -36,6 +36,8 @@
 //! - [`session`]: the Session actor; [`room`]: the Room actor (glue around its two state machines,
 //!   `room::sequencer` and `room::presence`) and registry; [`store`]: the Store seam.
 //! - [`bridge`]: the cluster bridge (envelopes, heartbeats, presence) over the Bus seam.
+//! - [`webhook`]: the dispatcher that sends the outbox (written by the append) to the
+//!   application's endpoints, with retries, circuit breakers and dead letters.
 //! - [`node`]: builds and runs one node; [`health`]: dependency readiness for `/readyz`;
 //!   [`metrics`]: per-node Prometheus registry; [`telemetry`]: logging; [`tls`]: TLS settings
 //!   (the Postgres and Redis clients, the node's own certificate).
@@ -50,7 +52,7 @@
 //! 3. `config`, `metrics`: settings (checked with line 2's parsers); the Prometheus registry
 //! 4. `auth`, `telemetry`, `store`, `bridge`: identity; logging; the two seams, Store and Bus
 //!    (the bridge reaches rooms through its own `Directory` trait, which the registry implements)
-//! 5. `room`, `health`: rooms and their registry; readiness
+//! 5. `room`, `health`, `webhook`: rooms and their registry; readiness; the webhook dispatcher
 //! 6. `session`: the WebSocket actor (its own `SessionDeps`)
 //! 7. `http`: routes and the state handlers share
 //! 8. `node`: builds and runs it all
@@ -84,3 +86,4 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod webhook;

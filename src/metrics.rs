@@ -37,6 +37,17 @@ pub struct Metrics {
     pub rate_limited: IntCounter,
     pub slow_consumers: IntCounter,
     pub backfill_messages: IntCounter,
+    /// Webhook requests by `result`: `ok`, `retry` (failed, tried again later), `dead` (failed
+    /// its last attempt: now in the dead-letter queue).
+    pub webhook_deliveries: IntCounterVec,
+    /// Events waiting in the outbox, every endpoint of the cluster (each node reports the same
+    /// figure, read from Postgres).
+    pub webhook_backlog: IntGauge,
+    /// Endpoints whose circuit breaker is open (or half-open) on this node.
+    pub webhook_circuit_open: IntGauge,
+    /// Dead letters waiting (the cluster's, like the backlog).
+    pub webhook_dead: IntGauge,
+    pub webhook_seconds: Histogram,
 }
 
 /// A delivery (commit → socket) slower than this counts in `chorus_message_delivery_slow_total`.
@@ -131,6 +142,20 @@ impl Metrics {
             "type",
             &["message", "edit", "delete", "react"],
         );
+        let webhook_deliveries = counter_vec(
+            "chorus_webhook_deliveries_total",
+            "Webhook requests by result (ok, retry, dead)",
+            "result",
+            &["ok", "retry", "dead"],
+        );
+        let webhook_seconds = Histogram::with_opts(
+            HistogramOpts::new("chorus_webhook_seconds", "Webhook request latency")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(webhook_seconds.clone()))
+            .expect("unique metric");
         let store_slow = counter_vec(
             "chorus_store_slow_total",
             "Store operations slower than 500 ms",
@@ -213,6 +238,20 @@ impl Metrics {
                 "chorus_backfill_messages_total",
                 "Messages replayed to joins with `since`",
             ),
+            webhook_deliveries,
+            webhook_backlog: gauge(
+                "chorus_webhook_backlog",
+                "Webhook events waiting in the outbox (cluster-wide)",
+            ),
+            webhook_circuit_open: gauge(
+                "chorus_webhook_circuit_open",
+                "Webhook endpoints whose circuit is open on this node",
+            ),
+            webhook_dead: gauge(
+                "chorus_webhook_dead_letters",
+                "Webhook events in the dead-letter queue (cluster-wide)",
+            ),
+            webhook_seconds,
             registry: Arc::new(registry),
         }
     }

@@ -1,5 +1,5 @@
-//! Builds and runs one Chorus node: store, cluster bridge, room registry, metrics, auth and the HTTP
-//! server.
+//! Builds and runs one Chorus node: store, cluster bridge, room registry, webhook dispatcher,
+//! metrics, auth and the HTTP server.
 //! Nothing is global, so several nodes fit in one test process.
 
 use std::net::{SocketAddr, TcpListener};
@@ -25,6 +25,7 @@ use crate::session::reads::ReadRelay;
 use crate::session::{CloseSession, SessionDeps, Sessions};
 use crate::store::{self, MemoryStore, Metered, PostgresStore, Store};
 use crate::tls::server::Certificate;
+use crate::webhook::Webhooks;
 
 /// Parts a caller may supply instead of building them from the settings.
 #[derive(Default)]
@@ -61,6 +62,7 @@ impl Node {
             .validate_secret()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let mut store_host = "memory".to_owned();
+        let mut outbox = None;
         let store: Arc<dyn Store> = if let Some(store) = parts.store {
             store
         } else if settings.database.url.is_empty() {
@@ -70,7 +72,11 @@ impl Node {
             // starts anyway, not ready, and migrates in the background as soon as it can.
             let url = settings.database.url.clone();
             store_host = store::postgres::hosts_of(&url);
-            let pg = PostgresStore::new(&settings.database).context("building Postgres pools")?;
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let pg = PostgresStore::new(&settings.database)
+                .context("building Postgres pools")?
+                .with_webhooks(store::outbox::Routes::new(&settings.webhooks), wake.clone());
+            outbox = Some((pg.outbox(), wake));
             let timeout = Duration::from_millis(settings.database.timeout_ms);
             match tokio::time::timeout(timeout, store::migrate::run(&url)).await {
                 Ok(Ok(_)) => {}
@@ -81,6 +87,19 @@ impl Node {
                 }
             }
             Arc::new(Metered::new(pg, metrics.clone()))
+        };
+        let webhooks = match outbox {
+            Some((outbox, wake)) => Some(
+                Webhooks::start(
+                    &settings.webhooks,
+                    &settings.webhook,
+                    outbox,
+                    wake,
+                    metrics.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!(e))?,
+            ),
+            None => None,
         };
         let health = Arc::new(Health::default());
         let watch = health.clone().watch(store.clone(), store_host).await;
@@ -181,6 +200,7 @@ impl Node {
             session,
             rest_limiter: RateLimiter::keyed(quota),
             health,
+            webhooks,
             admission: Admission::new(
                 limits.max_connections_per_user,
                 limits.max_connections_per_ip,
@@ -283,6 +303,9 @@ impl Node {
     /// presence at once) and stops the room threads.
     pub async fn stop(self) {
         self.watch.abort();
+        if let Some(webhooks) = &self.shared.webhooks {
+            webhooks.stop();
+        }
         self.server.stop(true).await;
         if let Some(cluster) = &self.shared.cluster {
             cluster.shutdown().await;

@@ -194,13 +194,17 @@ impl StreamHandler<BusEvent> for Bridge {
                 if channel == self.nodes_channel {
                     self.on_node_notice(&payload);
                 } else if channel == self.users_channel {
-                    match envelope::decode_read(&payload) {
-                        Ok(n) if n.origin == *self.cluster.node() => {}
-                        Ok(n) => {
+                    match envelope::decode_user_notice(&payload) {
+                        Ok(n) if n.origin() == self.cluster.node() => {}
+                        Ok(envelope::UserNotice::Read(n)) => {
                             self.cluster.count_received();
                             self.users.read_moved(n);
                         }
-                        Err(e) => tracing::warn!(error = %e, "ignoring read notice"),
+                        Ok(envelope::UserNotice::Kick(k)) => {
+                            self.cluster.count_received();
+                            self.users.kick(&k.room, &k.user);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "ignoring user notice"),
                     }
                 } else {
                     self.on_room_envelope(&channel, &payload);

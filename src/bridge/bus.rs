@@ -79,6 +79,10 @@ pub trait Bus: Send + Sync + 'static {
     /// Which of `keys` exist (unexpired), in order.
     async fn exist(&self, keys: Vec<String>) -> Result<Vec<bool>, BusError>;
 
+    /// Up to `limit` keys (hashes or plain) that start with `prefix`, in no order. A scan of the
+    /// key space: for operators' questions, never on a hot path.
+    async fn keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, BusError>;
+
     /// Closes connections and ends the event stream.
     async fn close(&self);
 }

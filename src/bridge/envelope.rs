@@ -5,6 +5,7 @@
 //! - Node channel `<prefix>:nodes`: a [`NodeNotice`] (heartbeat or goodbye) from every node.
 //! - Users channel `<prefix>:users`: a [`ReadNotice`] whenever a user's read cursor moves, so
 //!   every node can tell that user's sessions (and, with read receipts, the room's members).
+//!   And a [`KickNotice`] when an operator disconnects a user from a room.
 //! - Presence hash `<prefix>:presence:<room>`: one field per (node, user) present on that node, so a
 //!   node that starts serving a room can read who is there without asking every node.
 //! - Alive key `<prefix>:node:<id>`: refreshed every heartbeat, expiring after `dead_after_ms`, so
@@ -93,7 +94,42 @@ impl ReadNotice {
     }
 }
 
-pub fn decode_read(payload: &[u8]) -> Result<ReadNotice, DecodeError> {
+/// An operator removed `user` from `room` (`POST /api/admin/rooms/{room}/disconnect`): every node
+/// closes that user's sessions in the room with 4003. `kick` tells it from a [`ReadNotice`] on the
+/// same channel (a node of the previous version logs it as a read notice it cannot decode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KickNotice {
+    pub v: u32,
+    pub origin: NodeId,
+    pub kick: bool,
+    pub room: RoomId,
+    pub user: UserId,
+}
+
+impl KickNotice {
+    pub fn encode(&self) -> bytes::Bytes {
+        bytes::Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// What travels on the users channel.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum UserNotice {
+    Kick(KickNotice),
+    Read(ReadNotice),
+}
+
+impl UserNotice {
+    pub fn origin(&self) -> &NodeId {
+        match self {
+            UserNotice::Kick(k) => &k.origin,
+            UserNotice::Read(r) => &r.origin,
+        }
+    }
+}
+
+pub fn decode_user_notice(payload: &[u8]) -> Result<UserNotice, DecodeError> {
     check_version(payload)?;
     Ok(serde_json::from_slice(payload)?)
 }
@@ -138,6 +174,11 @@ impl Names {
 
     pub fn presence_key(&self, room: &RoomId) -> String {
         format!("{}:presence:{}", self.prefix, room)
+    }
+
+    /// What every presence key starts with (the room id follows).
+    pub fn presence_key_prefix(&self) -> String {
+        format!("{}:presence:", self.prefix)
     }
 }
 
@@ -266,7 +307,21 @@ mod tests {
             unread: 2,
             last_seq: Seq::new(7),
         };
-        assert_eq!(decode_read(&read.encode()).unwrap(), read);
+        assert_eq!(
+            decode_user_notice(&read.encode()).unwrap(),
+            UserNotice::Read(read.clone())
+        );
+        let kick = KickNotice {
+            v: VERSION,
+            origin: read.origin.clone(),
+            kick: true,
+            room: read.room.clone(),
+            user: read.user.clone(),
+        };
+        assert_eq!(
+            decode_user_notice(&kick.encode()).unwrap(),
+            UserNotice::Kick(kick)
+        );
     }
 
     #[test]

@@ -194,6 +194,23 @@ impl Bus for LoopbackBus {
             .collect())
     }
 
+    async fn keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, BusError> {
+        self.check()?;
+        let state = self.hub.lock();
+        let now = Instant::now();
+        let hashes = state
+            .hashes
+            .iter()
+            .filter(|(k, h)| k.starts_with(prefix) && !h.is_empty())
+            .map(|(k, _)| k.clone());
+        let plain = state
+            .expiring
+            .iter()
+            .filter(|(k, at)| k.starts_with(prefix) && **at > now)
+            .map(|(k, _)| k.clone());
+        Ok(hashes.chain(plain).take(limit).collect())
+    }
+
     async fn close(&self) {
         self.hub.lock().buses.remove(&self.id);
     }

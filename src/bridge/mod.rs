@@ -93,6 +93,19 @@ pub trait Users: Send + Sync + 'static {
     /// A user's read cursor moved on another node: tell that user's sessions here (and the room's
     /// members, with read receipts on).
     fn read_moved(&self, notice: ReadNotice);
+    /// An operator disconnected `user` from `room` (on any node): close that user's sessions
+    /// here that joined the room, with 4003.
+    fn kick(&self, room: &RoomId, user: &UserId);
+}
+
+/// A room someone is present in, somewhere in the cluster (`GET /api/admin/rooms`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ActiveRoom {
+    pub room: RoomId,
+    /// Distinct users present.
+    pub members: usize,
+    /// Nodes serving them.
+    pub nodes: usize,
 }
 
 /// The bridge as rooms see it. Cheap to clone.
@@ -188,6 +201,54 @@ impl Cluster {
         self.inner
             .bus
             .publish(self.inner.names.users_channel(), notice.encode());
+    }
+
+    /// Tells every other node to close `user`'s sessions in `room` (at most once, like every
+    /// publish: the admin API answers with how many sessions this node closed, and says so).
+    pub fn publish_kick(&self, room: &RoomId, user: &UserId) {
+        let notice = envelope::KickNotice {
+            v: VERSION,
+            origin: self.inner.node.clone(),
+            kick: true,
+            room: room.clone(),
+            user: user.clone(),
+        };
+        self.inner
+            .bus
+            .publish(self.inner.names.users_channel(), notice.encode());
+    }
+
+    /// Rooms with someone present on a live node, most members first, from the presence hashes:
+    /// a key scan, so an operator's question, not a hot path. At most `limit` rooms are read.
+    pub async fn active_rooms(&self, limit: usize) -> Result<Vec<ActiveRoom>, BusError> {
+        use futures_util::StreamExt;
+        let prefix = self.inner.names.presence_key_prefix();
+        let keys = self.inner.bus.keys(&prefix, limit).await?;
+        let rooms: Vec<RoomId> = keys
+            .iter()
+            .filter_map(|k| RoomId::parse(k.strip_prefix(&prefix)?))
+            .collect();
+        let mut found: Vec<ActiveRoom> = futures_util::stream::iter(rooms)
+            .map(|room| async move {
+                let entries = self.presence(&room).await?;
+                let mut users: Vec<&UserId> = entries.iter().map(|(_, p)| &p.user).collect();
+                let mut nodes: Vec<&NodeId> = entries.iter().map(|(n, _)| n).collect();
+                users.sort();
+                users.dedup();
+                nodes.sort();
+                nodes.dedup();
+                Ok::<_, BusError>(ActiveRoom {
+                    members: users.len(),
+                    nodes: nodes.len(),
+                    room,
+                })
+            })
+            .buffer_unordered(16)
+            .filter_map(|r| async move { r.ok().filter(|a| a.members > 0) })
+            .collect()
+            .await;
+        found.sort_by(|a, b| b.members.cmp(&a.members).then(a.room.cmp(&b.room)));
+        Ok(found)
     }
 
     fn room_of(&self, channel: &str) -> Option<RoomId> {

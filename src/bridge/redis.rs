@@ -321,6 +321,32 @@ impl Bus for RedisBus {
         Ok(values.into_iter().map(|v| v.is_some()).collect())
     }
 
+    async fn keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, BusError> {
+        use futures_util::StreamExt;
+        self.ready(&self.commands)?;
+        // MATCH is a glob: the prefix's own glob characters are escaped.
+        let mut pattern = String::with_capacity(prefix.len() + 1);
+        for c in prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        let scan = self
+            .commands
+            .scan_buffered(pattern, Some(1000), None)
+            .take(limit)
+            .map(|k| k.map(|k| k.as_str_lossy().into_owned()))
+            .collect::<Vec<_>>();
+        let keys = tokio::time::timeout(COMMAND_TIMEOUT * 5, scan)
+            .await
+            .map_err(|_| BusError::Unavailable("key scan timed out".into()))?;
+        keys.into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)
+    }
+
     async fn close(&self) {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;

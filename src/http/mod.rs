@@ -17,6 +17,7 @@ use crate::auth::Identity;
 use crate::protocol::ErrorCode;
 use crate::store::StoreError;
 
+pub mod admin;
 pub mod admission;
 pub mod demo;
 pub mod health;
@@ -116,6 +117,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     )
                     .route("/rooms/{room}/read", web::put().to(room_log::read))
                     .route("/me/rooms", web::get().to(room_log::my_rooms))
+                    .route("/admin/webhooks", web::get().to(admin::webhooks))
+                    .route("/admin/webhooks/dead", web::get().to(admin::dead))
+                    .route(
+                        "/admin/webhooks/dead/{id}/replay",
+                        web::post().to(admin::replay),
+                    )
+                    .route("/admin/rooms", web::get().to(admin::rooms))
+                    .route(
+                        "/admin/rooms/{room}/disconnect",
+                        web::post().to(admin::disconnect),
+                    )
                     .route("/rooms/{room}/events", web::get().to(stream::events))
                     .route("/rooms/{room}/poll", web::get().to(stream::poll))
                     .default_service(web::to(not_found)),

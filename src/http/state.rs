@@ -38,6 +38,8 @@ pub struct Shared {
     pub admission: Admission,
     /// What `/readyz` reports of the store (checked in the background).
     pub health: Arc<Health>,
+    /// The webhook dispatcher and outbox (`None` without Postgres).
+    pub webhooks: Option<crate::webhook::Webhooks>,
 }
 
 impl Shared {

@@ -87,6 +87,14 @@ impl Registry {
         self.lock().values().cloned().collect()
     }
 
+    /// Every running room with its id (the admin API on a node without a cluster).
+    pub fn running(&self) -> Vec<(RoomId, Addr<Room>)> {
+        self.lock()
+            .iter()
+            .map(|(id, addr)| (id.clone(), addr.clone()))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }

@@ -149,6 +149,28 @@ pub struct Session {
     close_code: u16,
 }
 
+/// An operator removed the session's user from `room` (PROTOCOL §8 admin API): a session that
+/// joined it closes with 4003. Answers whether it did.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Kick(pub RoomId);
+
+impl Handler<Kick> for Session {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Kick, ctx: &mut Self::Context) -> bool {
+        if !self.rooms.contains_key(&msg.0) || self.closing {
+            return false;
+        }
+        self.close(
+            ctx,
+            CloseCode::Forbidden,
+            "removed from the room by an operator",
+        );
+        true
+    }
+}
+
 /// Tells a session to close (drain, shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -11,6 +11,9 @@
 //!
 //! A notice the bus loses (Redis down) is made good by the rooms: on every Resync after an
 //! outage, each room re-reads its members' cursors and sends them a fresh `read` frame.
+//!
+//! The same channel carries an operator's kick (`POST /api/admin/rooms/{room}/disconnect`): every
+//! node closes the user's sessions that joined the room with 4003 ([`ReadRelay::kick`]).
 
 use crate::bridge::Cluster;
 use crate::bridge::envelope::{ReadNotice, VERSION};
@@ -19,7 +22,7 @@ use crate::protocol::ServerFrame;
 use crate::room::{ReadReceipt, Registry, ToSession};
 use crate::store::ReadState;
 
-use super::Sessions;
+use super::{Kick, Sessions};
 
 /// Announces moved read cursors; cheap to clone.
 #[derive(Clone)]
@@ -92,8 +95,38 @@ impl ReadRelay {
     }
 }
 
+impl ReadRelay {
+    /// Closes `user`'s sessions in `room` on every node; answers how many of them were on this
+    /// node (the others are told at most once, like every notice on the bus).
+    pub async fn kick(&self, room: &RoomId, user: &UserId) -> usize {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish_kick(room, user);
+        }
+        self.kick_here(room, user).await
+    }
+
+    async fn kick_here(&self, room: &RoomId, user: &UserId) -> usize {
+        let asks = self
+            .sessions
+            .of_user(user)
+            .into_iter()
+            .map(|(_, addr)| addr.send(Kick(room.clone())));
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter(|closed| matches!(closed, Ok(true)))
+            .count()
+    }
+}
+
 impl crate::bridge::Users for ReadRelay {
     fn read_moved(&self, notice: ReadNotice) {
         self.deliver(&notice, None);
+    }
+
+    fn kick(&self, room: &RoomId, user: &UserId) {
+        for (_, addr) in self.sessions.of_user(user) {
+            addr.do_send(Kick(room.clone()));
+        }
     }
 }

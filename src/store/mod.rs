@@ -23,6 +23,7 @@ use async_trait::async_trait;
 
 pub mod memory;
 pub mod migrate;
+pub mod outbox;
 pub mod pg_tls;
 pub mod postgres;
 

@@ -1,6 +1,6 @@
 //! Postgres store: the source of truth and of order.
 //!
-//! `append` is one call of the `chorus_append` SQL function per batch (one statement, so one
+//! `append` is one call of the `chorus_log_append` SQL function per batch (one statement, so one
 //! transaction and one round trip): lock the room row (upsert), return the originals of repeated
 //! client_msg_ids, insert the new messages, advance `rooms.last_seq`. Concurrent appends to one
 //! room (from this node's group commit or from other nodes) queue on the row lock, so seqs commit
@@ -31,6 +31,9 @@ pub struct PostgresStore {
     /// False while a node that started with Postgres unreachable has not applied its migrations
     /// yet: every operation is `Unavailable` until then (see [`PostgresStore::schema_gate`]).
     schema: Arc<AtomicBool>,
+    /// Webhook endpoints whose outbox rows the append writes, and who to wake when it did.
+    routes: super::outbox::Routes,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 const COLUMNS: &str = "seq, id, user_id, user_name, body, ts, client_msg_id, kind, target, \
@@ -51,7 +54,26 @@ impl PostgresStore {
             reader,
             timeout,
             schema: Arc::new(AtomicBool::new(true)),
+            routes: Default::default(),
+            wake: Default::default(),
         })
+    }
+
+    /// Writes outbox rows for these endpoints with every append, and notifies `wake` after a
+    /// commit that wrote some (this node's dispatcher starts at once).
+    pub fn with_webhooks(
+        mut self,
+        routes: super::outbox::Routes,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        self.routes = routes;
+        self.wake = wake;
+        self
+    }
+
+    /// The webhook dispatcher's queries, on the writer's pool.
+    pub fn outbox(&self) -> super::outbox::Outbox {
+        super::outbox::Outbox::new(self.writer.clone(), self.timeout)
     }
 
     /// The flag that says the schema is migrated (true unless the node cleared it at start).
@@ -124,7 +146,7 @@ fn pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::Internal(e.to_string()))
 }
 
-fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+pub(super) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     let text = match &e {
         deadpool_postgres::PoolError::Backend(pg) => describe(pg),
         deadpool_postgres::PoolError::Timeout(_) => "timeout: no connection in time".into(),
@@ -197,7 +219,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 
 /// Errors from the server (with an SQLSTATE) are internal, or `Invalid` for a data exception
 /// (class 22: the data of one message); everything else is the connection.
-fn pg_error(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn pg_error(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) if db.code().code().starts_with("22") => {
             StoreError::Invalid(format!("{}: {}", db.code().code(), db.message()))
@@ -281,7 +303,7 @@ impl<'a> tokio_postgres::types::FromSql<'a> for Seq {
 }
 
 /// Reads an entry from `row`, whose columns (in `COLUMNS` order) start at `at`.
-fn to_message(room: &RoomId, row: &Row, at: usize) -> Result<Message, StoreError> {
+pub(super) fn to_message(room: &RoomId, row: &Row, at: usize) -> Result<Message, StoreError> {
     let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
     let kind: String = row.try_get(at + 7).map_err(get)?;
     let op: Option<String> = row.try_get(at + 10).map_err(get)?;
@@ -395,7 +417,7 @@ impl Store for PostgresStore {
             let stmt = client
                 .prepare_cached(&format!(
                     "SELECT idx, outcome, {COLUMNS}, epoch FROM chorus_log_append(\
-                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
                 ))
                 .await
                 .map_err(pg_error)?;
@@ -420,6 +442,7 @@ impl Store for PostgresStore {
                 .unzip();
             let mods: Vec<bool> = batch.iter().map(|m| m.moderator).collect();
             let new_epoch = random_id()[..12].to_owned();
+            let (hook_endpoints, hook_kinds) = self.routes.for_room(room);
             let rows = client
                 .query(
                     &stmt,
@@ -437,6 +460,8 @@ impl Store for PostgresStore {
                         &keys,
                         &ops,
                         &mods,
+                        &hook_endpoints,
+                        &hook_kinds,
                     ],
                 )
                 .await
@@ -466,6 +491,10 @@ impl Store for PostgresStore {
                         return Err(StoreError::Internal(format!("unknown outcome {other:?}")));
                     }
                 });
+            }
+            let fresh = |a: &Result<Appended, Refusal>| matches!(a, Ok(a) if !a.duplicate);
+            if !hook_endpoints.is_empty() && appended.iter().any(fresh) {
+                self.wake.notify_one();
             }
             Ok(AppendOutcome { epoch, appended })
         })

@@ -22,4 +22,5 @@ mod store_conformance;
 mod support;
 mod tls;
 mod transports;
+mod webhooks;
 mod ws_protocol;

@@ -173,6 +173,12 @@ pub type Log = Arc<Mutex<Vec<String>>>;
 /// As [`spawn_node`], and keeps every line the node prints.
 pub fn spawn_node_logged(db_url: &str, extra: &[(&str, &str)]) -> (Child, String, Log) {
     let (child, log) = spawn_logged(db_url, extra);
+    let addr = logged_addr(&log);
+    (child, addr, log)
+}
+
+/// The address a starting node logs (`listening addr=...`), waited for.
+fn logged_addr(log: &Log) -> String {
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
         let addr = log.lock().expect("log").iter().find_map(|line| {
@@ -180,7 +186,7 @@ pub fn spawn_node_logged(db_url: &str, extra: &[(&str, &str)]) -> (Child, String
             Some(rest.split_whitespace().next().unwrap_or("").to_owned())
         });
         if let Some(addr) = addr {
-            return (child, addr, log);
+            return addr;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -190,10 +196,28 @@ pub fn spawn_node_logged(db_url: &str, extra: &[(&str, &str)]) -> (Child, String
     }
 }
 
+/// As [`spawn_node`], with more command-line arguments (e.g. `--config-dir`).
+pub fn spawn_node_args(db_url: &str, extra: &[(&str, &str)], args: &[&str]) -> (Child, String) {
+    let (child, log) = spawn_logged_args(db_url, extra, args);
+    let addr = logged_addr(&log);
+    (child, addr)
+}
+
+/// Kills a node at once (SIGKILL: no drain, nothing given back) and reaps it.
+pub fn sigkill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Starts `chorus serve` and collects its output lines without waiting for anything.
 pub fn spawn_logged(db_url: &str, extra: &[(&str, &str)]) -> (Child, Log) {
+    spawn_logged_args(db_url, extra, &[])
+}
+
+fn spawn_logged_args(db_url: &str, extra: &[(&str, &str)], args: &[&str]) -> (Child, Log) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
     cmd.args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
         .env_clear()
         .env("NO_COLOR", "1")
         .env("CHORUS__DATABASE__URL", db_url)

@@ -31,11 +31,13 @@ pub struct TestNode {
 
 impl TestNode {
     pub async fn start(db_url: &str, extra: &[(&str, &str)]) -> TestNode {
-        let s = settings(db_url, extra);
+        TestNode::start_with(settings(db_url, extra)).await
+    }
+
+    /// A node on settings the test built (e.g. with `[[webhooks]]`, which have no env form).
+    pub async fn start_with(s: Settings) -> TestNode {
         chorus::telemetry::init(&s.log, &s.node.id);
-        let node = Node::start(settings(db_url, extra))
-            .await
-            .expect("node starts");
+        let node = Node::start(s).await.expect("node starts");
         TestNode { node }
     }
 
@@ -111,6 +113,9 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 pub fn http() -> reqwest::Client {
+    // The node's reqwest (webhooks) brings rustls without a default crypto provider: pick ring,
+    // as the node does. Installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 
