@@ -8,12 +8,13 @@
 //! Other scenarios: `--protocol socketio` measures the Socket.IO comparison server the same way
 //! (`proto.rs`); `--idle` only connects and joins, then reports RSS per socket; `--stalled N` adds
 //! N sockets to the first room that never read; `--storm-missed M` is the reconnect storm
-//! (`storm.rs`).
+//! (`storm.rs`); `--sink ADDR` is the webhook receiver of `WEBHOOKS=… loadtest/run` (`sink.rs`).
 //!
 //! Run against a node started by `loadtest/run` (or any node sharing the JWT secret):
 //! `cargo run --release --example bench -- --url ws://127.0.0.1:8080 --secret S --sockets 1000 --rooms 10`
 
 mod proto;
+mod sink;
 mod storm;
 
 use std::sync::Arc;
@@ -74,6 +75,12 @@ struct Args {
     /// Connections being opened at once while setting up (the storm's reconnect is not limited).
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
+    /// Run a webhook receiver on this address instead (see sink.rs); needs --sink-report.
+    #[arg(long)]
+    sink: Option<String>,
+    /// Where the webhook receiver writes its JSON summary, every second.
+    #[arg(long, default_value = "/tmp/chorus-sink.json")]
+    sink_report: String,
 }
 
 #[derive(Default)]
@@ -123,9 +130,15 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(addr) = &args.sink {
+        return sink::run(addr, &args.sink_report);
+    }
+    tokio::runtime::Runtime::new()?.block_on(bench(args))
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
     let auth = chorus::auth::Auth::new(
         args.secret.as_bytes(),
         &chorus::config::Settings::load(None, &Default::default(), &[])?.auth,

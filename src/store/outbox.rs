@@ -201,11 +201,11 @@ impl Outbox {
         .await
     }
 
-    /// The queue's next `limit` events, oldest first. When there are none although the queue
-    /// said some were pending, its count is put right.
+    /// The queue's next `limit` events, oldest first. When there are none, the queue's count is
+    /// checked against its rows (see [`recount`]).
     pub async fn events(&self, lease: &Lease, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.bounded(async {
-            let client = self.pool.get().await.map_err(pool_error)?;
+            let mut client = self.pool.get().await.map_err(pool_error)?;
             let stmt = client
                 .prepare_cached(&format!(
                     "SELECT o.seq, {ENTRY} FROM webhook_outbox o \
@@ -233,16 +233,7 @@ impl Outbox {
                 });
             }
             if events.is_empty() {
-                client
-                    .execute(
-                        "UPDATE webhook_queues SET pending = 0 \
-                         WHERE endpoint = $1 AND room = $2 AND lease_token = $3 \
-                           AND NOT EXISTS (SELECT 1 FROM webhook_outbox \
-                                           WHERE endpoint = $1 AND room = $2)",
-                        &[&lease.endpoint, &lease.room.as_str(), &lease.token],
-                    )
-                    .await
-                    .map_err(pg_error)?;
+                recount(&mut client, lease).await?;
             }
             Ok(events)
         })
@@ -337,13 +328,16 @@ impl Outbox {
     }
 
     /// Gives the queue back (nothing due, the circuit opened, or a fair share was sent): another
-    /// claim, on any node, may take it at once. Returns the events still pending.
+    /// claim, on any node, may take it at once, but claims take the longest-waiting queues first
+    /// (`next_at` is now), so with more busy rooms than slots every room gets its turn. Returns
+    /// the events still pending.
     pub async fn release(&self, lease: &Lease) -> Result<i64, StoreError> {
         self.bounded(async {
             let client = self.pool.get().await.map_err(pool_error)?;
             let row = client
                 .query_opt(
-                    "UPDATE webhook_queues SET lease_until = '-infinity', lease_token = NULL \
+                    "UPDATE webhook_queues \
+                     SET lease_until = '-infinity', lease_token = NULL, next_at = now() \
                      WHERE endpoint = $1 AND room = $2 AND lease_token = $3 RETURNING pending",
                     &[&lease.endpoint, &lease.room.as_str(), &lease.token],
                 )
@@ -390,6 +384,24 @@ impl Outbox {
                     ))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    /// Deletes the queues that have been empty and unclaimed for `idle` (a room's queue row per
+    /// endpoint would otherwise stay forever). Safe against a concurrent append: a queue that
+    /// gets an event again is locked by that append, re-checked, and kept (or written anew).
+    pub async fn prune(&self, idle: Duration) -> Result<u64, StoreError> {
+        self.bounded(async {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            client
+                .execute(
+                    "DELETE FROM webhook_queues WHERE pending = 0 AND lease_until < now() \
+                       AND next_at < now() - $1 * interval '1 millisecond'",
+                    &[&(idle.as_millis() as f64)],
+                )
+                .await
+                .map_err(pg_error)
         })
         .await
     }
@@ -456,6 +468,35 @@ impl Outbox {
         })
         .await
     }
+}
+
+/// Sets a leased queue's `pending` to the number of its rows. The queue row is locked *before* the
+/// rows are counted, in a statement of its own: an append that already counted its events on the
+/// queue has committed by then (the count sees its rows), and one that has not yet adds its count
+/// after this. (One `UPDATE … WHERE NOT EXISTS (…)` would judge by a snapshot taken before it
+/// waited for such an append's lock, and zero a count whose rows had just committed: an event
+/// stranded, never claimed.)
+async fn recount(client: &mut deadpool_postgres::Client, lease: &Lease) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let held = tx
+        .query_opt(
+            "SELECT 1 FROM webhook_queues \
+             WHERE endpoint = $1 AND room = $2 AND lease_token = $3 FOR UPDATE",
+            &[&lease.endpoint, &lease.room.as_str(), &lease.token],
+        )
+        .await
+        .map_err(pg_error)?;
+    if held.is_some() {
+        tx.execute(
+            "UPDATE webhook_queues SET pending = (SELECT count(*) FROM webhook_outbox \
+                                                 WHERE endpoint = $1 AND room = $2) \
+             WHERE endpoint = $1 AND room = $2",
+            &[&lease.endpoint, &lease.room.as_str()],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    tx.commit().await.map_err(pg_error)
 }
 
 fn dead_letter(r: &tokio_postgres::Row) -> Result<DeadLetter, StoreError> {

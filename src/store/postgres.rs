@@ -2,7 +2,8 @@
 //!
 //! `append` is one call of the `chorus_log_append` SQL function per batch (one statement, so one
 //! transaction and one round trip): lock the room row (upsert), return the originals of repeated
-//! client_msg_ids, insert the new messages, advance `rooms.last_seq`. Concurrent appends to one
+//! client_msg_ids, insert the new messages, advance `rooms.last_seq`, and (with `[[webhooks]]`)
+//! write the entries' outbox rows (`outbox.rs`) in the same commit. Concurrent appends to one
 //! room (from this node's group commit or from other nodes) queue on the row lock, so seqs commit
 //! in order and without gaps. Every operation is bounded by
 //! `database.timeout_ms`; connection failures and time-outs surface as `StoreError::Unavailable`.

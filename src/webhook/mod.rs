@@ -37,12 +37,16 @@ use crate::store::StoreError;
 use crate::store::outbox::{EndpointStats, Lease, Outbox, Outcome};
 use circuit::{Admit, Circuit};
 
-/// Events a worker sends from one queue before it gives the queue back (rooms share the slots).
-const FAIR_SHARE: usize = 256;
+/// Events a worker sends from one queue before it gives the queue back (rooms share the slots:
+/// with more busy rooms than `webhook.concurrency`, each waits at most its turn).
+const FAIR_SHARE: usize = 64;
 /// Events a worker reads from its queue at a time.
 const READ_AHEAD: usize = 32;
 /// How often the backlog and dead-letter gauges are read from Postgres.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
+/// How often, in gauge readings, a node deletes queues idle for [`QUEUE_IDLE`] (every 10 min).
+const PRUNE_EVERY: u32 = 120;
+const QUEUE_IDLE: Duration = Duration::from_secs(24 * 3600);
 
 /// One configured endpoint and this node's state for it.
 struct Endpoint {
@@ -187,6 +191,7 @@ impl Webhooks {
 async fn run(inner: Arc<Inner>) {
     let poll = Duration::from_millis(inner.settings.poll_ms);
     let mut gauges = tokio::time::interval(GAUGE_EVERY);
+    let mut readings = 0u32;
     loop {
         for ep in &inner.endpoints {
             fill(&inner, ep).await;
@@ -195,7 +200,13 @@ async fn run(inner: Arc<Inner>) {
             _ = inner.stop.cancelled() => return,
             _ = inner.wake.notified() => {}
             _ = tokio::time::sleep(poll) => {}
-            _ = gauges.tick() => refresh_gauges(&inner).await,
+            _ = gauges.tick() => {
+                refresh_gauges(&inner).await;
+                readings = readings.wrapping_add(1);
+                if readings.is_multiple_of(PRUNE_EVERY) {
+                    let _ = inner.outbox.prune(QUEUE_IDLE).await;
+                }
+            }
         }
     }
 }

@@ -131,6 +131,29 @@ async fn conformance(a: &dyn Bus, b: &dyn Bus) {
             .is_empty()
     );
 
+    // Keys by prefix (the admin API's active rooms): the hashes with fields, not the emptied ones.
+    b.hset("t:presence:y", "f".into(), "v".into())
+        .await
+        .expect("hset");
+    b.hset("t:other:z", "f".into(), "v".into())
+        .await
+        .expect("hset");
+    b.hset("t:presence:gone", "f".into(), "v".into())
+        .await
+        .expect("hset");
+    b.hdel("t:presence:gone", vec!["f".into()])
+        .await
+        .expect("hdel");
+    let mut keys = a.keys("t:presence:", 100).await.expect("keys");
+    keys.sort();
+    assert_eq!(keys, ["t:presence:x", "t:presence:y"]);
+    assert_eq!(
+        a.keys("t:presence:", 1).await.expect("keys").len(),
+        1,
+        "at most the limit"
+    );
+    assert!(a.keys("t:nothing:", 10).await.expect("keys").is_empty());
+
     // Expiring keys (a node's alive mark).
     a.set_expiring("t:node:a", Duration::from_millis(300))
         .await

@@ -122,6 +122,16 @@ async fn every_acked_entry_reaches_its_endpoints_signed_and_in_room_order() {
     )
     .await;
     assert_eq!(count(&db, "webhook_outbox").await, 0);
+    // Retention: the queues, idle now, are pruned (here with no idle time to wait out).
+    assert_eq!(
+        count(&db, "webhook_queues").await,
+        4,
+        "3 rooms + 1 room for the second endpoint"
+    );
+    let outbox = a.node.shared.webhooks.as_ref().expect("webhooks").outbox();
+    let pruned = outbox.prune(Duration::ZERO).await.expect("prune");
+    assert_eq!(pruned, 4);
+    assert_eq!(count(&db, "webhook_queues").await, 0);
     a.stop().await;
     b.stop().await;
 }

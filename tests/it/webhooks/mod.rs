@@ -5,6 +5,7 @@
 mod admin;
 mod delivery;
 mod failures;
+mod outbox;
 pub mod receiver;
 
 use std::collections::{BTreeMap, HashMap};
