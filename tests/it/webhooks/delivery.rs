@@ -145,6 +145,15 @@ fn config_dir(hooks: &str) -> tempdir::Dir {
     dir
 }
 
+/// A node process that dies with the test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        sigkill(&mut self.0);
+    }
+}
+
 mod tempdir {
     /// A folder under the system's temp dir, removed on drop.
     pub struct Dir(std::path::PathBuf);
@@ -179,7 +188,7 @@ async fn a_node_killed_mid_dispatch_loses_nothing_and_repeats_only_with_the_same
         rx.url()
     ));
     let dir_arg = dir.path().to_str().expect("utf-8 path").to_owned();
-    let (mut child, addr) = spawn_node_args(
+    let (child, addr) = spawn_node_args(
         &db,
         &[
             ("CHORUS__DATABASE__TIMEOUT_MS", "1000"),
@@ -188,6 +197,8 @@ async fn a_node_killed_mid_dispatch_loses_nothing_and_repeats_only_with_the_same
         ],
         &["--config-dir", &dir_arg],
     );
+    // Killed when the test ends, also when it fails half way.
+    let mut child = KillOnDrop(child);
     let rooms = ["k-a", "k-b", "k-c"];
     // Posting goes on while the node dies: whatever it committed (acked or not) is in the log,
     // and every entry of the log must arrive.
@@ -213,7 +224,7 @@ async fn a_node_killed_mid_dispatch_loses_nothing_and_repeats_only_with_the_same
         rx.accepted().len() >= 10
     })
     .await;
-    sigkill(&mut child);
+    sigkill(&mut child.0);
     let at_kill = rx.got().len();
     let acked = posting.await.expect("posting task");
     assert!(acked > 0, "posts were acked before the kill");
