@@ -7,8 +7,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, Shared, authenticate};
+use crate::auth::Identity;
 use crate::bridge::ActiveRoom;
-use crate::ids::{RoomId, UserId};
+use crate::ids::UserId;
 use crate::protocol::ErrorCode;
 use crate::room::GetPresence;
 
@@ -16,7 +17,10 @@ use crate::room::GetPresence;
 const LIST_MAX: usize = 1000;
 
 fn service_only(req: &HttpRequest, shared: &Shared) -> Result<(), ApiError> {
-    let identity = authenticate(req, shared)?;
+    require_service(&authenticate(req, shared)?)
+}
+
+fn require_service(identity: &Identity) -> Result<(), ApiError> {
     if !identity.service {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -146,13 +150,9 @@ pub async fn disconnect(
     body: web::Json<Disconnect>,
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, ApiError> {
-    service_only(&req, &shared)?;
-    let room = RoomId::parse(&path).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidRoom,
-            "room ids match ^[A-Za-z0-9_.:-]{1,128}$",
-        )
-    })?;
+    // As every room route: 400 (bad room) → 401 (token) → 403 (not a service).
+    let (room, identity) = super::rest::authorize(&req, &shared, &path)?;
+    require_service(&identity)?;
     if body.user.is_empty() || body.user.len() > 256 {
         return Err(ApiError::new(
             ErrorCode::BadRequest,

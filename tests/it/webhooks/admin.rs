@@ -26,15 +26,7 @@ async fn admins_see_the_clusters_rooms_and_disconnect_a_user_from_one_on_every_n
     assert_eq!(s, 403, "the admin API is for service tokens");
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let rooms = loop {
-        let (s, v) = call(
-            a,
-            Method::GET,
-            "/api/admin/rooms",
-            "ops",
-            Some("service"),
-            None,
-        )
-        .await;
+        let (s, v) = admin(a, Method::GET, "/api/admin/rooms", None).await;
         assert_eq!(s, 200, "{v}");
         let want = json!([
             {"room": "adm-r", "members": 2, "nodes": 2},
@@ -49,15 +41,7 @@ async fn admins_see_the_clusters_rooms_and_disconnect_a_user_from_one_on_every_n
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let (_, limited) = call(
-        a,
-        Method::GET,
-        "/api/admin/rooms?limit=1",
-        "ops",
-        Some("service"),
-        None,
-    )
-    .await;
+    let (_, limited) = admin(a, Method::GET, "/api/admin/rooms?limit=1", None).await;
     assert_eq!(
         limited["rooms"].as_array().map(Vec::len),
         Some(1),
@@ -65,25 +49,15 @@ async fn admins_see_the_clusters_rooms_and_disconnect_a_user_from_one_on_every_n
     );
 
     let path = "/api/admin/rooms/adm-r/disconnect";
-    let (s, _) = call(
-        a,
-        Method::POST,
-        path,
-        "ops",
-        Some("service"),
-        Some(json!({})),
-    )
-    .await;
+    let (s, _) = admin(a, Method::POST, path, Some(json!({}))).await;
     assert_eq!(s, 400, "the body names the user");
-    let (s, v) = call(
-        a,
-        Method::POST,
-        path,
-        "ops",
-        Some("service"),
-        Some(json!({"user": "alice"})),
-    )
-    .await;
+    let kick_bob = Some(json!({"user": "bob"}));
+    let (s, _) = call(a, Method::POST, path, "alice", None, kick_bob.clone()).await;
+    assert_eq!(s, 403, "only a service token disconnects");
+    let bad_room = "/api/admin/rooms/no%20spaces/disconnect";
+    let (s, _) = admin(a, Method::POST, bad_room, kick_bob).await;
+    assert_eq!(s, 400, "a room id that cannot exist");
+    let (s, v) = admin(a, Method::POST, path, Some(json!({"user": "alice"}))).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["closed_here"], 1, "{v}");
     assert_eq!(alice_a.closed().await, 4003);
@@ -99,14 +73,6 @@ async fn admins_see_the_clusters_rooms_and_disconnect_a_user_from_one_on_every_n
     assert_eq!(ack["type"], "ack", "{ack}");
 
     // A node without Postgres webhooks configured lists none.
-    let (s, v) = call(
-        a,
-        Method::GET,
-        "/api/admin/webhooks",
-        "ops",
-        Some("service"),
-        None,
-    )
-    .await;
+    let (s, v) = admin(a, Method::GET, "/api/admin/webhooks", None).await;
     assert_eq!((s, v), (200, json!({"endpoints": []})));
 }

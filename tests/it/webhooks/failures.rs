@@ -149,12 +149,10 @@ async fn events_refused_forever_are_dead_lettered_the_room_goes_on_and_replay_de
     )
     .await;
     assert_eq!(s, 403, "a user token may not read the admin API");
-    let (s, dead) = call(
+    let (s, dead) = admin(
         &node,
         Method::GET,
         "/api/admin/webhooks/dead?limit=10",
-        "ops",
-        Some("service"),
         None,
     )
     .await;
@@ -169,15 +167,7 @@ async fn events_refused_forever_are_dead_lettered_the_room_goes_on_and_replay_de
     assert_eq!(letters[0]["seq"], 2);
     assert_eq!(letters[0]["attempts"], 3);
     assert_eq!(letters[0]["error"], "answered 500");
-    let (_, status) = call(
-        &node,
-        Method::GET,
-        "/api/admin/webhooks",
-        "ops",
-        Some("service"),
-        None,
-    )
-    .await;
+    let (_, status) = admin(&node, Method::GET, "/api/admin/webhooks", None).await;
     assert_eq!(status["endpoints"][0]["name"], "picky", "{status}");
     assert_eq!(status["endpoints"][0]["dead"], 1, "{status}");
     assert_eq!(status["endpoints"][0]["circuit"], "closed", "{status}");
@@ -190,22 +180,18 @@ async fn events_refused_forever_are_dead_lettered_the_room_goes_on_and_replay_de
     // Fixed receiver, replay: delivered, and the dead letters are empty.
     rx.set_mode(Mode::Ok);
     let id = letters[0]["id"].as_i64().expect("id");
-    let (s, replayed) = call(
+    let (s, replayed) = admin(
         &node,
         Method::POST,
         &format!("/api/admin/webhooks/dead/{id}/replay"),
-        "ops",
-        Some("service"),
         None,
     )
     .await;
     assert_eq!(s, 200, "{replayed}");
-    let (s, _) = call(
+    let (s, _) = admin(
         &node,
         Method::POST,
         &format!("/api/admin/webhooks/dead/{id}/replay"),
-        "ops",
-        Some("service"),
         None,
     )
     .await;
@@ -260,15 +246,7 @@ async fn a_slow_receiver_gets_at_most_the_configured_requests_at_once_and_everyt
     let retried = |n: &TestNode| n.metric("chorus_webhook_deliveries_total{result=\"retry\"}");
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while retried(&node) < 6.0 {
-        let (_, status) = call(
-            &node,
-            Method::GET,
-            "/api/admin/webhooks",
-            "ops",
-            Some("service"),
-            None,
-        )
-        .await;
+        let (_, status) = admin(&node, Method::GET, "/api/admin/webhooks", None).await;
         let in_flight = status["endpoints"][0]["in_flight"]
             .as_u64()
             .expect("in_flight");

@@ -77,6 +77,16 @@ pub async fn log_of(db: &str, prefix: &str) -> BTreeMap<String, Vec<(i64, String
     log
 }
 
+/// An admin API call with a `role=service` token: status and JSON body.
+pub async fn admin(
+    node: &TestNode,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    crate::room_log::call(node, method, path, "ops", Some("service"), body).await
+}
+
 /// Rows in a table of the webhook schema.
 pub async fn count(db: &str, table: &str) -> i64 {
     db_client(db)
