@@ -12,6 +12,8 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY migrations migrations
 COPY config config
+# The browser/Node SDK's bundle, served at /chorus.js (built in clients/js and checked in).
+COPY clients/js/dist/chorus.js clients/js/dist/chorus.js
 # Cargo.toml names the bench example, so its source must be present to build anything.
 COPY loadtest loadtest
 RUN cargo build --release --locked --bin chorus

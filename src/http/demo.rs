@@ -14,7 +14,9 @@ use super::Shared;
 use crate::protocol::ErrorCode;
 
 const INDEX_HTML: &str = include_str!("web/index.html");
-const CHORUS_JS: &str = include_str!("web/chorus.js");
+// The SDK's bundle (clients/js), built with `npm run build` there and checked in; CI rebuilds it
+// and fails if the checked-in file differs, so what the node serves is always the current source.
+const CHORUS_JS: &str = include_str!("../../clients/js/dist/chorus.js");
 
 pub async fn index() -> HttpResponse {
     HttpResponse::Ok()

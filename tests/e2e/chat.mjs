@@ -1,160 +1,229 @@
-// Browser end-to-end test of the demo page and chorus.js, in headless Debian Chromium:
-//  1. two pages as two users chat both ways: Ann over WebSocket, Bob over the SSE + REST fallback;
-//  2. a body of `<img src=x onerror=alert(1)>` shows as text and runs nothing;
-//  3. the node is restarted (SIGTERM, same port, same Postgres); a message sent while it is down is
-//     retried by the client and lands once; others post while the pages reconnect; both pages
-//     recover every message: each ends with exactly seqs 1..N, in order, once;
-//  4. a reaction, an edit and a delete reach the other page as log entries; a page marks what it
-//     shows as read (GET /api/me/rooms says unread 0).
-// Usage: node chat.mjs (env: CHORUS_BIN, CHORUS_DATABASE_URL, E2E_PORT). Exits non-zero on failure.
-import { spawn, execFileSync } from "node:child_process";
+// Browser end-to-end test, in headless Debian Chromium:
+//  A. The SDK's scripted chat (clients/js/test/scenario.mjs, the same script the Node integration
+//     test runs) in a page, against a 2-node cluster (Postgres + Redis) through a node restart and
+//     token renewals: nothing lost, nothing repeated, each user's order kept.
+//  B. The demo app on a standalone node: Ann on a desktop page (WebSocket), Bob on a phone-sized
+//     page (SSE + REST). Sign in, chat, HTML shown as text, several rooms with unread badges, a
+//     friendly error for a bad room name, reactions / inline edit / delete, then the node restarts
+//     with a new secret: both pages ask to sign in again, a message typed meanwhile is shown
+//     pending and is delivered once after signing in. Accessibility basics are checked (every
+//     control has a name, new messages are announced) and screenshots are saved.
+// Usage: node chat.mjs (env: CHORUS_BIN, TEST_DATABASE_URL, E2E_ARTIFACTS). Exits non-zero on failure.
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
+import { Cluster, token, within } from "../../clients/js/test/cluster.mjs";
 
 const BIN = process.env.CHORUS_BIN || "target/debug/chorus";
-const DB = process.env.CHORUS_DATABASE_URL;
-const PORT = process.env.E2E_PORT || "18765";
-const BASE = `http://127.0.0.1:${PORT}`;
-const SECRET = "e2e-secret-0123456789abcdef";
-const env = {
-  PATH: process.env.PATH, NO_COLOR: "1",
-  CHORUS__DATABASE__URL: DB, CHORUS__AUTH__JWT_SECRET: SECRET,
-  CHORUS__SHUTDOWN__DRAIN_MS: "300", CHORUS__LOG__LEVEL: "warn",
-};
-async function within(p, ms, what) {
-  let timer;
-  const late = new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms); });
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const ARTIFACTS = process.env.E2E_ARTIFACTS || "tests/e2e/artifacts";
+mkdirSync(ARTIFACTS, { recursive: true });
 
-function startNode() {
-  const child = spawn(BIN, ["serve", "--bind", `127.0.0.1:${PORT}`], { env, stdio: ["ignore", "inherit", "inherit"] });
-  let exited = null;
-  child.on("exit", (code) => (exited = code));
-  const ready = (async () => {
-    for (;;) {
-      if (exited !== null) throw new Error(`chorus exited early (${exited})`);
-      try {
-        if ((await fetch(`${BASE}/readyz`)).ok) return;
-      } catch {}
-      await new Promise((r) => setTimeout(r, 50)); // polling a readiness endpoint, not a sleep-as-sync
-    }
-  })();
-  return { child, ready: within(ready, 15000, "node start") };
-}
-
-async function stopNode(node) {
-  const exited = new Promise((resolve) => node.child.on("exit", (code) => resolve(code)));
-  node.child.kill("SIGTERM");
-  const code = await within(exited, 15000, "node exit");
-  if (code !== 0) throw new Error(`chorus exited with ${code} after SIGTERM`);
-}
-
-const token = (user) => execFileSync(BIN, ["token", "--user", user, "--name", user], { env }).toString().trim();
-
-async function post(user, body) {
-  const res = await fetch(`${BASE}/api/rooms/lobby/messages`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token(user)}`, "content-type": "application/json" },
-    body: JSON.stringify({ body }),
-  });
-  if (res.status !== 201) throw new Error(`post failed: ${res.status}`);
-}
-
-const seqs = (page) => page.$$eval("#log .msg", (rows) => rows.map((r) => Number(r.dataset.seq)));
-async function waitForSeqs(page, n, who) {
-  await within(page.waitForFunction((n) => document.querySelectorAll("#log .msg").length >= n, n, { timeout: 0 }), 20000, `${who} sees ${n} messages`);
-  const got = await seqs(page);
-  const want = Array.from({ length: n }, (_, i) => i + 1);
-  if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`${who} saw ${JSON.stringify(got)}, want 1..${n}`);
-}
-
-let node = startNode();
-await node.ready;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"],
 });
 const problems = [];
-async function open(user, query) {
-  const page = await browser.newPage();
-  page.on("pageerror", (e) => problems.push(`${user}: ${e}`));
-  page.on("dialog", (d) => { problems.push(`${user}: a dialog opened: ${d.message()}`); d.dismiss(); });
-  await page.goto(`${BASE}/${query}`);
-  await page.fill("#token", token(user));
-  await page.click("#enter");
-  await page.waitForFunction(() => document.getElementById("state")?.textContent === "open", null, { timeout: 15000 });
-  return page;
-}
-
-let ok = false;
-try {
-  const ann = await open("ann", "");
-  const bob = await open("bob", "?transport=sse");
-
-  await ann.fill("#body", "hello bob");
-  await ann.click("#send"); // the button
-  await waitForSeqs(bob, 1, "bob");
-  await bob.fill("#body", "<img src=x onerror=alert(1)>");
-  await bob.press("#body", "Enter"); // and Enter
-  await waitForSeqs(ann, 2, "ann");
-  const shown = await ann.textContent("#log .msg[data-seq='2'] .body");
-  if (shown !== "<img src=x onerror=alert(1)>") throw new Error(`body rendered as ${JSON.stringify(shown)}`);
-  if ((await ann.locator("#log img").count()) !== 0) throw new Error("a message body became an <img>");
-
-  // Restart the node. Ann sends while it is down (the client keeps the message and retries it
-  // with the same client_msg_id); others post as soon as it is back, while the pages reconnect.
-  await stopNode(node);
-  await ann.fill("#body", "sent while the node was down");
-  await ann.press("#body", "Enter");
-  node = startNode();
-  await node.ready;
-  for (let i = 1; i <= 3; i++) await post("carol", `while you were away ${i}`);
-  await waitForSeqs(ann, 6, "ann after restart");
-  await waitForSeqs(bob, 6, "bob after restart");
-  const bodies = await bob.$$eval("#log .msg .body", (b) => b.map((x) => x.textContent));
-  if (bodies.filter((b) => b === "sent while the node was down").length !== 1) {
-    throw new Error(`the message sent while down arrived ${JSON.stringify(bodies)}`);
+const results = [];
+async function part(name, fn) {
+  try {
+    await fn();
+    results.push([name, true]);
+    console.log(`e2e: ${name}: ok`);
+  } catch (e) {
+    results.push([name, false]);
+    console.error(`e2e: ${name}: FAILED: ${e.stack || e.message}`);
   }
-  // Ann's WebSocket worked before the restart, so she must still be on WebSocket after it.
-  if (!(await ann.evaluate(() => window.chorus.transport === "ws"))) throw new Error("ann fell back to SSE");
-  // And both still send after the restart.
-  await ann.fill("#body", "back");
-  await ann.press("#body", "Enter");
-  await bob.fill("#body", "me too");
-  await bob.click("#send");
-  await waitForSeqs(ann, 8, "ann");
-  await waitForSeqs(bob, 8, "bob");
-
-  // The room log (protocol 2): a reaction by button, an edit and a delete by Ann reach Bob's page
-  // (SSE) as entries folded into their messages; Ann's page marks what it shows as read.
-  await ann.click("#log .msg[data-seq='8'] .acts button"); // 👍 on Bob's "me too"
-  await ann.evaluate(() => window.chorus.edit("lobby", 7, "back again"));
-  await ann.click("#log .msg[data-seq='1'] .acts button:text('delete')");
-  const shows = (seq, sel, text) => within(bob.waitForFunction(([seq, sel, text]) =>
-    document.querySelector(`#log .msg[data-seq='${seq}'] ${sel}`)?.textContent === text, [seq, sel, text], { timeout: 0 }),
-    20000, `bob sees ${sel} of ${seq} as ${text}`);
-  await shows(8, ".reacts button", "👍 1");
-  await shows(7, ".body", "back again");
-  await shows(7, ".edited", "(edited)");
-  await shows(1, ".body", "message deleted");
-  await within(ann.waitForFunction(async () => {
-    const rooms = await window.chorus.myRooms();
-    return rooms[0]?.room === "lobby" && rooms[0].unread === 0 && rooms[0].read_seq === rooms[0].last_seq;
-  }, null, { timeout: 0, polling: 200 }), 20000, "ann's page marks the room read");
-  if (problems.length) throw new Error(problems.join("\n"));
-  ok = true;
-  console.log("e2e: 1 passed, 0 failed");
-} catch (e) {
-  console.error("e2e failed:", e.message);
-  if (problems.length) console.error(problems.join("\n"));
-  console.log("e2e: 0 passed, 1 failed");
-} finally {
-  await browser.close();
-  if (node.child.exitCode === null) await stopNode(node).catch(() => node.child.kill("SIGKILL"));
 }
-process.exit(ok ? 0 : 1);
+
+// ----- A. the SDK's scripted chat in Chromium ---------------------------------------------------
+await part("sdk scripted chat in Chromium on a 2-node cluster", async () => {
+  const cluster = await Cluster.start({ n: 2, bin: BIN });
+  try {
+    const page = await browser.newPage();
+    page.on("pageerror", (e) => problems.push(`sdk page: ${e}`));
+    if (process.env.E2E_DEBUG) page.on("console", (m) => console.log(`sdk console: ${m.text()}`));
+    // A page on node 0's origin without the demo's CSP (its /healthz), so the SDK loads from there
+    // and may reach node 1.
+    await page.route(`${cluster.url(0)}/scenario.mjs`, (r) =>
+      r.fulfill({ contentType: "text/javascript", body: readFileSync("clients/js/test/scenario.mjs") }));
+    await page.exposeFunction("harnessToken", (user) => token(user, { ttlS: 6 }));
+    await page.exposeFunction("harnessStop", (i) => cluster.stopNode(i));
+    await page.exposeFunction("harnessStart", (i) => cluster.startNode(i));
+    await page.goto(`${cluster.url(0)}/healthz`);
+    const result = await within(page.evaluate(async ({ urls, run }) => {
+      const { Chorus } = await import("/chorus.js");
+      const { scriptedChat } = await import("/scenario.mjs");
+      return scriptedChat({ Chorus, urls, run, options: {}, token: window.harnessToken, stopNode: window.harnessStop, startNode: window.harnessStart });
+    }, { urls: cluster.urls, run: `br${Date.now() % 100000}` }), 90000, "the scripted chat");
+    console.log(`e2e: chromium: ${JSON.stringify(result)}`);
+    if (result.problems.length) throw new Error(result.problems.join("\n"));
+    if (result.transport !== "websocket" || result.messages !== 120) throw new Error(`unexpected run: ${JSON.stringify(result)}`);
+    if (!result.rateLimitedRetries) throw new Error("the burst never hit the rate limit");
+    await page.close();
+  } finally {
+    await cluster.stop();
+  }
+});
+
+// ----- B. the demo app ----------------------------------------------------------------------------
+const PORT = process.env.E2E_PORT || "18765";
+const BASE = `http://127.0.0.1:${PORT}`;
+// Standalone: no database, no Redis, no secret (the node makes its own, new at every start).
+const standaloneEnv = { PATH: process.env.PATH, NO_COLOR: "1", CHORUS__SHUTDOWN__DRAIN_MS: "200", CHORUS__LOG__LEVEL: "warn" };
+function startStandalone() {
+  const child = spawn(BIN, ["serve", "--bind", `127.0.0.1:${PORT}`], { env: standaloneEnv, stdio: ["ignore", "ignore", "inherit"] });
+  let exited = null;
+  child.on("exit", (code) => (exited = code));
+  const ready = (async () => {
+    for (;;) {
+      if (exited !== null) throw new Error(`chorus exited early (${exited})`);
+      try {
+        if ((await fetch(`${BASE}/readyz`)).ok) return child;
+      } catch {}
+      await new Promise((r) => setTimeout(r, 50)); // polling a readiness endpoint, not a sleep-as-sync
+    }
+  })();
+  return within(ready, 15000, "standalone node start");
+}
+async function stopStandalone(child) {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  await within(exited, 15000, "standalone node exit");
+}
+
+const waitFor = (page, what, fn, arg) => within(page.waitForFunction(fn, arg, { timeout: 0, polling: 50 }), 20000, what);
+const rowText = (page, seq, sel = ".body") => page.textContent(`#log .msg[data-seq='${seq}'] ${sel}`);
+async function signIn(page, name) {
+  await waitFor(page, `${name}: the sign-in form`, () => !document.getElementById("login").hidden);
+  await page.fill("#name", name);
+  await page.press("#name", "Enter");
+  await waitFor(page, `${name}: connected`, () => document.getElementById("conn").dataset.state === "open");
+}
+async function say(page, text) {
+  await page.fill("#body", text);
+  await page.press("#body", "Enter");
+}
+const bodies = (page) => page.$$eval("#log .msg:not(.pending) .body", (b) => b.map((x) => x.textContent));
+const seesBody = (page, who, text) => waitFor(page, `${who} sees ${JSON.stringify(text)}`,
+  (t) => [...document.querySelectorAll("#log .msg:not(.pending) .body")].some((b) => b.textContent === t), text);
+
+await part("demo app: rooms, unread, log entries, restart and sign-in again, pending, phone layout", async () => {
+  let node = await startStandalone();
+  const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+  try {
+    const open = async (ctx, who, query = "") => {
+      const page = await ctx.newPage();
+      page.on("pageerror", (e) => problems.push(`${who}: ${e}`));
+      if (process.env.E2E_DEBUG) page.on("console", (m) => console.log(`${who} console: ${m.text()}`));
+      page.on("dialog", (d) => { problems.push(`${who}: a dialog opened: ${d.message()}`); d.dismiss(); });
+      await page.goto(`${BASE}/${query}`);
+      return page;
+    };
+    const ann = await open(desktop, "ann");
+    const bob = await open(phone, "bob", "?transport=sse");
+    await signIn(ann, "ann");
+    await signIn(bob, "bob");
+
+    // Chat both ways; a body that looks like HTML stays text.
+    await say(ann, "hello bob");
+    await seesBody(bob, "bob", "hello bob");
+    await say(bob, "<img src=x onerror=alert(1)>");
+    await seesBody(ann, "ann", "<img src=x onerror=alert(1)>");
+    if ((await ann.locator("#log img").count()) !== 0) throw new Error("a message body became an <img>");
+    const times = await ann.$$eval("#log .msg time", (t) => t.map((x) => [x.dateTime, x.textContent]));
+    if (!times.length || times.some(([iso, shown]) => !iso || !/\d/.test(shown) || shown === iso)) throw new Error(`timestamps: ${JSON.stringify(times)}`);
+    await waitFor(ann, "ann's screen reader hears bob's message", () => document.getElementById("announce").textContent.includes("<img"));
+
+    // A bad room name gets words, not a regex; then a second room, with an unread badge on the phone.
+    await ann.fill("#newroom", "no spaces please");
+    await ann.press("#newroom", "Enter");
+    const err = await ann.textContent("#roomerr");
+    if (!/no spaces/.test(err) || /[\^$\\[]/.test(err)) throw new Error(`room error: ${err}`);
+    await ann.fill("#newroom", "random");
+    await ann.press("#newroom", "Enter");
+    await bob.click("#menu");
+    if ((await bob.getAttribute("#menu", "aria-expanded")) !== "true") throw new Error("the phone menu did not open");
+    await bob.fill("#newroom", "random");
+    await bob.press("#newroom", "Enter");
+    await waitFor(bob, "bob in #random", () => document.getElementById("title").textContent === "#random");
+    await bob.click("#menu");
+    await bob.click("#rooms button:has-text('#lobby')");
+    await say(ann, "in random 1");
+    await say(ann, "in random 2");
+    await waitFor(bob, "bob's badge for #random says 2", () =>
+      [...document.querySelectorAll("#rooms button")].some((b) => b.getAttribute("aria-label") === "random, 2 unread"));
+    await bob.click("#menu");
+    await bob.click("#rooms button:has-text('#random')");
+    await seesBody(bob, "bob", "in random 2");
+    await waitFor(bob, "the badge clears", () => !document.querySelector("#rooms .badge"));
+
+    // Reactions, an inline edit and a delete reach the other page as log entries.
+    await ann.click("#rooms button:has-text('#lobby')");
+    const imgSeq = await ann.getAttribute("#log .msg:has-text('onerror') ", "data-seq");
+    await ann.click(`#log .msg[data-seq='${imgSeq}'] .acts button[aria-label^='React']`);
+    await say(ann, "typo here");
+    await seesBody(ann, "ann", "typo here");
+    const typoSeq = await ann.getAttribute("#log .msg:has-text('typo here')", "data-seq");
+    await ann.click(`#log .msg[data-seq='${typoSeq}'] .acts button:has-text('Edit')`);
+    await ann.fill(`#log .msg[data-seq='${typoSeq}'] .editbox input`, "fixed typo");
+    await ann.press(`#log .msg[data-seq='${typoSeq}'] .editbox input`, "Enter");
+    const helloSeq = await ann.getAttribute("#log .msg:has-text('hello bob')", "data-seq");
+    await ann.click(`#log .msg[data-seq='${helloSeq}'] .acts button:has-text('Delete')`);
+    await bob.click("#menu");
+    await bob.click("#rooms button:has-text('#lobby')");
+    await waitFor(bob, "bob sees 👍 1", (s) => document.querySelector(`#log .msg[data-seq='${s}'] .reacts button`)?.textContent === "👍 1", imgSeq);
+    await waitFor(bob, "bob sees the edit", (s) => document.querySelector(`#log .msg[data-seq='${s}'] .body`)?.textContent === "fixed typo"
+      && document.querySelector(`#log .msg[data-seq='${s}'] .edited`), typoSeq);
+    await waitFor(bob, "bob sees the delete", (s) => document.querySelector(`#log .msg[data-seq='${s}'] .body`)?.textContent === "message deleted", helloSeq);
+
+    // Every control has an accessible name (a label, text or aria-label).
+    for (const [who, page] of [["ann", ann], ["bob", bob]]) {
+      const unnamed = await page.$$eval("button, input", (els) => els.filter((e) => e.offsetParent !== null || e.closest("#side"))
+        .filter((e) => !(e.labels?.length || e.getAttribute("aria-label") || e.textContent.trim())).map((e) => e.outerHTML));
+      if (unnamed.length) throw new Error(`${who}: controls without a name: ${unnamed.join(" ")}`);
+    }
+    await ann.screenshot({ path: `${ARTIFACTS}/demo-desktop.png` });
+    await bob.screenshot({ path: `${ARTIFACTS}/demo-phone.png` });
+    await bob.click("#menu");
+    await bob.screenshot({ path: `${ARTIFACTS}/demo-phone-rooms.png` });
+    await bob.keyboard.press("Escape");
+
+    // The node restarts: a new secret (standalone), an empty in-memory store.
+    await stopStandalone(node);
+    await waitFor(ann, "ann's indicator leaves open", () => document.getElementById("conn").dataset.state !== "open");
+    await say(ann, "typed while the node was down");
+    await waitFor(ann, "ann's message shows as waiting", () => document.querySelector("#log .pending .state")?.textContent.startsWith("Waiting"));
+    await ann.screenshot({ path: `${ARTIFACTS}/demo-desktop-offline.png` });
+    node = await startStandalone();
+    for (const [who, page] of [["ann", ann], ["bob", bob]]) {
+      await waitFor(page, `${who} is asked to sign in again`, () => !document.getElementById("login").hidden
+        && document.getElementById("conn").dataset.state === "signin");
+    }
+    await bob.screenshot({ path: `${ARTIFACTS}/demo-phone-signin.png` });
+    if ((await ann.$$("#log .pending")).length !== 1) throw new Error("ann's waiting message is gone from the page");
+    await signIn(ann, "ann");
+    await signIn(bob, "bob");
+    await seesBody(bob, "bob", "typed while the node was down");
+    await waitFor(ann, "ann's message is delivered, no longer pending", () => !document.querySelector("#log .pending")
+      && [...document.querySelectorAll("#log .msg .body")].filter((b) => b.textContent === "typed while the node was down").length === 1);
+    for (const [who, page] of [["ann", ann], ["bob", bob]]) {
+      const got = (await bodies(page)).filter((b) => b === "typed while the node was down");
+      if (got.length !== 1) throw new Error(`${who} shows the message ${got.length} times`);
+    }
+    await say(bob, "back from the phone");
+    await seesBody(ann, "ann", "back from the phone");
+    if (problems.length) throw new Error(problems.join("\n"));
+  } finally {
+    await desktop.close();
+    await phone.close();
+    await stopStandalone(node).catch(() => node.kill("SIGKILL"));
+  }
+});
+
+await browser.close();
+const failed = results.filter(([, ok]) => !ok).length;
+console.log(`e2e: ${results.length - failed} passed, ${failed} failed (screenshots in ${ARTIFACTS})`);
+process.exit(failed ? 1 : 0);

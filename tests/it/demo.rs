@@ -25,7 +25,10 @@ async fn the_demo_page_and_client_are_served() {
             .unwrap()
             .starts_with("text/javascript")
     );
-    assert!(js.text().await.unwrap().contains("export class Chorus"));
+    // The SDK's checked-in bundle, byte for byte (CI checks that it is built from the current source).
+    let bundle = std::fs::read_to_string("clients/js/dist/chorus.js").unwrap();
+    assert_eq!(js.text().await.unwrap(), bundle);
+    assert!(bundle.contains("var Chorus = class"));
     // With a configured secret there is no demo login.
     let res = http()
         .post(node.http("/api/demo/login"))

@@ -1,0 +1,147 @@
+import type { Ack, ChorusEvents, ChorusOptions, ConnectionState, HistoryPage, Joined, MyRoom, PendingEntry, PresenceUser, ReadState, TransportKind } from "./types";
+import { Emitter } from "./util";
+/** Room ids the server accepts (PROTOCOL.md §2). */
+export declare const ROOM_PATTERN: RegExp;
+export declare const isValidRoom: (room: string) => boolean;
+export declare class Chorus extends Emitter<ChorusEvents> {
+    /** The connection state; listen to `state` for changes. */
+    state: ConnectionState;
+    /** The user id the server knows this client as (the token's `sub`). */
+    user: string | null;
+    private token?;
+    private readonly base;
+    private readonly opts;
+    private kind;
+    private readonly WS?;
+    private readonly fetch;
+    private readonly minMs;
+    private readonly maxMs;
+    private readonly connectTimeoutMs;
+    private rooms;
+    private reads;
+    private openWaiters;
+    private ws;
+    /** Bumped whenever a connection is abandoned, so its late callbacks change nothing. */
+    private connId;
+    private attempt;
+    private authFailures;
+    private wsFailures;
+    private wsWorked;
+    private timers;
+    private refreshTimer?;
+    private heartbeat?;
+    private lastHeard;
+    private tokenRequest;
+    private refCounter;
+    constructor(options?: ChorusOptions);
+    /** The transport in use: `websocket`, or `sse` / `poll` (reads) with REST (writes). */
+    get transport(): TransportKind;
+    /** Connects (if not already) and resolves once open; rejects if the client closes for good first. */
+    connect(): Promise<void>;
+    /** Closes for good (not an error): unsent entries and unanswered joins are rejected with `closed`. */
+    close(): void;
+    private dial;
+    private retry;
+    /** Forget everything tied to the current connection; rooms stay, to be joined again. */
+    private dropConnection;
+    private unjoin;
+    private shutdown;
+    /** A refusal that reconnecting cannot cure: tell the app, then close. */
+    private fatal;
+    private opened;
+    private setState;
+    private later;
+    /** Asks the app for a fresh token (one request at a time). */
+    private renewToken;
+    /** The server refused the token (4001, 401): renew it and reconnect, or close if we cannot. */
+    private authFailed;
+    /** Renew a little before expiry, then reconnect with the new token (resuming every room). */
+    private scheduleRefresh;
+    private dialWebSocket;
+    private onWebSocketClosed;
+    private wsSend;
+    private startHeartbeat;
+    private onFrame;
+    private onErrorFrame;
+    /** Whether the server answers and takes the token: `ok`, `auth` (401) or `down`. */
+    private probe;
+    private dialHttp;
+    /** A read or write over HTTP failed for want of a server: reconnect everything. */
+    private httpLost;
+    private joinHttp;
+    private streamSse;
+    private streamPoll;
+    /** A send, edit, delete or react over REST, with its client_msg_id as the Idempotency-Key. */
+    private restSend;
+    private roomUrl;
+    private authHeaders;
+    /** An authenticated REST call; a refused token is renewed once. */
+    private api;
+    /**
+     * Joins `room` (now, or as soon as the connection opens) and resolves with its state. With `since`,
+     * every entry after that seq is delivered first. Rejects with a ChorusError naming the room.
+     * After any reconnect the client joins again by itself, resuming after the last entry it delivered.
+     */
+    join(room: string, options?: {
+        since?: number;
+    }): Promise<Joined>;
+    /** Leaves `room`: no more events from it; its unsent entries are rejected. */
+    leave(room: string): void;
+    /** The rooms joined, with their cursor and unread count. */
+    joinedRooms(): {
+        room: string;
+        lastSeq: number | null;
+        unread: number;
+    }[];
+    /** Unread messages in `room`: exact at each `joined`/`read` from the server, counted from live entries between. */
+    unread(room: string): number;
+    presence(room: string): PresenceUser[];
+    private startRoom;
+    private onJoined;
+    private joinFailed;
+    private dropRoom;
+    private onEntry;
+    private onRead;
+    /**
+     * Posts `body` to `room` and resolves with the ack once it is committed. Entries to one room are
+     * committed in the order of these calls, each exactly once (the client keeps its client_msg_id
+     * across retries and reconnects); while offline they wait, listed by `pending()`.
+     */
+    send(room: string, body: string, options?: {
+        clientMsgId?: string;
+    }): Promise<Ack>;
+    /** Replaces the body of your message `seq`. */
+    edit(room: string, seq: number, body: string, options?: {
+        clientMsgId?: string;
+    }): Promise<Ack>;
+    /** Deletes message `seq` (yours, or any as a moderator). */
+    delete(room: string, seq: number, options?: {
+        clientMsgId?: string;
+    }): Promise<Ack>;
+    /** Adds (`add`) or removes (`remove`) your reaction `key` on message `seq`. */
+    react(room: string, seq: number, key: string, op?: "add" | "remove", options?: {
+        clientMsgId?: string;
+    }): Promise<Ack>;
+    /** Entries not yet acked, in the order they will be committed (all rooms, or one). */
+    pending(room?: string): PendingEntry[];
+    private enqueue;
+    /** Puts the room's head entry on the wire if it may go now. Only the head is ever in flight. */
+    private pump;
+    private onAck;
+    private sendFailed;
+    private emitPending;
+    /** Moves your read cursor in `room` to `seq`; every one of your devices hears it. */
+    markRead(room: string, seq: number): Promise<ReadState>;
+    /** Tells the room you are typing (WebSocket only; ephemeral). */
+    typing(room: string): void;
+    /** Messages before `before` (or the latest), ascending, in their current state. */
+    history(room: string, options?: {
+        before?: number;
+        limit?: number;
+    }): Promise<HistoryPage>;
+    /** Your rooms, most recent first, with unread counts (rooms you posted in or read). */
+    myRooms(options?: {
+        limit?: number;
+    }): Promise<MyRoom[]>;
+    private ref;
+}

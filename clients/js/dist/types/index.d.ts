@@ -1,0 +1,3 @@
+export { Chorus, ROOM_PATTERN, isValidRoom } from "./client";
+export { ChorusError, RETRYABLE } from "./errors";
+export type * from "./types";
