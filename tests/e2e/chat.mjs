@@ -179,6 +179,46 @@ await part("demo app: rooms, unread, log entries, restart and sign-in again, pen
       && document.querySelector(`#log .msg[data-seq='${s}'] .edited`), typoSeq);
     await waitFor(bob, "bob sees the delete", (s) => document.querySelector(`#log .msg[data-seq='${s}'] .body`)?.textContent === "message deleted", helloSeq);
 
+    // A message the server refuses for good (too large) shows as failed, with Resend and Discard.
+    await say(ann, "😀".repeat(1500)); // 6000 bytes > limits.max_body_bytes (4096)
+    await waitFor(ann, "ann's oversized message shows as failed", () => document.querySelector("#log .pending.failed .state")?.textContent === "Not sent: too long");
+    await ann.click("#log .pending.failed button:has-text('Discard')");
+    await waitFor(ann, "the failed message is discarded", () => !document.querySelector("#log .pending"));
+
+    // Keyboard only: Tab reaches the room list, Enter switches rooms, and the composer sends.
+    await ann.evaluate(() => document.activeElement?.blur());
+    let reached = false;
+    for (let i = 0; i < 40 && !reached; i++) {
+      await ann.keyboard.press("Tab");
+      reached = await ann.evaluate(() => document.activeElement?.textContent?.startsWith("#random"));
+    }
+    if (!reached) throw new Error("Tab never reached the #random room button");
+    await ann.keyboard.press("Enter");
+    await waitFor(ann, "Enter opened #random", () => document.getElementById("title").textContent === "#random");
+    await ann.keyboard.type("sent from the keyboard");
+    await ann.keyboard.press("Enter");
+    await seesBody(ann, "ann", "sent from the keyboard"); // delivered: shown with its seq, not pending
+    await ann.click("#rooms button:has-text('#lobby')");
+
+    // Text contrast: every visible text against its background meets WCAG AA (4.5:1).
+    for (const [who, page] of [["ann", ann], ["bob", bob]]) {
+      const low = await page.evaluate(() => {
+        const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+        const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+          .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+        const bg = (e) => { for (; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor); if (c.length === 3 || c[3] > 0) return c; } return [255, 255, 255]; };
+        const out = [];
+        for (const e of document.querySelectorAll("body *")) {
+          if (!e.offsetParent || ![...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+          const [a, b] = [lum(rgb(getComputedStyle(e).color)), lum(bg(e))];
+          const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+          if (ratio < 4.5) out.push(`${e.tagName}.${e.className} "${e.textContent.slice(0, 20)}" ${ratio.toFixed(2)}`);
+        }
+        return out;
+      });
+      if (low.length) throw new Error(`${who}: low contrast: ${low.join("; ")}`);
+    }
+
     // Every control has an accessible name (a label, text or aria-label).
     for (const [who, page] of [["ann", ann], ["bob", bob]]) {
       const unnamed = await page.$$eval("button, input", (els) => els.filter((e) => e.offsetParent !== null || e.closest("#side"))
