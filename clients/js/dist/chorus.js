@@ -533,6 +533,16 @@ var Chorus = class extends Emitter {
     this.onJoined(r, { room: r.name, epoch: page.epoch, lastSeq: page.last_seq, recovered });
     if (this.kind === "sse") this.streamSse(r, id);
     else void this.streamPoll(r, id);
+    this.api(`/api/rooms/${encodeURIComponent(r.name)}/presence`, {}, r.name).then(
+      (p) => {
+        if (id !== this.connId || this.rooms.get(r.name) !== r) return;
+        r.presence = new Map(p.users.map((u) => [u.user, u]));
+        this.emit("presence", { room: r.name, users: p.users });
+      },
+      () => {
+      }
+      // presence is a nicety; the room works without it
+    );
   }
   streamSse(r, id) {
     const ES = globalThis.EventSource;

@@ -559,6 +559,15 @@ export class Chorus extends Emitter<ChorusEvents> {
     this.onJoined(r, { room: r.name, epoch: page.epoch, lastSeq: page.last_seq, recovered });
     if (this.kind === "sse") this.streamSse(r, id);
     else void this.streamPoll(r, id);
+    // Presence is live over WebSocket only; the HTTP transports read it once per join.
+    this.api<{ users: PresenceUser[] }>(`/api/rooms/${encodeURIComponent(r.name)}/presence`, {}, r.name).then(
+      (p) => {
+        if (id !== this.connId || this.rooms.get(r.name) !== r) return;
+        r.presence = new Map(p.users.map((u) => [u.user, u]));
+        this.emit("presence", { room: r.name, users: p.users });
+      },
+      () => {}, // presence is a nicety; the room works without it
+    );
   }
 
   private streamSse(r: RoomState, id: number): void {

@@ -69,6 +69,13 @@ export class Cluster {
       ...env,
     };
     c.nodes = [];
+    // Interrupted (Ctrl-C, a CI timeout's SIGTERM): stop the nodes and drop the database anyway.
+    const onSignal = (sig) => {
+      c.stopNow();
+      process.exit(sig === "SIGINT" ? 130 : 143);
+    };
+    c.signals = ["SIGINT", "SIGTERM"].map((sig) => [sig, () => onSignal(sig)]);
+    for (const [sig, fn] of c.signals) process.once(sig, fn);
     try {
       for (let i = 0; i < n; i++) c.nodes.push({ port: await freePort(), child: null });
       await Promise.all(c.nodes.map((_, i) => c.startNode(i)));
@@ -120,9 +127,18 @@ export class Cluster {
     await within(exited, 15000, `node ${i} exit`);
   }
 
+  /** Synchronous: kill the nodes, drop the database (for signal handlers). */
+  stopNow() {
+    for (const node of this.nodes ?? []) if (node.child && node.child.exitCode === null) node.child.kill("SIGKILL");
+    if (this.db) psql("postgres", `DROP DATABASE IF EXISTS ${this.db} WITH (FORCE)`);
+    this.db = null;
+  }
+
   async stop() {
+    for (const [sig, fn] of this.signals ?? []) process.off(sig, fn);
     for (const node of this.nodes ?? []) if (node.child && node.child.exitCode === null) node.child.kill("SIGKILL");
     await Promise.all((this.nodes ?? []).map((n) => n.child && n.child.exitCode === null ? new Promise((r) => n.child.once("exit", r)) : null));
     if (this.db) psql("postgres", `DROP DATABASE IF EXISTS ${this.db} WITH (FORCE)`);
+    this.db = null;
   }
 }

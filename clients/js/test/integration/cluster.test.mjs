@@ -52,12 +52,32 @@ test("the scripted chat over long-polling + REST (Node without WebSocket): the s
   console.log(`poll: ${JSON.stringify(result)}`);
 });
 
-test("a join the token does not allow rejects with forbidden and the room's name, on every transport", async () => {
+/** Resolves once `check()` holds after one of the client's presence events (or at once). */
+function presenceShows(chat, room, user) {
+  const holds = () => chat.presence(room).some((u) => u.user === user);
+  return new Promise((resolve, reject) => {
+    if (holds()) return resolve();
+    const timer = setTimeout(() => reject(new Error(`${user} never showed in ${room}'s presence`)), 10000);
+    const off = chat.on("presence", () => {
+      if (!holds()) return;
+      clearTimeout(timer);
+      off();
+      resolve();
+    });
+  });
+}
+
+test("a join the token does not allow rejects with forbidden and the room's name; presence, on every transport", async () => {
+  // Someone already in the room, on the other node.
+  const watcher = new Chorus({ url: cluster.url(0), token: token("watcher"), WebSocket });
+  await watcher.connect();
+  await watcher.join("public-1");
   for (const transport of ["websocket", "poll"]) {
     const chat = new Chorus({ url: cluster.url(1), token: token("eve", { rooms: ["public-*"] }), transport, WebSocket });
     await chat.connect();
     const ok = await chat.join("public-1");
     assert.equal(ok.room, "public-1");
+    await presenceShows(chat, "public-1", "watcher");
     const err = await chat.join("private-1").catch((e) => e);
     assert.equal(err.code, "forbidden", `${transport}: ${err}`);
     assert.equal(err.room, "private-1");
@@ -66,4 +86,5 @@ test("a join the token does not allow rejects with forbidden and the room's name
     chat.close();
     assert.equal(chat.state, "closed");
   }
+  watcher.close();
 });
