@@ -422,12 +422,12 @@ var Chorus = class extends Emitter {
         this.onEntry(f);
         break;
       case "ack":
-        this.onAck(f.room, f.client_msg_id ?? f.ref, {
+        this.onAck(f.room, f.ref ?? f.client_msg_id, {
           room: f.room,
           seq: f.seq,
           id: f.id,
           ts: f.ts,
-          clientMsgId: f.client_msg_id ?? f.ref,
+          clientMsgId: f.ref ?? f.client_msg_id,
           duplicate: !!f.duplicate
         });
         break;

@@ -442,12 +442,14 @@ export class Chorus extends Emitter<ChorusEvents> {
         this.onEntry(f);
         break;
       case "ack":
-        this.onAck(f.room, f.client_msg_id ?? f.ref, {
+        // Matched by `ref` (always ours): an entry that already held is acked with the seq, id and
+        // client_msg_id of the entry that made it hold, not with ours.
+        this.onAck(f.room, f.ref ?? f.client_msg_id, {
           room: f.room,
           seq: f.seq,
           id: f.id,
           ts: f.ts,
-          clientMsgId: f.client_msg_id ?? f.ref,
+          clientMsgId: f.ref ?? f.client_msg_id,
           duplicate: !!f.duplicate,
         });
         break;

@@ -3,13 +3,15 @@
 // a node restart and token renewals; and a refused join naming its room.
 // Node gets its WebSocket from the `ws` package (a dev dependency), as the README shows for Node < 22.
 // Run: npm run test:integration (needs target/debug/chorus: cargo build --bin chorus).
-import { after, before, test } from "node:test";
+import { after, before, test as nodeTest } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { Chorus } from "../../dist/chorus.js";
 import { Cluster, token } from "../cluster.mjs";
 import { scriptedChat } from "../scenario.mjs";
 
+// A hung await fails the test with a message instead of stalling the run.
+const test = (name, fn) => nodeTest(name, { timeout: 90_000 }, fn);
 let cluster;
 before(async () => {
   cluster = await Cluster.start({ n: 2 });
@@ -87,4 +89,40 @@ test("a join the token does not allow rejects with forbidden and the room's name
     assert.equal(chat.state, "closed");
   }
   watcher.close();
+});
+
+test("the room log through the SDK on every transport: edit, react, delete, read cursors, unread, folded history", async () => {
+  for (const transport of ["websocket", "poll"]) {
+    const room = `log-${transport}-${Date.now() % 100000}`;
+    const ann = new Chorus({ url: cluster.url(0), token: token("ann"), transport, WebSocket });
+    const bob = new Chorus({ url: cluster.url(1), token: token("bob"), transport, WebSocket });
+    const entries = [];
+    bob.on("entry", (e) => entries.push(e.entry));
+    await Promise.all([ann.connect(), bob.connect()]);
+    await Promise.all([ann.join(room), bob.join(room)]);
+    const first = await ann.send(room, "frist");
+    const second = await ann.send(room, "second");
+    assert.equal((await ann.edit(room, first.seq, "first")).duplicate, false);
+    assert.equal((await bob.react(room, first.seq, "👍")).duplicate, false);
+    assert.equal((await bob.react(room, first.seq, "👍")).duplicate, true, "a reaction that holds is acked as a duplicate");
+    await ann.delete(room, second.seq);
+    await assert.rejects(bob.edit(room, first.seq, "not mine"), (e) => e.code === "forbidden" && e.room === room);
+    await new Promise((resolve, reject) => {
+      if (entries.length >= 3) return resolve();
+      const timer = setTimeout(() => reject(new Error(`${transport}: bob got ${entries.length} of 3 entries`)), 10000);
+      const off = bob.on("entry", () => entries.length >= 3 && (clearTimeout(timer), off(), resolve()));
+    });
+    assert.deepEqual(entries.map((e) => [e.type, e.target]), [["edit", first.seq], ["react", first.seq], ["delete", second.seq]]);
+    assert.equal(bob.unread(room), 1, `${transport}: bob has ann's one remaining message unread`);
+    const read = await bob.markRead(room, 5);
+    assert.equal(read.unread, 0);
+    assert.equal(bob.unread(room), 0);
+    const page = await bob.history(room);
+    const shown = page.messages.map((m) => [m.seq, m.body, !!m.deleted, m.reactions?.[0]?.count ?? 0]);
+    assert.deepEqual(shown, [[first.seq, "first", false, 1], [second.seq, "", true, 0]]);
+    const mine = await bob.myRooms();
+    assert.equal(mine.find((r) => r.room === room)?.unread, 0);
+    ann.close();
+    bob.close();
+  }
 });

@@ -97,6 +97,13 @@ test("sends to a room go one at a time in the user's order, also across rate_lim
   assert.deepEqual(sends(ws).map((f) => f.body), ["a", "a", "b", "c"]);
   assert.deepEqual(chat.pending(), []);
 
+  // An entry that already held is acked with the original entry's ids: matched by our ref.
+  const react = chat.react("lobby", 1, "👍");
+  const fr = await ws.frame((f) => f.type === "react");
+  ws.push({ type: "ack", ref: fr.ref, room: "lobby", seq: 1, id: "m1", ts: "t", client_msg_id: "someone-elses", duplicate: true });
+  const dup = await react;
+  assert.deepEqual([dup.seq, dup.duplicate, dup.clientMsgId], [1, true, fr.client_msg_id]);
+
   // A send the server refuses for good fails alone; the one behind it still goes.
   const bad = chat.send("lobby", "x".repeat(10));
   const ok = chat.send("lobby", "fine");
