@@ -3,7 +3,9 @@
 // a node restart and token renewals; and a refused join naming its room.
 // Node gets its WebSocket from the `ws` package (a dev dependency), as the README shows for Node < 22,
 // or with SDK_WEBSOCKET=platform from Node itself.
-// Run: npm run test:integration (needs target/debug/chorus: cargo build --bin chorus).
+// Run: npm run test:integration (needs target/debug/chorus: cargo build --bin chorus). The file runs
+// under plain `node` (not `node --test`), so an interrupted run reaches the cluster's signal handler
+// and drops its database.
 import { after, before, test as nodeTest } from "node:test";
 import assert from "node:assert/strict";
 import WsPackage from "ws";
