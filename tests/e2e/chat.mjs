@@ -12,7 +12,7 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
-import { Cluster, token, within } from "../../clients/js/test/cluster.mjs";
+import { Cluster, token, waitReady, within } from "../../clients/js/test/cluster.mjs";
 
 const BIN = process.env.CHORUS_BIN || "target/debug/chorus";
 const ARTIFACTS = process.env.E2E_ARTIFACTS || "tests/e2e/artifacts";
@@ -71,20 +71,10 @@ const PORT = process.env.E2E_PORT || "18765";
 const BASE = `http://127.0.0.1:${PORT}`;
 // Standalone: no database, no Redis, no secret (the node makes its own, new at every start).
 const standaloneEnv = { PATH: process.env.PATH, NO_COLOR: "1", CHORUS__SHUTDOWN__DRAIN_MS: "200", CHORUS__LOG__LEVEL: "warn" };
-function startStandalone() {
+async function startStandalone() {
   const child = spawn(BIN, ["serve", "--bind", `127.0.0.1:${PORT}`], { env: standaloneEnv, stdio: ["ignore", "ignore", "inherit"] });
-  let exited = null;
-  child.on("exit", (code) => (exited = code));
-  const ready = (async () => {
-    for (;;) {
-      if (exited !== null) throw new Error(`chorus exited early (${exited})`);
-      try {
-        if ((await fetch(`${BASE}/readyz`)).ok) return child;
-      } catch {}
-      await new Promise((r) => setTimeout(r, 50)); // polling a readiness endpoint, not a sleep-as-sync
-    }
-  })();
-  return within(ready, 15000, "standalone node start");
+  await waitReady(BASE, child, "standalone node");
+  return child;
 }
 async function stopStandalone(child) {
   if (child.exitCode !== null) return;
@@ -182,6 +172,14 @@ await part("demo app: rooms, unread, log entries, restart and sign-in again, pen
     // A message the server refuses for good (too large) shows as failed, with Resend and Discard.
     await say(ann, "😀".repeat(1500)); // 6000 bytes > limits.max_body_bytes (4096)
     await waitFor(ann, "ann's oversized message shows as failed", () => document.querySelector("#log .pending.failed .state")?.textContent === "Not sent: too long");
+    // Resend sends it again (the same id): it goes back to "Sending…" and, still too large, fails again.
+    await ann.evaluate(() => {
+      window.resent = 0;
+      window.chorus.on("pending", (e) => (window.resent += e.pending.some((p) => p.status === "sending") ? 1 : 0));
+    });
+    await ann.click("#log .pending.failed button:has-text('Resend')");
+    await waitFor(ann, "the resend went out and failed again", () => window.resent > 0
+      && document.querySelector("#log .pending.failed .state")?.textContent === "Not sent: too long");
     await ann.click("#log .pending.failed button:has-text('Discard')");
     await waitFor(ann, "the failed message is discarded", () => !document.querySelector("#log .pending"));
 

@@ -851,6 +851,7 @@ var Chorus = class extends Emitter {
     if (r.queue[0] !== p) return;
     if (err.retryable) {
       p.status = "retrying";
+      p.retryReason = err.code;
       const delay = err.code === "rate_limited" ? err.retryAfterMs ?? 1e3 : backoffDelay(p.attempts, this.minMs, this.maxMs);
       r.retryTimer = setTimeout(() => {
         r.retryTimer = void 0;
@@ -927,7 +928,7 @@ function unreadOf(r) {
 }
 function publicPending(p) {
   const { clientMsgId, room, kind, body, target, status, attempts } = p;
-  return { clientMsgId, room, kind, body, target, status, attempts };
+  return status === "retrying" ? { clientMsgId, room, kind, body, target, status, attempts, retryReason: p.retryReason } : { clientMsgId, room, kind, body, target, status, attempts };
 }
 function withRoom(err, room) {
   return err.room ? err : new ChorusError(err.code, err.message, { room, retryAfterMs: err.retryAfterMs });

@@ -917,6 +917,7 @@ export class Chorus extends Emitter<ChorusEvents> {
     if (err.retryable) {
       // Retry this entry, with the same id, before anything behind it.
       p.status = "retrying";
+      p.retryReason = err.code;
       const delay = err.code === "rate_limited" ? (err.retryAfterMs ?? 1000) : backoffDelay(p.attempts, this.minMs, this.maxMs);
       r.retryTimer = setTimeout(() => {
         r.retryTimer = undefined;
@@ -1004,7 +1005,9 @@ function unreadOf(r: RoomState): number {
 
 function publicPending(p: Pending): PendingEntry {
   const { clientMsgId, room, kind, body, target, status, attempts } = p;
-  return { clientMsgId, room, kind, body, target, status, attempts };
+  return status === "retrying"
+    ? { clientMsgId, room, kind, body, target, status, attempts, retryReason: p.retryReason }
+    : { clientMsgId, room, kind, body, target, status, attempts };
 }
 
 function withRoom(err: ChorusError, room: string): ChorusError {

@@ -50,6 +50,25 @@ function psql(db, sql) {
   }
 }
 
+/** Resolves once `child` (a chorus node) answers 200 on `${url}/readyz`; fails if it exits first or after 20 s. */
+export function waitReady(url, child, what) {
+  let exited = child.exitCode;
+  child.on("exit", (code) => (exited = code));
+  child.on("error", (e) => (exited = String(e)));
+  const ready = (async () => {
+    for (;;) {
+      if (exited !== null) throw new Error(`chorus ${what} exited early (${exited}); are Postgres and Redis running? (see the README)`);
+      try {
+        if ((await fetch(`${url}/readyz`)).ok) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 50)); // polling a readiness endpoint, not a sleep-as-sync
+    }
+  })();
+  return within(ready, 20000, `${what} ready`);
+}
+
 export class Cluster {
   /** Starts `n` nodes sharing a fresh database and a fresh Redis prefix. */
   static async start({ n = 2, bin = process.env.CHORUS_BIN || "../../target/debug/chorus", env = {} } = {}) {
@@ -101,21 +120,7 @@ export class Cluster {
       stdio: ["ignore", "inherit", "inherit"],
     });
     node.child = child;
-    let exited = null;
-    child.on("exit", (code) => (exited = code));
-    child.on("error", (e) => (exited = String(e)));
-    const ready = (async () => {
-      for (;;) {
-        if (exited !== null) throw new Error(`chorus node ${i} exited early (${exited}); is Redis running? redis-server --daemonize yes --port 6379`);
-        try {
-          if ((await fetch(`${this.url(i)}/readyz`)).ok) return;
-        } catch {
-          // not listening yet
-        }
-        await new Promise((r) => setTimeout(r, 50)); // polling a readiness endpoint, not a sleep-as-sync
-      }
-    })();
-    await within(ready, 20000, `node ${i} ready`);
+    await waitReady(this.url(i), child, `node ${i}`);
   }
 
   /** SIGTERM (the node drains, closing sockets with 1012) and wait for the exit. */

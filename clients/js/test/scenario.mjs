@@ -39,8 +39,8 @@ export async function scriptedChat(env) {
     chat.on("message", (e) => p.seen.get(e.room).push(e.message));
     chat.on("token", () => p.renewals++);
     chat.on("state", (e) => p.states.push(e.state));
-    chat.on("pending", (e) => (p.retried += e.pending.filter((x) => x.status === "retrying").length ? 1 : 0));
-    if (env.debug) for (const t of ["state", "error", "pending"]) chat.on(t, (e) => log(`${user} ${t} ${JSON.stringify(e.pending ? e.pending.map((x) => x.status) : e)}`));
+    // Each pending event that shows an entry waiting out `rate_limited` (its head, retried first).
+    chat.on("pending", (e) => (p.retried += e.pending.some((x) => x.retryReason === "rate_limited") ? 1 : 0));
     chat.on("error", (e) => problems.push(`${user}: error event ${e.code}: ${e.message}`));
     chat.on("reset", (e) => problems.push(`${user}: unexpected reset of ${e.room}`));
     // Resolves when something happens on this client (for waits with deadlines).

@@ -91,6 +91,8 @@ export interface PendingEntry {
     /** `queued`: waiting for its turn or a connection; `sending`: on the wire; `retrying`: waiting after `rate_limited` or an outage. */
     status: "queued" | "sending" | "retrying";
     attempts: number;
+    /** While `retrying`: the code that made it wait (`rate_limited`, `unavailable`, `internal`). */
+    retryReason?: string;
 }
 /** `connecting` (first attempt) → `open` ⇄ `reconnecting` → `closed` (by `close()` or a fatal refusal). */
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";

@@ -61,22 +61,23 @@ test("the scripted chat over long-polling + REST (Node without WebSocket): the s
   console.log(`poll: ${JSON.stringify(result)}`);
 });
 
-/** Resolves once `check()` holds after one of the client's presence events (or at once). */
-function presenceShows(chat, room, user) {
-  const holds = () => chat.presence(room).some((u) => u.user === user);
+/** Resolves once `check()` holds, at once or after one of the client's `type` events; fails after 10 s. */
+function eventually(chat, type, check, what) {
   return new Promise((resolve, reject) => {
-    if (holds()) return resolve();
-    const timer = setTimeout(() => reject(new Error(`${user} never showed in ${room}'s presence`)), 10000);
-    const off = chat.on("presence", () => {
-      if (!holds()) return;
+    if (check()) return resolve();
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 10000);
+    const off = chat.on(type, () => {
+      if (!check()) return;
       clearTimeout(timer);
       off();
       resolve();
     });
   });
 }
+const presenceShows = (chat, room, user) =>
+  eventually(chat, "presence", () => chat.presence(room).some((u) => u.user === user), `${user} in ${room}'s presence`);
 
-test("a join the token does not allow rejects with forbidden and the room's name; presence, on every transport", async () => {
+test("a join the token does not allow rejects with forbidden and the room's name; presence (and typing over WebSocket), on every transport", async () => {
   // Someone already in the room, on the other node.
   const watcher = new Chorus({ url: cluster.url(0), token: token("watcher"), WebSocket });
   await watcher.connect();
@@ -87,6 +88,14 @@ test("a join the token does not allow rejects with forbidden and the room's name
     const ok = await chat.join("public-1");
     assert.equal(ok.room, "public-1");
     await presenceShows(chat, "public-1", "watcher");
+    if (transport === "websocket") {
+      // Typing is ephemeral and WebSocket-only: the watcher on the other node hears it.
+      const heard = [];
+      const off = watcher.on("typing", (t) => heard.push(t));
+      chat.typing("public-1");
+      await eventually(watcher, "typing", () => heard.some((t) => t.user === "eve" && t.room === "public-1"), "eve typing");
+      off();
+    }
     const err = await chat.join("private-1").catch((e) => e);
     assert.equal(err.code, "forbidden", `${transport}: ${err}`);
     assert.equal(err.room, "private-1");
@@ -114,11 +123,7 @@ test("the room log through the SDK on every transport: edit, react, delete, read
     assert.equal((await bob.react(room, first.seq, "👍")).duplicate, true, "a reaction that holds is acked as a duplicate");
     await ann.delete(room, second.seq);
     await assert.rejects(bob.edit(room, first.seq, "not mine"), (e) => e.code === "forbidden" && e.room === room);
-    await new Promise((resolve, reject) => {
-      if (entries.length >= 3) return resolve();
-      const timer = setTimeout(() => reject(new Error(`${transport}: bob got ${entries.length} of 3 entries`)), 10000);
-      const off = bob.on("entry", () => entries.length >= 3 && (clearTimeout(timer), off(), resolve()));
-    });
+    await eventually(bob, "entry", () => entries.length >= 3, `${transport}: bob's 3 entries (got ${entries.length})`);
     assert.deepEqual(entries.map((e) => [e.type, e.target]), [["edit", first.seq], ["react", first.seq], ["delete", second.seq]]);
     assert.equal(bob.unread(room), 1, `${transport}: bob has ann's one remaining message unread`);
     const read = await bob.markRead(room, 5);

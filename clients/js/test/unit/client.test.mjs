@@ -18,6 +18,15 @@ function client(server, extra = {}) {
 }
 const joinedFrame = (f, last_seq, extra = {}) => ({ type: "joined", ref: f.ref, room: f.room, epoch: "e1", last_seq, recovered: true, ...extra });
 const sends = (ws) => ws.sentOf("send");
+/** Connects `chat` through socket `n` and answers its join of lobby with `last_seq` (and `extra`). */
+async function inLobby(server, chat, lastSeq, extra = {}, n = 0) {
+  chat.connect();
+  const ws = await server.accept(n);
+  const joined = chat.join("lobby");
+  ws.push(joinedFrame(await ws.frame((f) => f.type === "join"), lastSeq, extra));
+  await joined;
+  return ws;
+}
 
 test("the connection states: connecting, open, reconnecting, open, closed; close() is not an error", async () => {
   const server = new FakeServer();
@@ -70,12 +79,7 @@ test("join resolves with the room's state; a refused join rejects with an error 
 test("sends to a room go one at a time in the user's order, also across rate_limited, each with one id", async () => {
   const server = new FakeServer();
   const chat = client(server);
-  chat.connect();
-  const ws = await server.accept(0);
-  const joined = chat.join("lobby");
-  const j = await ws.frame((f) => f.type === "join");
-  ws.push(joinedFrame(j, 0));
-  await joined;
+  const ws = await inLobby(server, chat, 0);
   const acks = ["a", "b", "c"].map((b) => chat.send("lobby", b));
   const first = await ws.frame((f) => f.type === "send");
   assert.equal(sends(ws).length, 1, "only the head is on the wire");
@@ -83,6 +87,7 @@ test("sends to a room go one at a time in the user's order, also across rate_lim
   assert.equal(first.ref, first.client_msg_id);
   ws.push({ type: "error", ref: first.ref, code: "rate_limited", message: "slow down", retry_after_ms: 30 });
   assert.equal(chat.pending("lobby")[0].status, "retrying");
+  assert.equal(chat.pending("lobby")[0].retryReason, "rate_limited");
   const again = await ws.frame((f) => f.type === "send", 1, "the retry");
   assert.deepEqual(sends(ws).map((f) => f.body), ["a", "a"], "b waited behind the retried a");
   assert.equal(again.client_msg_id, first.client_msg_id, "a retry keeps the id: exactly once");
@@ -239,11 +244,7 @@ test("entries sent while offline are listed as pending in order and go once conn
 test("unread counts follow joined, others' messages, deletes and read frames", async () => {
   const server = new FakeServer();
   const chat = client(server);
-  chat.connect();
-  const ws = await server.accept(0);
-  chat.join("lobby");
-  const j = await ws.frame((f) => f.type === "join");
-  ws.push(joinedFrame(j, 4, { read_seq: 2, unread: 1 }));
+  const ws = await inLobby(server, chat, 4, { read_seq: 2, unread: 1 });
   const msg = (seq, user) => ws.push({ type: "message", room: "lobby", seq, id: `m${seq}`, user, body: "b", ts: "t" });
   msg(5, "bob");
   msg(6, "ann"); // one's own messages are never unread
@@ -261,11 +262,7 @@ test("unread counts follow joined, others' messages, deletes and read frames", a
 test("a forbidden close (4003) closes the client with an error and fails what was pending", async () => {
   const server = new FakeServer();
   const chat = client(server);
-  chat.connect();
-  const ws = await server.accept(0);
-  const joined = chat.join("lobby");
-  ws.push(joinedFrame(await ws.frame((f) => f.type === "join"), 0));
-  await joined;
+  const ws = await inLobby(server, chat, 0);
   const sent = chat.send("lobby", "hi");
   await ws.frame((f) => f.type === "send");
   const err = next(chat, "error");
