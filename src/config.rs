@@ -70,6 +70,24 @@ pub struct Redis {
     pub prefix: String,
     /// PEM file of the CA that signed Redis's certificate (with `rediss://`); empty = system roots.
     pub ca_file: String,
+    /// Redis Cluster with sharded pub/sub (also implied by several comma-separated URLs).
+    pub cluster: bool,
+}
+
+impl Redis {
+    /// The URLs in `url` (several = seed nodes of a Redis Cluster).
+    pub fn urls(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
+    /// Whether the bridge talks to a Redis Cluster.
+    pub fn clustered(&self) -> bool {
+        self.cluster || self.urls().len() > 1
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +128,8 @@ pub struct Room {
     pub batch_max: usize,
     pub gap_repair_ms: u64,
     pub read_receipts: bool,
+    /// Days of history kept (Postgres); 0 = forever. Dropped a week-partition at a time.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -437,13 +457,32 @@ impl Settings {
                 "needs database.url (a reader without a writer)",
             ));
         }
-        let redis_scheme = ["redis://", "rediss://"]
-            .iter()
-            .any(|scheme| self.redis.url.starts_with(scheme));
-        if !self.redis.url.is_empty() && !redis_scheme {
+        let urls = self.redis.urls();
+        let redis_scheme = |u: &&str| ["redis://", "rediss://"].iter().any(|s| u.starts_with(s));
+        if !urls.iter().all(redis_scheme) {
             return Err(ConfigError::new(
                 "redis.url",
                 "must start with redis:// (or rediss:// for TLS)",
+            ));
+        }
+        let tls = |u: &&str| u.starts_with("rediss://");
+        if urls.iter().any(tls) && !urls.iter().all(tls) {
+            return Err(ConfigError::new(
+                "redis.url",
+                "cluster seed URLs must all use the same scheme (redis:// or rediss://)",
+            ));
+        }
+        if self.redis.clustered() && self.redis.url.is_empty() {
+            return Err(ConfigError::new(
+                "redis.cluster",
+                "needs redis.url (a seed node of the cluster)",
+            ));
+        }
+        if self.redis.clustered() && self.redis.prefix.contains(['{', '}']) {
+            // Keys and channels carry hash tags ({room}, {prefix}) that decide their shard.
+            return Err(ConfigError::new(
+                "redis.prefix",
+                "must not contain { or } with redis.cluster (they would change which shard holds a key)",
             ));
         }
         if !self.redis.ca_file.is_empty() && !std::path::Path::new(&self.redis.ca_file).is_file() {
@@ -644,7 +683,13 @@ impl Settings {
         }
         copy.database.url = mask_url(&copy.database.url);
         copy.database.read_url = mask_url(&copy.database.read_url);
-        copy.redis.url = mask_url(&copy.redis.url);
+        copy.redis.url = copy
+            .redis
+            .urls()
+            .into_iter()
+            .map(mask_url)
+            .collect::<Vec<_>>()
+            .join(",");
         for w in &mut copy.webhooks {
             w.secret = "***".into();
         }
@@ -787,6 +832,58 @@ mod tests {
         let e = env(&[("CHORUS__DATABASE__URL", "postgres://localhost/x")]);
         let s = Settings::load(None, &e, &[]).expect("loads without the secret");
         assert_eq!(s.validate_secret().unwrap_err().key, "auth.jwt_secret");
+    }
+
+    #[test]
+    fn several_redis_urls_or_cluster_true_mean_a_redis_cluster() {
+        let secret = ("CHORUS__AUTH__JWT_SECRET", "0123456789abcdef-secret");
+        let db = ("CHORUS__DATABASE__URL", "postgres://localhost/x");
+        let e = env(&[secret, db, ("CHORUS__REDIS__URL", "redis://a:7000")]);
+        assert!(!Settings::load(None, &e, &[]).unwrap().redis.clustered());
+        let e = env(&[
+            secret,
+            db,
+            (
+                "CHORUS__REDIS__URL",
+                "redis://u:pw@a:7000, redis://u:pw@b:7001",
+            ),
+        ]);
+        let s = Settings::load(None, &e, &[]).unwrap();
+        assert!(s.redis.clustered());
+        assert_eq!(
+            s.redis.urls(),
+            ["redis://u:pw@a:7000", "redis://u:pw@b:7001"]
+        );
+        assert!(!s.masked().contains("pw@"), "{}", s.masked());
+        let e = env(&[
+            secret,
+            db,
+            ("CHORUS__REDIS__URL", "redis://a:7000"),
+            ("CHORUS__REDIS__CLUSTER", "true"),
+        ]);
+        assert!(Settings::load(None, &e, &[]).unwrap().redis.clustered());
+        let e = env(&[
+            secret,
+            db,
+            ("CHORUS__REDIS__URL", "redis://a:7000"),
+            ("CHORUS__REDIS__CLUSTER", "true"),
+            ("CHORUS__REDIS__PREFIX", "{x}"),
+        ]);
+        assert_eq!(
+            Settings::load(None, &e, &[]).unwrap_err().key,
+            "redis.prefix"
+        );
+        let e = env(&[
+            secret,
+            db,
+            ("CHORUS__REDIS__URL", "rediss://a:7000,redis://b:7001"),
+        ]);
+        assert_eq!(Settings::load(None, &e, &[]).unwrap_err().key, "redis.url");
+        let e = env(&[secret, db, ("CHORUS__REDIS__CLUSTER", "true")]);
+        assert_eq!(
+            Settings::load(None, &e, &[]).unwrap_err().key,
+            "redis.cluster"
+        );
     }
 
     #[test]

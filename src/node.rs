@@ -14,7 +14,7 @@ use anyhow::Context;
 use governor::{Quota, RateLimiter};
 
 use crate::auth::Auth;
-use crate::bridge::{Bridge, Bus, Cluster, RedisBus};
+use crate::bridge::{Bridge, Bus, Cluster, Names, RedisBus};
 use crate::config::Settings;
 use crate::edge::admission::{self, Admission};
 use crate::health::Health;
@@ -128,8 +128,21 @@ impl Node {
             n => n,
         };
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let names = if settings.redis.clustered() {
+            Names::sharded(&settings.redis.prefix)
+        } else {
+            Names::new(&settings.redis.prefix)
+        };
         let bus: Option<Arc<dyn Bus>> = match parts.bus {
             Some(bus) => Some(bus),
+            None if settings.redis.clustered() => Some(Arc::new(
+                RedisBus::connect_cluster(
+                    &settings.redis.urls(),
+                    &settings.redis.ca_file,
+                    &names.room_channel_prefix(),
+                )
+                .context("connecting to the Redis Cluster in redis.url")?,
+            )),
             None if !settings.redis.url.is_empty() => Some(Arc::new(
                 RedisBus::connect(&settings.redis.url, &settings.redis.ca_file)
                     .context("connecting to redis.url")?,
@@ -139,7 +152,7 @@ impl Node {
         let cluster = bus.map(|bus| {
             Cluster::new(
                 &settings.node.id,
-                &settings.redis.prefix,
+                names,
                 bus,
                 metrics.clone(),
                 Duration::from_millis(settings.cluster.dead_after_ms),

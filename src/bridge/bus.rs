@@ -47,7 +47,7 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    /// "redis" or "loopback".
+    /// "redis", "redis-cluster" or "loopback".
     fn backend(&self) -> &'static str;
 
     /// The event stream. Only the first call gets it.

@@ -138,25 +138,63 @@ pub fn decode_user_notice(payload: &[u8]) -> Result<UserNotice, DecodeError> {
 #[derive(Debug, Clone)]
 pub struct Names {
     prefix: Arc<str>,
+    sharded: bool,
 }
 
 impl Names {
+    /// Single-Redis names (the default, and what every earlier version used).
     pub fn new(prefix: &str) -> Names {
         Names {
             prefix: Arc::from(prefix),
+            sharded: false,
+        }
+    }
+
+    /// Redis Cluster names: a room's channel and presence hash carry the room as a hash tag
+    /// (`<prefix>:room:{<id>}`, `<prefix>:presence:{<id>}`), so both live on the shard that owns the
+    /// room; every alive key carries the prefix as its tag (`{<prefix>}:node:<id>`), so one MGET
+    /// reads them all. Room ids and (checked in config) the prefix hold no braces.
+    pub fn sharded(prefix: &str) -> Names {
+        Names {
+            prefix: Arc::from(prefix),
+            sharded: true,
+        }
+    }
+
+    /// Whether room channels are sharded (Redis Cluster).
+    pub fn is_sharded(&self) -> bool {
+        self.sharded
+    }
+
+    /// What every room channel starts with (the room id, or `{id}` when sharded, follows).
+    pub fn room_channel_prefix(&self) -> String {
+        format!("{}:room:", self.prefix)
+    }
+
+    fn tagged(&self, kind: &str, room: &RoomId) -> String {
+        if self.sharded {
+            format!("{}:{kind}:{{{room}}}", self.prefix)
+        } else {
+            format!("{}:{kind}:{room}", self.prefix)
+        }
+    }
+
+    /// The room in what follows a room channel's or presence key's prefix.
+    fn untag(&self, rest: &str) -> Option<RoomId> {
+        if self.sharded {
+            RoomId::parse(rest.strip_prefix('{')?.strip_suffix('}')?)
+        } else {
+            RoomId::parse(rest)
         }
     }
 
     pub fn room_channel(&self, room: &RoomId) -> String {
-        format!("{}:room:{}", self.prefix, room)
+        self.tagged("room", room)
     }
 
     /// The room a channel name belongs to, if it is one of this prefix's room channels.
     pub fn room_of(&self, channel: &str) -> Option<RoomId> {
-        channel
-            .strip_prefix(&*self.prefix)
-            .and_then(|c| c.strip_prefix(":room:"))
-            .and_then(RoomId::parse)
+        self.untag(channel.strip_prefix(&self.room_channel_prefix())?)
     }
 
     pub fn nodes_channel(&self) -> String {
@@ -169,16 +207,25 @@ impl Names {
 
     /// Exists while the node is alive: set with a `dead_after_ms` expiry every heartbeat.
     pub fn alive_key(&self, node: &str) -> String {
-        format!("{}:node:{}", self.prefix, node)
+        if self.sharded {
+            format!("{{{}}}:node:{}", self.prefix, node)
+        } else {
+            format!("{}:node:{}", self.prefix, node)
+        }
     }
 
     pub fn presence_key(&self, room: &RoomId) -> String {
-        format!("{}:presence:{}", self.prefix, room)
+        self.tagged("presence", room)
     }
 
-    /// What every presence key starts with (the room id follows).
+    /// What every presence key starts with (the room follows).
     pub fn presence_key_prefix(&self) -> String {
         format!("{}:presence:", self.prefix)
+    }
+
+    /// The room a presence key is about.
+    pub fn room_of_presence_key(&self, key: &str) -> Option<RoomId> {
+        self.untag(key.strip_prefix(&self.presence_key_prefix())?)
     }
 }
 
@@ -329,9 +376,34 @@ mod tests {
         let names = Names::new("t1");
         let room = RoomId::parse("a:b").unwrap();
         assert_eq!(names.room_channel(&room), "t1:room:a:b");
-        assert_eq!(names.room_of("t1:room:a:b"), Some(room));
+        assert_eq!(names.room_of("t1:room:a:b"), Some(room.clone()));
         assert_eq!(names.room_of("t2:room:a:b"), None);
         assert_eq!(names.room_of("t1:nodes"), None);
+        assert_eq!(
+            names.room_of_presence_key("t1:presence:a:b"),
+            Some(room.clone())
+        );
+
+        let sharded = Names::sharded("t1");
+        assert_eq!(sharded.room_channel(&room), "t1:room:{a:b}");
+        assert_eq!(sharded.room_of("t1:room:{a:b}"), Some(room.clone()));
+        assert_eq!(sharded.room_of("t1:room:a:b"), None);
+        assert_eq!(sharded.presence_key(&room), "t1:presence:{a:b}");
+        assert_eq!(
+            sharded.room_of_presence_key("t1:presence:{a:b}"),
+            Some(room.clone())
+        );
+        assert_eq!(sharded.alive_key("n1"), "{t1}:node:n1");
+        // The room's channel and presence hash share a shard; all alive keys share one.
+        let slot = fred::util::redis_keyslot;
+        assert_eq!(
+            slot(sharded.room_channel(&room).as_bytes()),
+            slot(sharded.presence_key(&room).as_bytes())
+        );
+        assert_eq!(
+            slot(sharded.alive_key("n1").as_bytes()),
+            slot(sharded.alive_key("another-node").as_bytes())
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! production), tracks which nodes are alive, and keeps presence cluster-wide.
 //!
 //! ```text
-//! Room ──Cluster::publish(RoomEnvelope)──▶ bus  PUBLISH <prefix>:room:<id>   (pipelined, at most once)
+//! Room ──Cluster::publish(RoomEnvelope)──▶ bus  PUBLISH <prefix>:room:<id>   (pipelined, at most once;
+//!                                              Redis Cluster: SPUBLISH <prefix>:room:{<id>})
 //! bus ──BusEvent──▶ Bridge actor ──drops origin == self──▶ Registry ──FromCluster──▶ Room
 //!                   │  heartbeats on <prefix>:nodes every cluster.heartbeat_ms; dead after dead_after_ms
 //!                   └─ on (re)connect or lag: renew subscriptions, then every room Resyncs:
@@ -40,7 +41,8 @@ pub use redis::RedisBus;
 use crate::domain::PresenceUser;
 use crate::ids::{NodeId, RoomId, Seq, UserId};
 use crate::metrics::Metrics;
-use envelope::{Names, NodeEvent, NodeNotice, ReadNotice, RoomEnvelope, RoomEvent, VERSION};
+pub use envelope::Names;
+use envelope::{NodeEvent, NodeNotice, ReadNotice, RoomEnvelope, RoomEvent, VERSION};
 use liveness::Liveness;
 
 /// Changes to the shared presence hash, applied in order by one task, each followed by its
@@ -135,9 +137,10 @@ struct Inner {
 const OPS_CAPACITY: usize = 65_536;
 
 impl Cluster {
+    /// `names`: [`Names::new`] on one Redis, [`Names::sharded`] on a Redis Cluster.
     pub fn new(
         node: &str,
-        prefix: &str,
+        names: Names,
         bus: Arc<dyn Bus>,
         metrics: Metrics,
         dead_after: Duration,
@@ -146,7 +149,7 @@ impl Cluster {
         let cluster = Cluster {
             inner: Arc::new(Inner {
                 node: NodeId::from(node),
-                names: Names::new(prefix),
+                names,
                 bus,
                 metrics,
                 wanted: tokio::sync::Mutex::new(HashMap::new()),
@@ -226,7 +229,7 @@ impl Cluster {
         let keys = self.inner.bus.keys(&prefix, limit).await?;
         let rooms: Vec<RoomId> = keys
             .iter()
-            .filter_map(|k| RoomId::parse(k.strip_prefix(&prefix)?))
+            .filter_map(|k| self.inner.names.room_of_presence_key(k))
             .collect();
         let mut found: Vec<ActiveRoom> = futures_util::stream::iter(rooms)
             .map(|room| async move {

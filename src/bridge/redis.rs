@@ -4,6 +4,14 @@
 //! connects by itself; a connection that stops answering for 3 s counts as broken. Each failure
 //! cause is logged once, with the host (never the password).
 //!
+//! **Redis Cluster** ([`RedisBus::connect_cluster`]): the URLs are seed nodes and the rest of the
+//! cluster is discovered (and rediscovered after a failover). Room channels go over sharded pub/sub
+//! (`SPUBLISH`/`SSUBSCRIBE`, one command per hash slot), so a room's traffic touches only the shard
+//! that owns its channel; the node and users channels stay on classic pub/sub, which the cluster
+//! forwards to every shard, so heartbeats reach every node whatever shard it listens on. When a
+//! shard's master dies, fred reconnects to the promoted replica; that reconnect is a
+//! [`BusEvent::Connected`], so the bridge subscribes again and every room repairs from the store.
+//!
 //! Publishing never waits per message: payloads queue on a channel and one task sends whatever has
 //! accumulated as a single pipeline, one round trip per batch (like the room's group commit).
 //! While Redis is unreachable, publishes are dropped rather than buffered without bound, and the
@@ -31,6 +39,8 @@ const PIPELINE_MAX: usize = 1024;
 const NOTIFY_CAPACITY: usize = 4096;
 
 pub struct RedisBus {
+    /// With Redis Cluster: what room channels start with; they use sharded pub/sub.
+    sharded: Option<String>,
     commands: Client,
     subscriber: Client,
     publish_tx: mpsc::Sender<(String, Bytes)>,
@@ -44,11 +54,41 @@ fn unavailable(e: impl std::fmt::Display) -> BusError {
 }
 
 impl RedisBus {
-    /// Starts connecting (in the background: a node starts even while Redis is down).
+    /// Starts connecting to one Redis (in the background: a node starts even while Redis is down).
     /// `ca_file`: with `rediss://`, the PEM of the CA that signed the server's certificate (empty:
     /// the system's roots). The host name is always verified.
     pub fn connect(url: &str, ca_file: &str) -> Result<RedisBus, BusError> {
-        let mut config = Config::from_url(url).map_err(unavailable)?;
+        let config = Config::from_url(url).map_err(unavailable)?;
+        RedisBus::start(config, url, ca_file, None)
+    }
+
+    /// Starts connecting to a Redis Cluster through its seed nodes `urls` (one is enough; the
+    /// others are discovered). Channels that start with `sharded_prefix` (room channels) use
+    /// sharded pub/sub.
+    pub fn connect_cluster(
+        urls: &[&str],
+        ca_file: &str,
+        sharded_prefix: &str,
+    ) -> Result<RedisBus, BusError> {
+        let first = urls
+            .first()
+            .ok_or_else(|| BusError::Unavailable("no redis url".into()))?;
+        let mut config = Config::from_url_clustered(first).map_err(unavailable)?;
+        if let ServerConfig::Clustered { hosts, .. } = &mut config.server {
+            for url in &urls[1..] {
+                let other = Config::from_url_clustered(url).map_err(unavailable)?;
+                hosts.extend(other.server.hosts());
+            }
+        }
+        RedisBus::start(config, first, ca_file, Some(sharded_prefix.to_owned()))
+    }
+
+    fn start(
+        mut config: Config,
+        url: &str,
+        ca_file: &str,
+        sharded: Option<String>,
+    ) -> Result<RedisBus, BusError> {
         if url.starts_with("rediss://") {
             let ca = Some(std::path::Path::new(ca_file)).filter(|_| !ca_file.is_empty());
             let tls = crate::tls::client_config(crate::tls::Verify::Full, ca)
@@ -91,12 +131,18 @@ impl RedisBus {
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_CAPACITY);
         let tasks = vec![
             forward_events(&commands, &subscriber, events_tx.clone(), host),
-            tokio::spawn(publisher(commands.clone(), publish_rx, events_tx)),
+            tokio::spawn(publisher(
+                commands.clone(),
+                sharded.clone(),
+                publish_rx,
+                events_tx,
+            )),
         ];
         // The connection tasks run until `quit`; their handles are not needed.
         drop(commands.connect());
         drop(subscriber.connect());
         Ok(RedisBus {
+            sharded,
             commands,
             subscriber,
             publish_tx,
@@ -104,6 +150,25 @@ impl RedisBus {
             tasks: Mutex::new(tasks),
             closed: AtomicBool::new(false),
         })
+    }
+
+    fn is_sharded(&self, channel: &str) -> bool {
+        is_sharded(self.sharded.as_deref(), channel)
+    }
+
+    /// Splits `channels` into classic ones and sharded ones grouped by hash slot (one
+    /// `SSUBSCRIBE` may only name channels of one slot).
+    fn split(&self, channels: Vec<String>) -> (Vec<String>, Vec<Vec<String>>) {
+        let (sharded, classic): (Vec<String>, Vec<String>) =
+            channels.into_iter().partition(|c| self.is_sharded(c));
+        let mut slots: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
+        for c in sharded {
+            slots
+                .entry(fred::util::redis_keyslot(c.as_bytes()))
+                .or_default()
+                .push(c);
+        }
+        (classic, slots.into_values().collect())
     }
 
     fn ready(&self, client: &Client) -> Result<(), BusError> {
@@ -207,9 +272,15 @@ fn forward_events(
     })
 }
 
-/// Sends queued publishes, everything that has accumulated as one pipeline.
+fn is_sharded(prefix: Option<&str>, channel: &str) -> bool {
+    prefix.is_some_and(|p| channel.starts_with(p))
+}
+
+/// Sends queued publishes, everything that has accumulated as one pipeline (in a cluster, fred
+/// sends each command to the shard that owns its channel).
 async fn publisher(
     client: Client,
+    sharded: Option<String>,
     mut rx: mpsc::Receiver<(String, Bytes)>,
     events: mpsc::Sender<BusEvent>,
 ) {
@@ -222,7 +293,11 @@ async fn publisher(
         }
         let pipeline = client.pipeline();
         for (channel, payload) in batch.drain(..) {
-            let _: Result<(), _> = pipeline.publish(channel, payload).await;
+            let _: Result<(), _> = if is_sharded(sharded.as_deref(), &channel) {
+                pipeline.spublish(channel, payload).await
+            } else {
+                pipeline.publish(channel, payload).await
+            };
         }
         if pipeline.all::<Value>().await.is_err() {
             // The others may have missed these: have the bridge announce room heads.
@@ -234,7 +309,11 @@ async fn publisher(
 #[async_trait]
 impl Bus for RedisBus {
     fn backend(&self) -> &'static str {
-        "redis"
+        if self.sharded.is_some() {
+            "redis-cluster"
+        } else {
+            "redis"
+        }
     }
 
     fn take_events(&self) -> Option<mpsc::Receiver<BusEvent>> {
@@ -249,18 +328,38 @@ impl Bus for RedisBus {
 
     async fn subscribe(&self, channels: Vec<String>) -> Result<(), BusError> {
         self.ready(&self.subscriber)?;
-        self.subscriber
-            .subscribe(channels)
-            .await
-            .map_err(unavailable)
+        let (classic, slots) = self.split(channels);
+        if !classic.is_empty() {
+            self.subscriber
+                .subscribe(classic)
+                .await
+                .map_err(unavailable)?;
+        }
+        for group in slots {
+            self.subscriber
+                .ssubscribe(group)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     async fn unsubscribe(&self, channels: Vec<String>) -> Result<(), BusError> {
         self.ready(&self.subscriber)?;
-        self.subscriber
-            .unsubscribe(channels)
-            .await
-            .map_err(unavailable)
+        let (classic, slots) = self.split(channels);
+        if !classic.is_empty() {
+            self.subscriber
+                .unsubscribe(classic)
+                .await
+                .map_err(unavailable)?;
+        }
+        for group in slots {
+            self.subscriber
+                .sunsubscribe(group)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     fn publish(&self, channel: String, payload: Bytes) {
@@ -271,10 +370,12 @@ impl Bus for RedisBus {
 
     async fn publish_now(&self, channel: String, payload: Bytes) -> Result<(), BusError> {
         self.ready(&self.commands)?;
-        self.commands
-            .publish::<(), _, _>(channel, payload)
-            .await
-            .map_err(unavailable)
+        if self.is_sharded(&channel) {
+            self.commands.spublish::<(), _, _>(channel, payload).await
+        } else {
+            self.commands.publish::<(), _, _>(channel, payload).await
+        }
+        .map_err(unavailable)
     }
 
     async fn hset(&self, key: &str, field: String, value: String) -> Result<(), BusError> {
@@ -333,9 +434,17 @@ impl Bus for RedisBus {
             pattern.push(c);
         }
         pattern.push('*');
-        let scan = self
-            .commands
-            .scan_buffered(pattern, Some(1000), None)
+        let scan = if self.sharded.is_some() {
+            // Every master's share of the key space.
+            self.commands
+                .scan_cluster_buffered(pattern, Some(1000), None)
+                .boxed()
+        } else {
+            self.commands
+                .scan_buffered(pattern, Some(1000), None)
+                .boxed()
+        };
+        let scan = scan
             .take(limit)
             .map(|k| k.map(|k| k.as_str_lossy().into_owned()))
             .collect::<Vec<_>>();

@@ -1,13 +1,15 @@
-//! One conformance suite for the Bus seam (`src/bridge/bus.rs`), run against both backends: the
-//! Redis bus on a private redis-server, and the in-process loopback bus.
+//! One conformance suite for the Bus seam (`src/bridge/bus.rs`), run against every backend: the
+//! Redis bus on a private redis-server and on a private Redis Cluster, and the in-process loopback
+//! bus.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use chorus::bridge::{Bus, BusEvent, LoopbackHub, RedisBus};
+use chorus::bridge::{Bus, BusEvent, LoopbackHub, Names, RedisBus};
+use chorus::ids::RoomId;
 use tokio::sync::mpsc::Receiver;
 
-use crate::processes::RedisServer;
+use crate::processes::{RedisCluster, RedisServer};
 use crate::support::DEADLINE;
 
 async fn next(events: &mut Receiver<BusEvent>) -> BusEvent {
@@ -43,7 +45,21 @@ async fn connected(bus: &dyn Bus) {
 }
 
 /// The suite: `a` and `b` are two nodes' buses on one backend.
-async fn conformance(a: &dyn Bus, b: &dyn Bus) {
+async fn conformance(a: &dyn Bus, b: &dyn Bus, names: &Names) {
+    let room = |r: &str| RoomId::parse(r).expect("room id");
+    let (x, y) = (
+        names.room_channel(&room("x")),
+        names.room_channel(&room("y")),
+    );
+    let (px, py) = (
+        names.presence_key(&room("x")),
+        names.presence_key(&room("y")),
+    );
+    let (pnone, pgone) = (
+        names.presence_key(&room("none")),
+        names.presence_key(&room("gone")),
+    );
+    let (node_a, node_b) = (names.alive_key("a"), names.alive_key("b"));
     connected(a).await;
     connected(b).await;
     let mut a_events = a.take_events().expect("events");
@@ -51,24 +67,22 @@ async fn conformance(a: &dyn Bus, b: &dyn Bus) {
     assert!(a.take_events().is_none(), "the event stream is taken once");
 
     // Delivery to subscribers of the channel, once, in publish order; the publisher gets its own.
-    b.subscribe(vec!["t:room:x".into(), "t:room:y".into()])
+    b.subscribe(vec![x.clone(), y.clone()])
         .await
         .expect("subscribe");
-    a.subscribe(vec!["t:room:x".into()])
-        .await
-        .expect("subscribe");
-    a.subscribe(vec!["t:room:x".into()])
+    a.subscribe(vec![x.clone()]).await.expect("subscribe");
+    a.subscribe(vec![x.clone()])
         .await
         .expect("subscribing twice is harmless");
     for i in 0..500 {
-        a.publish("t:room:x".into(), Bytes::from(format!("m{i}")));
+        a.publish(x.clone(), Bytes::from(format!("m{i}")));
     }
-    a.publish("t:room:y".into(), Bytes::from_static(b"only b"));
+    a.publish(y.clone(), Bytes::from_static(b"only b"));
     for i in 0..500 {
         let (channel, payload) = next_message(&mut b_events).await;
         assert_eq!(
             (channel.as_str(), &payload[..]),
-            ("t:room:x", format!("m{i}").as_bytes())
+            (x.as_str(), format!("m{i}").as_bytes())
         );
     }
     assert_eq!(
@@ -85,88 +99,77 @@ async fn conformance(a: &dyn Bus, b: &dyn Bus) {
     }
 
     // Unsubscribed: nothing more on that channel; publish_now waits for the server.
-    b.unsubscribe(vec!["t:room:x".into()])
-        .await
-        .expect("unsubscribe");
-    a.publish_now("t:room:x".into(), Bytes::from_static(b"after"))
+    b.unsubscribe(vec![x.clone()]).await.expect("unsubscribe");
+    a.publish_now(x.clone(), Bytes::from_static(b"after"))
         .await
         .expect("publish_now");
-    a.publish_now("t:room:y".into(), Bytes::from_static(b"marker"))
+    a.publish_now(y.clone(), Bytes::from_static(b"marker"))
         .await
         .expect("publish_now");
     let (channel, payload) = next_message(&mut b_events).await;
     assert_eq!(
         (channel.as_str(), &payload[..]),
-        ("t:room:y", &b"marker"[..]),
+        (y.as_str(), &b"marker"[..]),
         "nothing after unsubscribe"
     );
 
     // The presence hash.
-    a.hset("t:presence:x", "f1".into(), "v1".into())
-        .await
-        .expect("hset");
-    b.hset("t:presence:x", "f2".into(), "v2".into())
-        .await
-        .expect("hset");
-    let mut all = a.hgetall("t:presence:x").await.expect("hgetall");
+    a.hset(&px, "f1".into(), "v1".into()).await.expect("hset");
+    b.hset(&px, "f2".into(), "v2".into()).await.expect("hset");
+    let mut all = a.hgetall(&px).await.expect("hgetall");
     all.sort();
     assert_eq!(
         all,
         vec![("f1".into(), "v1".into()), ("f2".into(), "v2".into())]
     );
-    b.hdel("t:presence:x", vec!["f1".into(), "nope".into()])
+    b.hdel(&px, vec!["f1".into(), "nope".into()])
         .await
         .expect("hdel");
-    b.hdel("t:presence:x", vec![])
-        .await
-        .expect("hdel of nothing");
+    b.hdel(&px, vec![]).await.expect("hdel of nothing");
     assert_eq!(
-        b.hgetall("t:presence:x").await.expect("hgetall"),
+        b.hgetall(&px).await.expect("hgetall"),
         vec![("f2".into(), "v2".into())]
     );
-    assert!(
-        a.hgetall("t:presence:none")
-            .await
-            .expect("hgetall")
-            .is_empty()
-    );
+    assert!(a.hgetall(&pnone).await.expect("hgetall").is_empty());
 
     // Keys by prefix (the admin API's active rooms): the hashes with fields, not the emptied ones.
-    b.hset("t:presence:y", "f".into(), "v".into())
-        .await
-        .expect("hset");
+    b.hset(&py, "f".into(), "v".into()).await.expect("hset");
     b.hset("t:other:z", "f".into(), "v".into())
         .await
         .expect("hset");
-    b.hset("t:presence:gone", "f".into(), "v".into())
+    b.hset(&pgone, "f".into(), "v".into()).await.expect("hset");
+    b.hdel(&pgone, vec!["f".into()]).await.expect("hdel");
+    let mut keys = a
+        .keys(&names.presence_key_prefix(), 100)
         .await
-        .expect("hset");
-    b.hdel("t:presence:gone", vec!["f".into()])
-        .await
-        .expect("hdel");
-    let mut keys = a.keys("t:presence:", 100).await.expect("keys");
+        .expect("keys");
     keys.sort();
-    assert_eq!(keys, ["t:presence:x", "t:presence:y"]);
+    let mut want = [px.clone(), py.clone()];
+    want.sort();
+    assert_eq!(keys, want);
     assert_eq!(
-        a.keys("t:presence:", 1).await.expect("keys").len(),
+        a.keys(&names.presence_key_prefix(), 1)
+            .await
+            .expect("keys")
+            .len(),
         1,
         "at most the limit"
     );
     assert!(a.keys("t:nothing:", 10).await.expect("keys").is_empty());
 
     // Expiring keys (a node's alive mark).
-    a.set_expiring("t:node:a", Duration::from_millis(300))
+    a.set_expiring(&node_a, Duration::from_millis(300))
         .await
         .expect("set");
     assert_eq!(
-        b.exist(vec!["t:node:a".into(), "t:node:b".into()])
+        b.exist(vec![node_a.clone(), node_b.clone()])
             .await
             .expect("exist"),
         vec![true, false]
     );
     assert!(b.exist(vec![]).await.expect("exist of nothing").is_empty());
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while b.exist(vec!["t:node:a".into()]).await.expect("exist") != vec![false] {
+    while b.exist(vec![node_a.clone()]).await.expect("exist") != vec![false] {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the key never expired"
@@ -183,13 +186,25 @@ async fn the_redis_bus_keeps_the_bus_guarantees() {
     let redis = RedisServer::start().await;
     let a = RedisBus::connect(&redis.url(), "").expect("bus");
     let b = RedisBus::connect(&redis.url(), "").expect("bus");
-    conformance(&a, &b).await;
+    conformance(&a, &b, &Names::new("t")).await;
+}
+
+#[actix_web::test]
+async fn the_redis_cluster_bus_keeps_the_bus_guarantees() {
+    let cluster = RedisCluster::start().await;
+    let names = Names::sharded("t");
+    let url = cluster.url();
+    let seeds: Vec<&str> = url.split(',').collect();
+    let a = RedisBus::connect_cluster(&seeds, "", &names.room_channel_prefix()).expect("bus");
+    let b = RedisBus::connect_cluster(&seeds[..1], "", &names.room_channel_prefix()).expect("bus");
+    assert_eq!(a.backend(), "redis-cluster");
+    conformance(&a, &b, &names).await;
 }
 
 #[actix_web::test]
 async fn the_loopback_bus_keeps_the_bus_guarantees() {
     let hub = LoopbackHub::new();
-    conformance(&hub.bus(), &hub.bus()).await;
+    conformance(&hub.bus(), &hub.bus(), &Names::new("t")).await;
 }
 
 #[actix_web::test]

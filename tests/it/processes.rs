@@ -98,6 +98,10 @@ impl RedisServer {
         }
     }
 
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Kills the server at once (SIGKILL: no goodbye to its clients).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -256,5 +260,159 @@ pub async fn wait_for_line(log: &Log, what: &str, pred: impl Fn(&str) -> bool) -
             log.lock().expect("log").join("\n")
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A private Redis Cluster: 3 masters and a replica each (`redis-server --cluster-enabled yes`,
+/// joined by `redis-cli --cluster create`), with a 1 s node timeout so a killed master fails over
+/// within a few seconds. Its config files live in a temporary directory, removed on drop.
+pub struct RedisCluster {
+    pub servers: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub async fn start() -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!("chorus-it-cluster-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir for the cluster's config files");
+        let mut servers = Vec::new();
+        for _ in 0..6 {
+            let port = free_port();
+            let conf = dir.join(format!("nodes-{port}.conf"));
+            let extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                conf.to_str().expect("utf-8 temp path"),
+                "--cluster-node-timeout",
+                "1000",
+            ];
+            let extra = extra.iter().map(|s| s.to_string()).collect();
+            servers.push(RedisServer::start_with(port, None, extra).await);
+        }
+        let cluster = RedisCluster { servers, dir };
+        let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
+        args.extend(
+            cluster
+                .servers
+                .iter()
+                .map(|s| format!("127.0.0.1:{}", s.port)),
+        );
+        args.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
+        let out = Command::new("redis-cli")
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-cli ({e}): install it with `apt-get install redis-tools`")
+            });
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.wait_healthy(None).await;
+        cluster
+    }
+
+    /// Seed URLs of every node (a node needs only one; several show the config form).
+    pub fn url(&self) -> String {
+        self.servers
+            .iter()
+            .take(2)
+            .map(|s| s.url())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `redis-cli -p port args…`, its output.
+    pub fn cli(port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn alive_ports(&self) -> Vec<u16> {
+        self.servers
+            .iter()
+            .filter(|s| s.running())
+            .map(|s| s.port)
+            .collect()
+    }
+
+    /// The port of the master that owns `key`'s slot, as a live node sees it (`None` while the
+    /// slot has no live master).
+    pub fn master_of(&self, key: &str) -> Option<u16> {
+        let ask = *self.alive_ports().first()?;
+        let slot: u16 = Self::cli(ask, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .ok()?;
+        Self::cli(ask, &["cluster", "nodes"])
+            .lines()
+            .find_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let flags = f.get(2)?;
+                if !flags.contains("master") || flags.contains("fail") {
+                    return None;
+                }
+                let owns = f[8..].iter().any(|range| {
+                    let mut ends = range.split('-').map(|n| n.parse::<u16>());
+                    match (ends.next(), ends.next()) {
+                        (Some(Ok(a)), Some(Ok(b))) => (a..=b).contains(&slot),
+                        (Some(Ok(a)), None) => a == slot,
+                        _ => false,
+                    }
+                });
+                let port = f[1].split(['@', ':']).nth(1)?.parse().ok()?;
+                owns.then_some(port)
+            })
+    }
+
+    /// Waits until every live node says `cluster_state:ok`, every replica's link to its master is
+    /// up, and (with `key`) `key`'s slot has a live master.
+    pub async fn wait_healthy(&self, key: Option<&str>) {
+        let deadline = tokio::time::Instant::now() + DEADLINE * 3;
+        loop {
+            let alive = self.alive_ports();
+            let ok = alive.iter().all(|&p| {
+                let info = Self::cli(p, &["cluster", "info"]);
+                let repl = Self::cli(p, &["info", "replication"]);
+                info.contains("cluster_state:ok")
+                    && (!repl.contains("role:slave") || repl.contains("master_link_status:up"))
+            }) && key
+                .is_none_or(|k| self.master_of(k).is_some_and(|port| alive.contains(&port)));
+            if ok {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Redis Cluster did not become healthy"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills (SIGKILL) the master that owns `key`'s slot; returns its port.
+    pub fn kill_master_of(&mut self, key: &str) -> u16 {
+        let port = self.master_of(key).expect("the key's slot has a master");
+        self.servers
+            .iter_mut()
+            .find(|s| s.port == port)
+            .expect("the master is one of ours")
+            .kill();
+        port
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            s.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -25,6 +25,12 @@ impl RedisUrl for RedisServer {
 
 pub struct RedisAt(pub String);
 
+impl RedisUrl for crate::processes::RedisCluster {
+    fn url(&self) -> String {
+        crate::processes::RedisCluster::url(self)
+    }
+}
+
 impl RedisUrl for RedisAt {
     fn url(&self) -> String {
         self.0.clone()
@@ -34,20 +40,28 @@ impl RedisUrl for RedisAt {
 /// A node of a test cluster: the shared database and Redis, a prefix unique to the test, fast
 /// heartbeats. Waits until its bridge is connected and subscribed.
 pub async fn cluster_node(db: &str, redis: &impl RedisUrl, prefix: &str) -> TestNode {
+    cluster_node_with(db, redis, prefix, &[]).await
+}
+
+/// [`cluster_node`] with more settings.
+pub async fn cluster_node_with(
+    db: &str,
+    redis: &impl RedisUrl,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> TestNode {
     let (hb, dead) = (HEARTBEAT_MS.to_string(), DEAD_AFTER_MS.to_string());
     let url = redis.url();
-    let node = TestNode::start(
-        db,
-        &[
-            ("redis.url", url.as_str()),
-            ("redis.prefix", prefix),
-            ("cluster.heartbeat_ms", hb.as_str()),
-            ("cluster.dead_after_ms", dead.as_str()),
-            ("limits.msgs_per_sec", "10000"),
-            ("limits.burst", "10000"),
-        ],
-    )
-    .await;
+    let mut settings = vec![
+        ("redis.url", url.as_str()),
+        ("redis.prefix", prefix),
+        ("cluster.heartbeat_ms", hb.as_str()),
+        ("cluster.dead_after_ms", dead.as_str()),
+        ("limits.msgs_per_sec", "10000"),
+        ("limits.burst", "10000"),
+    ];
+    settings.extend_from_slice(extra);
+    let node = TestNode::start(db, &settings).await;
     wait_ready(&node, true).await;
     node
 }
