@@ -499,6 +499,12 @@ impl Settings {
                 "a cluster needs database.url too (the in-memory store is per node)",
             ));
         }
+        if self.room.retention_days > 0 && self.database.url.is_empty() {
+            return Err(ConfigError::new(
+                "room.retention_days",
+                "needs database.url (the in-memory store keeps everything until the node stops)",
+            ));
+        }
         if self.redis.prefix.is_empty() {
             return Err(ConfigError::new("redis.prefix", "must not be empty"));
         }
@@ -879,6 +885,11 @@ mod tests {
             ("CHORUS__REDIS__URL", "rediss://a:7000,redis://b:7001"),
         ]);
         assert_eq!(Settings::load(None, &e, &[]).unwrap_err().key, "redis.url");
+        let e = env(&[("CHORUS__ROOM__RETENTION_DAYS", "30")]);
+        assert_eq!(
+            Settings::load(None, &e, &[]).unwrap_err().key,
+            "room.retention_days"
+        );
         let e = env(&[secret, db, ("CHORUS__REDIS__CLUSTER", "true")]);
         assert_eq!(
             Settings::load(None, &e, &[]).unwrap_err().key,

@@ -44,6 +44,8 @@ pub struct Node {
     arbiters: Vec<Arbiter>,
     /// The store check behind `/readyz`; aborted when the node stops.
     watch: tokio::task::JoinHandle<()>,
+    /// The history partitions' upkeep (Postgres only); aborted when the node stops.
+    history: Option<tokio::task::JoinHandle<()>>,
     /// In-process HTTPS/WSS: the certificate in use (`http.tls_cert`).
     tls: Option<Certificate>,
 }
@@ -63,6 +65,7 @@ impl Node {
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let mut store_host = "memory".to_owned();
         let mut outbox = None;
+        let mut history = None;
         let store: Arc<dyn Store> = if let Some(store) = parts.store {
             store
         } else if settings.database.url.is_empty() {
@@ -86,6 +89,9 @@ impl Node {
                     actix_web::rt::spawn(store::migrate::until_applied(url, gate, timeout));
                 }
             }
+            history = Some(actix_web::rt::spawn(
+                pg.keep_history(settings.room.retention_days),
+            ));
             Arc::new(Metered::new(pg, metrics.clone()))
         };
         let webhooks = match outbox {
@@ -275,6 +281,7 @@ impl Node {
             server: handle,
             arbiters,
             watch,
+            history,
             tls,
         })
     }
@@ -316,6 +323,9 @@ impl Node {
     /// presence at once) and stops the room threads.
     pub async fn stop(self) {
         self.watch.abort();
+        if let Some(history) = &self.history {
+            history.abort();
+        }
         if let Some(webhooks) = &self.shared.webhooks {
             webhooks.stop();
         }

@@ -131,6 +131,16 @@ impl Room {
             }
             .into_actor(self)
             .map(move |(read, res), act, ctx| {
+                let mut point = point;
+                let res = match res {
+                    Err(StoreError::Truncated) => {
+                        // Retention dropped history after `since`: the gap cannot be filled, the
+                        // client reloads through `history` (PROTOCOL §9).
+                        point.recovered = false;
+                        Ok(Vec::new())
+                    }
+                    res => res,
+                };
                 let joined = point.frame(msg.r#ref.as_deref(), &act.id, read);
                 act.finish_join(msg, joined, res, ctx)
             }),

@@ -88,6 +88,10 @@ pub enum StoreError {
     /// The log refused the entry by its rules (PROTOCOL §7): a client error, nothing committed.
     #[error("refused: {0:?}")]
     Refused(Refusal),
+    /// A range reaches back into history that retention dropped (`room.retention_days`): what
+    /// is kept runs gap-free up to the end of the range, but not from its start.
+    #[error("history before this range's end was dropped by retention")]
+    Truncated,
 }
 
 impl StoreError {
@@ -114,6 +118,10 @@ impl StoreError {
                 "only the author (or a moderator, to delete) may do that",
             ),
             StoreError::Refused(Refusal::Gone) => (ErrorCode::Gone, "that message was deleted"),
+            StoreError::Truncated => (
+                ErrorCode::Internal,
+                "that history is past retention; reload through history",
+            ),
         }
     }
 }
@@ -194,20 +202,39 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Verifies a backfill range is complete and contiguous.
+/// Verifies a backfill range is complete and contiguous: exactly `after+1 ..= upto`. When the
+/// entries found run gap-free up to `upto` but start later (or none is found), retention dropped
+/// the start: [`StoreError::Truncated`] (from a lagging replica this can also mean "not there
+/// yet": only the writer's answer is final). Anything else is an internal error.
 pub fn check_range(got: Vec<Message>, after: Seq, upto: Seq) -> Result<Vec<Message>, StoreError> {
-    let contiguous = got
-        .iter()
-        .enumerate()
-        .all(|(i, m)| m.seq == after + 1 + i as i64);
-    if contiguous && got.len() as i64 == (upto - after).max(0) {
-        Ok(got)
-    } else {
-        Err(StoreError::Internal(format!(
-            "range ({after}, {upto}] incomplete: {} messages",
-            got.len()
-        )))
+    let runs_from = |got: &[Message], first: Seq| {
+        got.iter()
+            .enumerate()
+            .all(|(i, m)| m.seq == first + i as i64)
+    };
+    if runs_from(&got, after + 1) && got.len() as i64 == (upto - after).max(0) {
+        return Ok(got);
     }
+    // Reading a count after `after` where the start is gone runs past `upto`.
+    let kept: Vec<&Message> = got.iter().take_while(|m| m.seq <= upto).collect();
+    let tail_complete = match (kept.first(), kept.last()) {
+        (Some(first), Some(last)) => {
+            first.seq > after + 1
+                && last.seq == upto
+                && kept
+                    .iter()
+                    .enumerate()
+                    .all(|(i, m)| m.seq == first.seq + i as i64)
+        }
+        _ => upto > after,
+    };
+    if tail_complete {
+        return Err(StoreError::Truncated);
+    }
+    Err(StoreError::Internal(format!(
+        "range ({after}, {upto}] incomplete: {} messages",
+        got.len()
+    )))
 }
 
 /// Wraps any store with `chorus_store_seconds{op}`, `chorus_store_slow_total{op}` and
@@ -321,5 +348,51 @@ impl<S: Store> Store for Metered<S> {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.timed("ping", self.inner.ping()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs(seqs: impl IntoIterator<Item = i64>) -> Vec<Message> {
+        seqs.into_iter()
+            .map(|s| {
+                Message::new(
+                    RoomId::parse("r").unwrap(),
+                    Seq::new(s),
+                    format!("id{s}"),
+                    UserId::from("u"),
+                    "b".into(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_range_is_complete_truncated_by_retention_or_broken() {
+        let (after, upto) = (Seq::new(3), Seq::new(8));
+        let seqs = |r: Result<Vec<Message>, StoreError>| {
+            r.map(|m| m.iter().map(|m| m.seq.get()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            seqs(check_range(msgs(4..=8), after, upto)).unwrap(),
+            [4, 5, 6, 7, 8]
+        );
+        // The start dropped (reading a count after `after` runs past `upto`), or all of it.
+        for got in [msgs(6..=10), msgs(8..=8), msgs([])] {
+            assert!(matches!(
+                check_range(got, after, upto),
+                Err(StoreError::Truncated)
+            ));
+        }
+        // A hole in the middle or a short end (a lagging replica) is not retention.
+        for got in [msgs([4, 5, 7, 8]), msgs(4..=6), msgs([5, 6, 8])] {
+            assert!(matches!(
+                check_range(got, after, upto),
+                Err(StoreError::Internal(_))
+            ));
+        }
+        assert!(check_range(msgs([]), upto, upto).unwrap().is_empty());
     }
 }

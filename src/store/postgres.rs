@@ -82,6 +82,43 @@ impl PostgresStore {
         self.schema.clone()
     }
 
+    /// Keeps the history partitions (PROTOCOL §9): creates the coming weeks' partitions and, with
+    /// `retention_days` > 0, drops the weeks wholly older than that (`chorus_history_partitions`,
+    /// migration V5). Runs now and then hourly for as long as the node runs (a minute after a
+    /// failure, and only once the schema is migrated). Every node runs it; they take turns.
+    pub fn keep_history(&self, retention_days: u32) -> impl Future<Output = ()> + Send + 'static {
+        let (pool, schema) = (self.writer.clone(), self.schema.clone());
+        let days = retention_days.min(i32::MAX as u32) as i32;
+        async move {
+            loop {
+                let wait = if !schema.load(Ordering::Acquire) {
+                    Duration::from_secs(5)
+                } else {
+                    match history_partitions(&pool, days).await {
+                        Ok((created, dropped)) => {
+                            if created > 0 || dropped > 0 {
+                                tracing::info!(
+                                    created,
+                                    dropped,
+                                    retention_days,
+                                    "history partitions: created the coming weeks', dropped \
+                                     those past retention"
+                                );
+                            }
+                            HISTORY_EVERY
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e,
+                                "history partitions not maintained; retrying in a minute");
+                            Duration::from_secs(60)
+                        }
+                    }
+                };
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
     async fn bounded<T>(
         &self,
         fut: impl Future<Output = Result<T, StoreError>>,
@@ -145,6 +182,22 @@ fn pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, StoreError> {
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// How often every node maintains the history partitions (they are made two weeks ahead).
+const HISTORY_EVERY: Duration = Duration::from_secs(3600);
+
+/// One `chorus_history_partitions` call: (created, dropped).
+async fn history_partitions(pool: &Pool, retention_days: i32) -> Result<(i32, i32), StoreError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let row = client
+        .query_one(
+            "SELECT created, dropped FROM chorus_history_partitions($1)",
+            &[&retention_days],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok((row.get(0), row.get(1)))
 }
 
 pub(super) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {

@@ -13,6 +13,7 @@ mod demo;
 mod drain;
 mod echo;
 mod faults;
+mod history;
 mod processes;
 mod rest;
 mod room_log;
