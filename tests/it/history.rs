@@ -158,6 +158,25 @@ async fn v4_history_moves_into_partitions_unrenumbered_and_retention_drops_whole
     );
     assert_eq!(history(&node, "aged").await, [4, 5]);
     assert_eq!(ann.post("aged", "six").await["seq"], 6);
+    // The dropped week's idempotency keys went with it: the key is new again.
+    let keys: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM message_keys WHERE client_msg_id = 'c0'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(keys, 0, "the dropped entries' keys are dropped too");
+    let again = http()
+        .post(node.http("/api/rooms/aged/messages"))
+        .bearer_auth(token("ann"))
+        .json(&json!({"body":"one again","client_msg_id":"c0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.json::<Value>().await.unwrap()["seq"], 7);
     node.stop().await;
 }
 
