@@ -279,7 +279,10 @@ impl RedisCluster {
         for _ in 0..6 {
             let port = free_port();
             let conf = dir.join(format!("nodes-{port}.conf"));
+            // `--dir`: a replica writes the RDB of its full sync to disk; never into the repo.
             let extra = [
+                "--dir",
+                dir.to_str().expect("utf-8 temp path"),
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
