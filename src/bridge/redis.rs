@@ -335,12 +335,11 @@ impl Bus for RedisBus {
                 .await
                 .map_err(unavailable)?;
         }
-        for group in slots {
-            self.subscriber
-                .ssubscribe(group)
-                .await
-                .map_err(unavailable)?;
-        }
+        // One SSUBSCRIBE per slot, all at once (a renewal after a failover names every room).
+        let groups = slots.into_iter().map(|group| self.subscriber.ssubscribe(group));
+        futures_util::future::try_join_all(groups)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -353,12 +352,12 @@ impl Bus for RedisBus {
                 .await
                 .map_err(unavailable)?;
         }
-        for group in slots {
-            self.subscriber
-                .sunsubscribe(group)
-                .await
-                .map_err(unavailable)?;
-        }
+        let groups = slots
+            .into_iter()
+            .map(|group| self.subscriber.sunsubscribe(group));
+        futures_util::future::try_join_all(groups)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
