@@ -336,7 +336,9 @@ impl Bus for RedisBus {
                 .map_err(unavailable)?;
         }
         // One SSUBSCRIBE per slot, all at once (a renewal after a failover names every room).
-        let groups = slots.into_iter().map(|group| self.subscriber.ssubscribe(group));
+        let groups = slots
+            .into_iter()
+            .map(|group| self.subscriber.ssubscribe(group));
         futures_util::future::try_join_all(groups)
             .await
             .map_err(unavailable)?;

@@ -289,7 +289,9 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> StoreError {
 /// lookups) − (own messages in it) − (others' messages in it deleted by then), so it costs a few
 /// index probes whatever the count: 10 000 unread messages are not 10 000 index entries. Written
 /// out in each query rather than as an SQL function: Postgres cannot inline a function with
-/// sub-selects, and calling one per room was 5x slower for `GET /api/me/rooms`.
+/// sub-selects, and calling one per room was 5x slower for `GET /api/me/rooms`. When retention
+/// dropped every message up to the cursor, the count starts at the first message kept (the
+/// fallback lookup runs only then), so dropped history is never unread.
 fn unread_sql(room: &str, user: &str, after: &str, upto: &str) -> String {
     format!(
         "(coalesce((SELECT coalesce(m.ord, m.seq) FROM messages m \
@@ -297,7 +299,10 @@ fn unread_sql(room: &str, user: &str, after: &str, upto: &str) -> String {
             ORDER BY m.seq DESC LIMIT 1), 0) \
         - coalesce((SELECT coalesce(m.ord, m.seq) FROM messages m \
             WHERE m.room = {room} AND m.kind = 'message' AND m.seq <= {after} \
-            ORDER BY m.seq DESC LIMIT 1), 0) \
+            ORDER BY m.seq DESC LIMIT 1), \
+            (SELECT coalesce(m.ord, m.seq) - 1 FROM messages m \
+            WHERE m.room = {room} AND m.kind = 'message' AND m.seq > {after} \
+            ORDER BY m.seq LIMIT 1), 0) \
         - (SELECT count(*) FROM messages m \
             WHERE m.room = {room} AND m.kind = 'message' AND m.user_id = {user} \
               AND m.seq > {after} AND m.seq <= {upto}) \

@@ -63,9 +63,16 @@ async fn v4_history_moves_into_partitions_unrenumbered_and_retention_drops_whole
     let names: Vec<Option<&str>> = vec![None; 3];
     let bodies = vec!["one", "two", "three"];
     let cids = vec![Some("c0"), None, None];
+    let kinds = vec!["message"; 3];
+    let none_i: Vec<Option<i64>> = vec![None; 3];
+    let none_s: Vec<Option<&str>> = vec![None; 3];
+    let mods = vec![false; 3];
     pg.query(
-        "SELECT * FROM chorus_append('aged', 'epoch1', $1, $2, $3, $4, now() - interval '100 days', $5)",
-        &[&ids, &users, &names, &bodies, &cids],
+        "SELECT * FROM chorus_log_append('aged', 'epoch1', $1, $2, $3, $4, \
+         now() - interval '100 days', $5, $6, $7, $8, $9, $10)",
+        &[
+            &ids, &users, &names, &bodies, &cids, &kinds, &none_i, &none_s, &none_s, &mods,
+        ],
     )
     .await
     .expect("append with the previous schema");
@@ -150,6 +157,12 @@ async fn v4_history_moves_into_partitions_unrenumbered_and_retention_drops_whole
     let (joined, _) = join_since(&mut bob, "aged", 1, 0).await;
     assert_eq!(joined["recovered"], false, "{joined}");
     assert_eq!(joined["last_seq"], 5);
+    // Bob never read: only the kept messages of others count (4; not 1 and 3, which are gone:
+    // counting from the room's first message would say 4).
+    assert_eq!(
+        (joined["read_seq"].as_i64(), joined["unread"].as_i64()),
+        (Some(0), Some(1))
+    );
     let mut cy = node.ws("cy").await;
     let (joined, backfill) = join_since(&mut cy, "aged", 3, 2).await;
     assert_eq!(
