@@ -145,7 +145,7 @@ impl Node {
                 RedisBus::connect_cluster(
                     &settings.redis.urls(),
                     &settings.redis.ca_file,
-                    &names.room_channel_prefix(),
+                    names.sharded_prefixes(),
                 )
                 .context("connecting to the Redis Cluster in redis.url")?,
             )),

@@ -25,7 +25,6 @@ pub struct Bridge {
     heartbeat: Duration,
     events: Option<mpsc::Receiver<BusEvent>>,
     nodes_channel: String,
-    users_channel: String,
     /// A renewal is under way.
     renewing: bool,
     /// How long this node's alive key lives after each heartbeat.
@@ -46,7 +45,6 @@ impl Bridge {
     ) -> Bridge {
         let events = cluster.take_events();
         let nodes_channel = cluster.nodes_channel();
-        let users_channel = cluster.users_channel();
         Bridge {
             cluster,
             rooms,
@@ -54,7 +52,6 @@ impl Bridge {
             heartbeat,
             events,
             nodes_channel,
-            users_channel,
             renewing: false,
             dead_after,
             last_echo: Instant::now(),
@@ -193,7 +190,7 @@ impl StreamHandler<BusEvent> for Bridge {
             BusEvent::Message { channel, payload } => {
                 if channel == self.nodes_channel {
                     self.on_node_notice(&payload);
-                } else if channel == self.users_channel {
+                } else if self.cluster.is_users_channel(&channel) {
                     match envelope::decode_user_notice(&payload) {
                         Ok(n) if n.origin() == self.cluster.node() => {}
                         Ok(envelope::UserNotice::Read(n)) => {

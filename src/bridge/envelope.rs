@@ -3,9 +3,10 @@
 //! - Room channel `<prefix>:room:<id>`: a [`RoomEnvelope`] (version, origin node, room, seq, event).
 //!   `seq` is the highest seq the event is about (a batch's last message, or a room head).
 //! - Node channel `<prefix>:nodes`: a [`NodeNotice`] (heartbeat or goodbye) from every node.
-//! - Users channel `<prefix>:users`: a [`ReadNotice`] whenever a user's read cursor moves, so
-//!   every node can tell that user's sessions (and, with read receipts, the room's members).
-//!   And a [`KickNotice`] when an operator disconnects a user from a room.
+//! - Users channel `<prefix>:users` (Redis Cluster: `<prefix>:users:{u<k>}`, 16 sharded channels
+//!   by user): a [`ReadNotice`] whenever a user's read cursor moves, so every node can tell that
+//!   user's sessions (and, with read receipts, the room's members). And a [`KickNotice`] when an
+//!   operator disconnects a user from a room.
 //! - Presence hash `<prefix>:presence:<room>`: one field per (node, user) present on that node, so a
 //!   node that starts serving a room can read who is there without asking every node.
 //! - Alive key `<prefix>:node:<id>`: refreshed every heartbeat, expiring after `dead_after_ms`, so
@@ -201,8 +202,46 @@ impl Names {
         format!("{}:nodes", self.prefix)
     }
 
-    pub fn users_channel(&self) -> String {
-        format!("{}:users", self.prefix)
+    /// The users channel that carries `user`'s notices. One Redis: `<prefix>:users`. Redis
+    /// Cluster: one of [`USER_SHARDS`] sharded channels `<prefix>:users:{u<k>}` by a hash of the
+    /// user, so read notices spread over the shards instead of reaching every shard (classic
+    /// pub/sub in a cluster is forwarded to all of them); one user's notices keep their order.
+    pub fn users_channel(&self, user: &str) -> String {
+        if self.sharded {
+            format!("{}:users:{{u{}}}", self.prefix, user_shard(user))
+        } else {
+            format!("{}:users", self.prefix)
+        }
+    }
+
+    /// Every users channel (a node subscribes to all of them).
+    pub fn users_channels(&self) -> Vec<String> {
+        if self.sharded {
+            (0..USER_SHARDS)
+                .map(|k| format!("{}:users:{{u{k}}}", self.prefix))
+                .collect()
+        } else {
+            vec![format!("{}:users", self.prefix)]
+        }
+    }
+
+    /// Whether `channel` is one of the users channels.
+    pub fn is_users_channel(&self, channel: &str) -> bool {
+        let base = format!("{}:users", self.prefix);
+        match channel.strip_prefix(base.as_str()) {
+            Some("") => !self.sharded,
+            Some(rest) => self.sharded && rest.starts_with(":{u") && rest.ends_with('}'),
+            None => false,
+        }
+    }
+
+    /// What the channels that use sharded pub/sub on a Redis Cluster start with: rooms' and the
+    /// users shards'.
+    pub fn sharded_prefixes(&self) -> Vec<String> {
+        vec![
+            self.room_channel_prefix(),
+            format!("{}:users:", self.prefix),
+        ]
     }
 
     /// Exists while the node is alive: set with a `dead_after_ms` expiry every heartbeat.
@@ -227,6 +266,17 @@ impl Names {
     pub fn room_of_presence_key(&self, key: &str) -> Option<RoomId> {
         self.untag(key.strip_prefix(&self.presence_key_prefix())?)
     }
+}
+
+/// How many sharded users channels a Redis Cluster deployment spreads read notices over.
+pub const USER_SHARDS: u32 = 16;
+
+/// A user's users-channel shard: FNV-1a of the id (stable across nodes and versions).
+fn user_shard(user: &str) -> u32 {
+    let hash = user.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % USER_SHARDS
 }
 
 /// The presence-hash field of `user` on `node` (a JSON pair: both ids may hold any character).
@@ -394,6 +444,23 @@ mod tests {
             Some(room.clone())
         );
         assert_eq!(sharded.alive_key("n1"), "{t1}:node:n1");
+        // Users channels: one on one Redis; 16 shards by user on a cluster, each recognised.
+        assert_eq!(names.users_channel("bob"), "t1:users");
+        assert_eq!(names.users_channels(), ["t1:users"]);
+        assert!(names.is_users_channel("t1:users") && !names.is_users_channel("t1:users:{u1}"));
+        let all = sharded.users_channels();
+        assert_eq!(all.len(), USER_SHARDS as usize);
+        assert!(all.contains(&sharded.users_channel("bob")));
+        assert!(all.iter().all(|c| sharded.is_users_channel(c)));
+        assert!(!sharded.is_users_channel("t1:users") && !sharded.is_users_channel("t1:nodes"));
+        let spread: std::collections::HashSet<String> = (0..200)
+            .map(|i| sharded.users_channel(&format!("user{i}")))
+            .collect();
+        assert_eq!(
+            spread.len(),
+            USER_SHARDS as usize,
+            "users spread over every shard"
+        );
         // The room's channel and presence hash share a shard; all alive keys share one.
         let slot = fred::util::redis_keyslot;
         assert_eq!(

@@ -185,8 +185,8 @@ impl Cluster {
         self.inner.names.nodes_channel()
     }
 
-    fn users_channel(&self) -> String {
-        self.inner.names.users_channel()
+    fn is_users_channel(&self, channel: &str) -> bool {
+        self.inner.names.is_users_channel(channel)
     }
 
     /// Tells every other node that `user`'s read cursor in `room` moved (at most once, like every
@@ -203,7 +203,7 @@ impl Cluster {
         };
         self.inner
             .bus
-            .publish(self.inner.names.users_channel(), notice.encode());
+            .publish(self.inner.names.users_channel(user), notice.encode());
     }
 
     /// Tells every other node to close `user`'s sessions in `room` (at most once, like every
@@ -218,7 +218,7 @@ impl Cluster {
         };
         self.inner
             .bus
-            .publish(self.inner.names.users_channel(), notice.encode());
+            .publish(self.inner.names.users_channel(user), notice.encode());
     }
 
     /// Rooms with someone present on a live node, most members first, from the presence hashes:
@@ -389,7 +389,7 @@ impl Cluster {
         let wanted = self.inner.wanted.lock().await;
         let mut channels: Vec<String> = wanted.keys().cloned().collect();
         channels.push(self.inner.names.nodes_channel());
-        channels.push(self.inner.names.users_channel());
+        channels.extend(self.inner.names.users_channels());
         let ok = self.inner.bus.subscribe(channels).await.is_ok();
         self.inner.subscribed.store(ok, Ordering::SeqCst);
         ok

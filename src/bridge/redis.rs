@@ -5,10 +5,11 @@
 //! cause is logged once, with the host (never the password).
 //!
 //! **Redis Cluster** ([`RedisBus::connect_cluster`]): the URLs are seed nodes and the rest of the
-//! cluster is discovered (and rediscovered after a failover). Room channels go over sharded pub/sub
-//! (`SPUBLISH`/`SSUBSCRIBE`, one command per hash slot), so a room's traffic touches only the shard
-//! that owns its channel; the node and users channels stay on classic pub/sub, which the cluster
-//! forwards to every shard, so heartbeats reach every node whatever shard it listens on. When a
+//! cluster is discovered (and rediscovered after a failover). Room channels and the users shards
+//! go over sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, one command per hash slot), so a room's
+//! traffic touches only the shard that owns its channel; the node channel stays on classic
+//! pub/sub, which the cluster forwards to every shard, so heartbeats reach every node whatever
+//! shard it listens on. When a
 //! shard's master dies, fred reconnects to the promoted replica; that reconnect is a
 //! [`BusEvent::Connected`], so the bridge subscribes again and every room repairs from the store.
 //!
@@ -39,8 +40,8 @@ const PIPELINE_MAX: usize = 1024;
 const NOTIFY_CAPACITY: usize = 4096;
 
 pub struct RedisBus {
-    /// With Redis Cluster: what room channels start with; they use sharded pub/sub.
-    sharded: Option<String>,
+    /// With Redis Cluster: what the channels that use sharded pub/sub start with.
+    sharded: Option<Vec<String>>,
     commands: Client,
     subscriber: Client,
     publish_tx: mpsc::Sender<(String, Bytes)>,
@@ -63,12 +64,12 @@ impl RedisBus {
     }
 
     /// Starts connecting to a Redis Cluster through its seed nodes `urls` (one is enough; the
-    /// others are discovered). Channels that start with `sharded_prefix` (room channels) use
-    /// sharded pub/sub.
+    /// others are discovered). Channels that start with one of `sharded_prefixes` (rooms', users
+    /// shards') use sharded pub/sub; the others classic pub/sub, which reaches every shard.
     pub fn connect_cluster(
         urls: &[&str],
         ca_file: &str,
-        sharded_prefix: &str,
+        sharded_prefixes: Vec<String>,
     ) -> Result<RedisBus, BusError> {
         let first = urls
             .first()
@@ -80,14 +81,14 @@ impl RedisBus {
                 hosts.extend(other.server.hosts());
             }
         }
-        RedisBus::start(config, first, ca_file, Some(sharded_prefix.to_owned()))
+        RedisBus::start(config, first, ca_file, Some(sharded_prefixes))
     }
 
     fn start(
         mut config: Config,
         url: &str,
         ca_file: &str,
-        sharded: Option<String>,
+        sharded: Option<Vec<String>>,
     ) -> Result<RedisBus, BusError> {
         if url.starts_with("rediss://") {
             let ca = Some(std::path::Path::new(ca_file)).filter(|_| !ca_file.is_empty());
@@ -272,15 +273,15 @@ fn forward_events(
     })
 }
 
-fn is_sharded(prefix: Option<&str>, channel: &str) -> bool {
-    prefix.is_some_and(|p| channel.starts_with(p))
+fn is_sharded(prefixes: Option<&[String]>, channel: &str) -> bool {
+    prefixes.is_some_and(|ps| ps.iter().any(|p| channel.starts_with(p.as_str())))
 }
 
 /// Sends queued publishes, everything that has accumulated as one pipeline (in a cluster, fred
 /// sends each command to the shard that owns its channel).
 async fn publisher(
     client: Client,
-    sharded: Option<String>,
+    sharded: Option<Vec<String>>,
     mut rx: mpsc::Receiver<(String, Bytes)>,
     events: mpsc::Sender<BusEvent>,
 ) {

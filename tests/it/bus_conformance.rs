@@ -195,8 +195,8 @@ async fn the_redis_cluster_bus_keeps_the_bus_guarantees() {
     let names = Names::sharded("t");
     let url = cluster.url();
     let seeds: Vec<&str> = url.split(',').collect();
-    let a = RedisBus::connect_cluster(&seeds, "", &names.room_channel_prefix()).expect("bus");
-    let b = RedisBus::connect_cluster(&seeds[..1], "", &names.room_channel_prefix()).expect("bus");
+    let a = RedisBus::connect_cluster(&seeds, "", names.sharded_prefixes()).expect("bus");
+    let b = RedisBus::connect_cluster(&seeds[..1], "", names.sharded_prefixes()).expect("bus");
     assert_eq!(a.backend(), "redis-cluster");
     conformance(&a, &b, &names).await;
 }

@@ -289,6 +289,10 @@ impl RedisCluster {
                 conf.to_str().expect("utf-8 temp path"),
                 "--cluster-node-timeout",
                 "1000",
+                // A replica fails over however long since it last heard its master (a loaded
+                // test machine must not turn a kill into a stuck shard).
+                "--cluster-replica-validity-factor",
+                "0",
             ];
             let extra = extra.iter().map(|s| s.to_string()).collect();
             servers.push(RedisServer::start_with(port, None, extra).await);
@@ -397,6 +401,14 @@ impl RedisCluster {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+
+    /// `CLUSTER NODES` as a live node sees it (for failure messages).
+    pub fn nodes(&self) -> String {
+        self.alive_ports()
+            .first()
+            .map(|&p| Self::cli(p, &["cluster", "nodes"]))
+            .unwrap_or_default()
     }
 
     /// Kills (SIGKILL) the master that owns `key`'s slot; returns its port.
