@@ -182,18 +182,19 @@ BEGIN
         user_name := p_names[i]; ts := p_ts; client_msg_id := p_cids[i]; kind := p_kinds[i];
         target := p_targets[i]; react_key := p_keys[i]; react_op := p_ops[i];
         edited_ts := NULL; deleted_seq := NULL;
+        -- The new entry's idempotency key (every kind; a key left by dropped history is retaken).
+        IF p_cids[i] IS NOT NULL THEN
+            INSERT INTO message_keys AS k (room, user_id, client_msg_id, seq, ts)
+            VALUES (p_room, p_users[i], p_cids[i], v_last, p_ts)
+            ON CONFLICT (room, user_id, client_msg_id) DO UPDATE SET seq = excluded.seq,
+                                                                     ts = excluded.ts;
+        END IF;
         IF p_kinds[i] = 'message' THEN
             v_msgs := v_msgs + 1;
             body := p_bodies[i];
             INSERT INTO messages (room, seq, id, user_id, user_name, body, ts, client_msg_id, ord)
             VALUES (p_room, v_last, p_ids[i], p_users[i], p_names[i], p_bodies[i], p_ts,
                     p_cids[i], v_msgs);
-            IF p_cids[i] IS NOT NULL THEN
-                INSERT INTO message_keys AS k (room, user_id, client_msg_id, seq, ts)
-                VALUES (p_room, p_users[i], p_cids[i], v_last, p_ts)
-                ON CONFLICT (room, user_id, client_msg_id) DO UPDATE SET seq = excluded.seq,
-                                                                         ts = excluded.ts;
-            END IF;
             IF v_hooked THEN
                 v_seqs := v_seqs || v_last;
                 v_kinds := v_kinds || p_kinds[i];
@@ -206,12 +207,6 @@ BEGIN
                               target, react_key, react_op)
         VALUES (p_room, v_last, p_ids[i], p_users[i], p_names[i], body, p_ts, p_cids[i],
                 p_kinds[i], p_targets[i], p_keys[i], p_ops[i]);
-        IF p_cids[i] IS NOT NULL THEN
-            INSERT INTO message_keys AS k (room, user_id, client_msg_id, seq, ts)
-            VALUES (p_room, p_users[i], p_cids[i], v_last, p_ts)
-            ON CONFLICT (room, user_id, client_msg_id) DO UPDATE SET seq = excluded.seq,
-                                                                     ts = excluded.ts;
-        END IF;
         IF p_kinds[i] = 'edit' THEN
             UPDATE messages SET body = p_bodies[i], edited_ts = p_ts
             WHERE room = p_room AND seq = p_targets[i];

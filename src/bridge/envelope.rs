@@ -180,6 +180,13 @@ impl Names {
         }
     }
 
+    /// What follows `<prefix>:<kind>` in `name` (no allocation: this runs for every envelope).
+    fn after<'a>(&self, name: &'a str, kind: &str) -> Option<&'a str> {
+        name.strip_prefix(&*self.prefix)?
+            .strip_prefix(':')?
+            .strip_prefix(kind)
+    }
+
     /// The room in what follows a room channel's or presence key's prefix.
     fn untag(&self, rest: &str) -> Option<RoomId> {
         if self.sharded {
@@ -195,7 +202,7 @@ impl Names {
 
     /// The room a channel name belongs to, if it is one of this prefix's room channels.
     pub fn room_of(&self, channel: &str) -> Option<RoomId> {
-        self.untag(channel.strip_prefix(&self.room_channel_prefix())?)
+        self.untag(self.after(channel, "room")?.strip_prefix(':')?)
     }
 
     pub fn nodes_channel(&self) -> String {
@@ -227,8 +234,7 @@ impl Names {
 
     /// Whether `channel` is one of the users channels.
     pub fn is_users_channel(&self, channel: &str) -> bool {
-        let base = format!("{}:users", self.prefix);
-        match channel.strip_prefix(base.as_str()) {
+        match self.after(channel, "users") {
             Some("") => !self.sharded,
             Some(rest) => self.sharded && rest.starts_with(":{u") && rest.ends_with('}'),
             None => false,
@@ -264,7 +270,7 @@ impl Names {
 
     /// The room a presence key is about.
     pub fn room_of_presence_key(&self, key: &str) -> Option<RoomId> {
-        self.untag(key.strip_prefix(&self.presence_key_prefix())?)
+        self.untag(self.after(key, "presence")?.strip_prefix(':')?)
     }
 }
 
