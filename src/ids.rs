@@ -215,6 +215,11 @@ string_id!(
     /// A user: the token's `sub` ([`valid_user_id`] checked it when the token was read).
     UserId
 );
+string_id!(
+    /// A room history's identity (PROTOCOL §6): a `since` read under another epoch cannot be
+    /// trusted. Made by the store when it creates a room or resets its history.
+    Epoch
+);
 
 impl SessionId {
     pub fn random() -> SessionId {
@@ -222,14 +227,49 @@ impl SessionId {
     }
 }
 
-/// A short random id for sessions, messages' epochs and node suffixes.
+impl Epoch {
+    /// A new epoch: 12 random hex digits.
+    pub fn random() -> Epoch {
+        Epoch::from(random_hex(12))
+    }
+}
+
+/// The one source of random ids: `len` (at most 32) hex digits of a v4 UUID. Sessions and
+/// outbox leases take 32, epochs 12, node-id suffixes 6.
+pub fn random_hex(len: usize) -> String {
+    let mut id = uuid::Uuid::new_v4().simple().to_string();
+    id.truncate(len);
+    id
+}
+
+/// A random 32-hex-digit id (sessions, leases, secrets).
 pub fn random_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    random_hex(32)
+}
+
+/// A log entry's `id`: a UUIDv7, so ids sort by creation time across nodes.
+pub fn entry_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_ids_have_the_length_asked_for() {
+        assert_eq!(random_id().len(), 32);
+        assert_eq!(Epoch::random().len(), 12);
+        assert_ne!(Epoch::random(), Epoch::random());
+        assert!(random_hex(6).bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn a_user_id_is_1_to_128_characters_the_store_can_take() {
+        assert!(valid_user_id("a") && valid_user_id(&"é".repeat(128)));
+        assert!(!valid_user_id("") && !valid_user_id(&"u".repeat(129)));
+        assert!(!valid_user_id("nul\0byte"));
+    }
 
     #[test]
     fn room_ids_follow_the_protocol_pattern() {

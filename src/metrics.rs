@@ -55,13 +55,16 @@ pub const SLOW_DELIVERY_S: f64 = 0.25;
 /// A store operation slower than this counts in `chorus_store_slow_total`.
 pub const SLOW_STORE_S: f64 = 0.5;
 /// The store operations, so every `op` series exists from the start.
-const STORE_OPS: &[&str] = &[
+pub const STORE_OPS: &[&str] = &[
     "head",
     "append",
     "after",
     "before",
     "range",
     "reset_epoch",
+    "mark_read",
+    "read_state",
+    "my_rooms",
     "ping",
 ];
 

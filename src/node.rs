@@ -78,7 +78,10 @@ impl Node {
             let wake = Arc::new(tokio::sync::Notify::new());
             let pg = PostgresStore::new(&settings.database)
                 .context("building Postgres pools")?
-                .with_webhooks(store::outbox::Routes::new(&settings.webhooks), wake.clone());
+                .with_webhooks(
+                    store::postgres::Routes::new(&settings.webhooks),
+                    wake.clone(),
+                );
             outbox = Some((pg.outbox(), wake));
             let timeout = Duration::from_millis(settings.database.timeout_ms);
             match tokio::time::timeout(timeout, store::migrate::run(&url)).await {
@@ -307,7 +310,8 @@ impl Node {
         let gap = drain / (sessions.len().max(1) as u32);
         let last = sessions.len().saturating_sub(1);
         for (i, addr) in sessions.into_iter().enumerate() {
-            addr.do_send(CloseSession(crate::protocol::CloseCode::Draining));
+            addr.close
+                .do_send(CloseSession(crate::protocol::CloseCode::Draining));
             if i < last {
                 tokio::time::sleep(gap).await;
             }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Message;
 use crate::domain::PresenceUser;
-use crate::ids::{NodeId, RoomId, Seq, UserId};
+use crate::ids::{Epoch, NodeId, RoomId, Seq, UserId};
 
 /// The envelope format version this node writes and reads.
 pub const VERSION: u32 = 1;
@@ -56,7 +56,7 @@ pub enum RoomEvent {
     Typing { user: UserId },
     /// The room's history went backwards and the origin gave it a new `epoch`; live delivery
     /// continues after the envelope's `seq`. Receivers reset their members too.
-    Reset { epoch: String },
+    Reset { epoch: Epoch },
 }
 
 /// A node's announcement on the node channel.

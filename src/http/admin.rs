@@ -153,10 +153,11 @@ pub async fn disconnect(
     // As every room route: 400 (bad room) → 401 (token) → 403 (not a service).
     let (room, identity) = super::rest::authorize(&req, &shared, &path)?;
     require_service(&identity)?;
-    if body.user.is_empty() || body.user.len() > 256 {
+    // The same rule as a token's `sub` (PROTOCOL §2): nobody else can be connected.
+    if !crate::ids::valid_user_id(&body.user) {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
-            "`user` must be a user id (1-256 bytes)",
+            "`user` must be a user id (1-128 characters, no NUL)",
         ));
     }
     let user = UserId::from(body.user.as_str());

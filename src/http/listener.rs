@@ -5,25 +5,26 @@
 //! backfill-then-live seam serves SSE and long-poll exactly as it serves WebSocket), and stops when
 //! the HTTP side goes away (channel closed), when the channel is full (a slow SSE reader), or when
 //! the room drops it. On stop it leaves the room.
+//!
+//! Nothing is parsed: the room says what each frame carries ([`Carries`]) and what a join's
+//! reply means ([`JoinReply::point`]).
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytestring::ByteString;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::domain::Kind;
-use crate::ids::{RoomId, Seq, SessionId};
+use crate::ids::{Epoch, RoomId, Seq, SessionId};
 use crate::protocol::PresenceUser;
-use crate::room::{Delivery, Join, Leave, Outbox, Registry, Room, ToSession};
+use crate::room::{Carries, Delivery, Join, Leave, Outbox, Registry, Room, ToSession};
 
 pub enum Event {
     Joined {
         recovered: bool,
         last_seq: Seq,
-        epoch: String,
+        epoch: Epoch,
     },
     /// A log entry frame (message, edit, delete, react), as serialised for WebSocket.
     Message {
@@ -37,8 +38,6 @@ pub enum Event {
     },
     Heartbeat,
 }
-
-const RESET_PREFIX: &str = r#"{"type":"reset""#;
 
 pub struct Listener {
     id: SessionId,
@@ -84,23 +83,20 @@ impl Listener {
         }
     }
 
-    /// A broadcast frame: only messages matter, and their seq travels with the frame.
-    fn forward_live(&mut self, d: &Delivery, ctx: &mut Context<Self>) {
-        if let Some(seq) = d.seq {
-            let (frame, kind) = (d.frame.clone(), d.kind);
-            self.emit(Event::Message { seq, kind, frame }, ctx);
-        } else if d.frame.starts_with(RESET_PREFIX) {
-            // `type` is always the first key (protocol/server.rs), so this is the reset frame.
-            let frame = d.frame.clone();
-            self.emit(Event::Reset { frame }, ctx);
-        }
-    }
-
-    /// A direct reply (the join's reply and backfill): parsed, once per join.
-    fn forward_reply(&mut self, frame: ByteString, ctx: &mut Context<Self>) {
-        if let Some(event) = classify(frame) {
-            self.emit(event, ctx);
-        }
+    /// Entries and resets matter to an HTTP stream; presence and typing do not.
+    fn forward(&mut self, d: &Delivery, ctx: &mut Context<Self>) {
+        let event = match &d.carries {
+            Carries::Entry { seq, kind } => Event::Message {
+                seq: *seq,
+                kind: *kind,
+                frame: d.frame.clone(),
+            },
+            Carries::Reset { .. } => Event::Reset {
+                frame: d.frame.clone(),
+            },
+            Carries::Control => return,
+        };
+        self.emit(event, ctx);
     }
 }
 
@@ -156,16 +152,24 @@ impl Handler<ToSession> for Listener {
     fn handle(&mut self, msg: ToSession, ctx: &mut Context<Self>) {
         let counted = msg.counted();
         match msg {
-            ToSession::Live(d) => self.forward_live(&d, ctx),
+            ToSession::Live(d) => self.forward(&d, ctx),
             ToSession::LiveBatch(batch) => {
                 for d in batch.iter() {
-                    self.forward_live(d, ctx);
+                    self.forward(d, ctx);
                 }
             }
-            ToSession::Reply(frame) => self.forward_reply(frame, ctx),
-            ToSession::Replies { frames, .. } => {
-                for frame in frames {
-                    self.forward_reply(frame, ctx);
+            // Direct replies to a listener are errors of its join, followed by `Dropped`.
+            ToSession::Reply(_) => {}
+            ToSession::Joined(reply) => {
+                let point = &reply.point;
+                let joined = Event::Joined {
+                    recovered: point.recovered,
+                    last_seq: point.last_seq,
+                    epoch: point.epoch.clone(),
+                };
+                self.emit(joined, ctx);
+                for d in &reply.frames {
+                    self.forward(d, ctx);
                 }
             }
             ToSession::Dropped { .. } => ctx.stop(),
@@ -173,34 +177,5 @@ impl Handler<ToSession> for Listener {
         if let Some(outbox) = &self.outbox {
             outbox.written(counted);
         }
-    }
-}
-
-/// Picks the frames an HTTP stream cares about out of the room's WebSocket frames.
-fn classify(frame: ByteString) -> Option<Event> {
-    #[derive(Deserialize)]
-    struct Head<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        seq: Option<Seq>,
-        last_seq: Option<Seq>,
-        recovered: Option<bool>,
-        #[serde(borrow)]
-        epoch: Option<Cow<'a, str>>,
-    }
-    let head: Head = serde_json::from_str(&frame).ok()?;
-    match head.kind {
-        "joined" => Some(Event::Joined {
-            recovered: head.recovered.unwrap_or(false),
-            last_seq: head.last_seq.unwrap_or_default(),
-            epoch: head.epoch.map(Cow::into_owned).unwrap_or_default(),
-        }),
-        entry => Kind::parse(entry).and_then(|kind| {
-            Some(Event::Message {
-                seq: head.seq?,
-                kind,
-                frame: frame.clone(),
-            })
-        }),
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::codes::ErrorCode;
 use crate::domain::{Change, ReactOp};
-use crate::ids::{RoomId, Seq, storable};
+use crate::ids::{Epoch, RoomId, Seq, storable};
 
 pub const MAX_REF_CHARS: usize = 64;
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 128;
@@ -21,7 +21,7 @@ pub enum ClientFrame {
     Join {
         room: RoomId,
         since: Option<Seq>,
-        epoch: Option<String>,
+        epoch: Option<Epoch>,
     },
     Leave {
         room: RoomId,
@@ -112,7 +112,7 @@ fn decode_frame(obj: &Map<String, Value>, max_body: usize) -> Result<ClientFrame
         "join" => ClientFrame::Join {
             room: room(obj)?,
             since: opt_seq(obj, "since")?,
-            epoch: opt_string(obj, "epoch")?,
+            epoch: opt_string(obj, "epoch")?.map(Epoch::from),
         },
         "leave" => ClientFrame::Leave { room: room(obj)? },
         "send" => ClientFrame::Send {

@@ -1,73 +1,20 @@
-//! Messages a Room handles (verbs) and what it sends back to sessions.
+//! Messages the Room actor handles (verbs), and the [`Outbox`] through which it reaches a
+//! session: what sessions and HTTP handlers send to a room, and how the room answers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use actix::prelude::*;
 use bytestring::ByteString;
 use tokio::sync::oneshot;
 
-use crate::domain::Kind;
-use crate::ids::{RoomId, Seq, SessionId, UserId};
+use super::delivery::ToSession;
+use crate::ids::{Epoch, Seq, SessionId, UserId};
 use crate::protocol::PresenceUser;
 use crate::store::{Appended, NewMessage, ReadState, StoreError};
 
-/// One frame on its way to a session. For a `message` frame, `seq` and `committed` are set once
-/// per broadcast, so no recipient has to parse the frame to learn them (`committed` feeds
-/// `chorus_message_delivery_seconds`; `seq` is the SSE `id:`).
-#[derive(Clone)]
-pub struct Delivery {
-    pub frame: ByteString,
-    pub committed: Option<Instant>,
-    pub seq: Option<Seq>,
-    /// The entry's type when `seq` is set (the SSE `event:`).
-    pub kind: Kind,
-}
-
-/// Room → session, always through the session's [`Outbox`], in order.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub enum ToSession {
-    /// One broadcast frame (counted against `session.queue_max`).
-    Live(Delivery),
-    /// Several broadcast frames from one flush, shared by every member (counted).
-    LiveBatch(Arc<[Delivery]>),
-    /// A direct reply: ack, error, left (not counted: one per request, and requests are rate-limited).
-    Reply(ByteString),
-    /// A join's reply with its backfill, in one piece (not counted: bounded by `room.max_catchup`).
-    Replies {
-        frames: Vec<ByteString>,
-        messages: u64,
-    },
-    /// The room ended this membership.
-    Dropped { room: RoomId, why: DropReason },
-}
-
-/// Why a room ended a membership.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DropReason {
-    /// The join failed (its `error` reply was sent first).
-    Refused,
-    /// The session fell `session.queue_max` frames behind: it closes with 1013.
-    Slow,
-    /// The room actor went away under the member (it panicked): join again, resuming after
-    /// `last_seq` of `epoch` (`None`: the member's backfill had not been sent yet).
-    Lost {
-        epoch: Option<String>,
-        last_seq: Option<Seq>,
-    },
-}
-
-impl ToSession {
-    /// How many frames this adds to the session's queue.
-    pub fn counted(&self) -> usize {
-        match self {
-            ToSession::Live(_) => 1,
-            ToSession::LiveBatch(b) => b.len(),
-            _ => 0,
-        }
-    }
+impl Message for ToSession {
+    type Result = ();
 }
 
 /// Why a delivery was refused.
@@ -133,7 +80,7 @@ pub struct Join {
     pub outbox: Outbox,
     pub user: PresenceUser,
     pub since: Option<Seq>,
-    pub epoch: Option<String>,
+    pub epoch: Option<Epoch>,
     pub r#ref: Option<String>,
     /// Not shown in presence (HTTP streams: SSE and long-poll listeners).
     pub hidden: bool,

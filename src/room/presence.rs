@@ -6,8 +6,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::SessionId;
 use crate::domain::PresenceUser;
+use crate::ids::SessionId;
 use crate::ids::{NodeId, UserId};
 
 /// A room's presence state (see the module doc).

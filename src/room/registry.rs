@@ -2,34 +2,22 @@
 //! the node's room arbiters (threads), chosen by hashing the room id. A room removes itself when it
 //! idles out; callers that raced with that retry on a fresh actor ([`Registry::post`], [`Registry::join`]).
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::Room;
+use super::actor::{Room, RoomDeps};
 use super::messages::{Join, MarkRead, Outbox, Post, PostReply};
-use crate::bridge::Cluster;
-use crate::config;
+use super::running::Running;
+use crate::bridge::{Directory, FromCluster};
 use crate::ids::{RoomId, Seq, UserId};
-use crate::metrics::Metrics;
-use crate::store::{Appended, NewMessage, ReadState, Store, StoreError};
-
-/// What every room of a node shares.
-#[derive(Clone)]
-pub struct RoomDeps {
-    pub store: Arc<dyn Store>,
-    pub metrics: Metrics,
-    pub settings: config::Room,
-    /// The bridge to the other nodes; `None` on a single node.
-    pub cluster: Option<Cluster>,
-}
+use crate::store::{Appended, NewMessage, ReadState, StoreError};
 
 #[derive(Clone)]
 pub struct Registry {
-    rooms: Arc<Mutex<HashMap<RoomId, Addr<Room>>>>,
+    rooms: Running<Room>,
     arbiters: Arc<Vec<ArbiterHandle>>,
     hasher: RandomState,
     pub deps: RoomDeps,
@@ -40,21 +28,16 @@ const ATTEMPTS: usize = 3;
 impl Registry {
     pub fn new(deps: RoomDeps, arbiters: Vec<ArbiterHandle>) -> Registry {
         Registry {
-            rooms: Arc::default(),
+            rooms: Running::default(),
             arbiters: Arc::new(arbiters),
             hasher: RandomState::new(),
             deps,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, Addr<Room>>> {
-        // A poisoned map is still a valid map: recover it rather than take the node down.
-        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The running room actor, started if absent (or if the previous one stopped).
     pub fn get_or_start(&self, room: &RoomId) -> Addr<Room> {
-        let mut rooms = self.lock();
+        let mut rooms = self.rooms.lock();
         if let Some(addr) = rooms.get(room).filter(|a| a.connected()) {
             return addr.clone();
         }
@@ -64,39 +47,32 @@ impl Registry {
         let arbiter = Arbiter::try_current().unwrap_or_else(|| {
             self.arbiters[(self.hasher.hash_one(room) as usize) % self.arbiters.len()].clone()
         });
-        let (id, registry) = (room.clone(), self.clone());
-        let addr = Room::start_in_arbiter(&arbiter, move |_| Room::new(id, registry));
+        let (id, deps, running) = (room.clone(), self.deps.clone(), self.rooms.clone());
+        let addr = Room::start_in_arbiter(&arbiter, move |_| Room::new(id, deps, running));
         rooms.insert(room.clone(), addr.clone());
         addr
     }
 
     pub fn get(&self, room: &RoomId) -> Option<Addr<Room>> {
-        self.lock().get(room).filter(|a| a.connected()).cloned()
-    }
-
-    /// Called by a room that is stopping; only removes the entry if it is still that room's.
-    pub fn remove(&self, room: &RoomId, addr: &Addr<Room>) {
-        let mut rooms = self.lock();
-        if rooms.get(room) == Some(addr) {
-            rooms.remove(room);
-        }
+        self.rooms.get(room)
     }
 
     /// Every running room (the bridge tells them all about reconnects and dead nodes).
     pub fn rooms(&self) -> Vec<Addr<Room>> {
-        self.lock().values().cloned().collect()
+        self.rooms.lock().values().cloned().collect()
     }
 
     /// Every running room with its id (the admin API on a node without a cluster).
     pub fn running(&self) -> Vec<(RoomId, Addr<Room>)> {
-        self.lock()
+        self.rooms
+            .lock()
             .iter()
             .map(|(id, addr)| (id.clone(), addr.clone()))
             .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.rooms.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -175,5 +151,151 @@ impl Registry {
             }
         }
         None
+    }
+}
+
+/// The bridge reaches this node's rooms through the registry.
+impl Directory for Registry {
+    fn tell(&self, room: &RoomId, msg: FromCluster) {
+        if let Some(addr) = self.get(room) {
+            addr.do_send(msg);
+        }
+    }
+
+    fn tell_all(&self, msg: &dyn Fn() -> FromCluster) {
+        for room in self.rooms() {
+            room.do_send(msg());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What contains a room's failure: the room's own task. Run on the in-memory store (a unit
+    //! test of the actor and the registry; the integration tests run rooms on Postgres).
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::domain::PresenceUser;
+    use crate::ids::{Seq, SessionId};
+    use crate::metrics::Metrics;
+    use crate::room::{DropReason, ToSession};
+    use crate::store::MemoryStore;
+
+    /// Makes the room panic, as a bug in a handler would.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Explode;
+
+    impl Handler<Explode> for Room {
+        type Result = ();
+        fn handle(&mut self, _: Explode, _: &mut Context<Self>) {
+            panic!("a bug in a room (this panic is the test's)");
+        }
+    }
+
+    /// A session stand-in: everything rooms send it goes to a channel.
+    struct Probe(mpsc::UnboundedSender<ToSession>);
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<ToSession> for Probe {
+        type Result = ();
+        fn handle(&mut self, msg: ToSession, _: &mut Context<Self>) {
+            let _ = self.0.send(msg);
+        }
+    }
+
+    fn post(text: &str) -> NewMessage {
+        NewMessage::message("ann".into(), text)
+    }
+
+    /// The next `Dropped`, or the next message frame, within a deadline.
+    async fn next(rx: &mut mpsc::UnboundedReceiver<ToSession>, want: &str) -> ToSession {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {want} within 5 s"))
+                .expect("probe alive");
+            let hit = match (&got, want) {
+                (ToSession::Dropped { .. }, "dropped") => true,
+                (ToSession::Live(d), body) => d.frame.contains(body),
+                (ToSession::LiveBatch(b), body) => b.iter().any(|d| d.frame.contains(body)),
+                _ => false,
+            };
+            if hit {
+                return got;
+            }
+        }
+    }
+
+    #[actix::test]
+    async fn a_room_that_panics_is_replaced_and_the_others_go_on() {
+        let settings = Settings::load(None, &HashMap::new(), &[]).expect("defaults");
+        let deps = RoomDeps {
+            store: Arc::new(MemoryStore::new()),
+            metrics: Metrics::new(),
+            settings: settings.room.clone(),
+            cluster: None,
+        };
+        let registry = Registry::new(deps, vec![Arbiter::current()]);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let probe = Probe(tx).start();
+        let (a, b) = (RoomId::parse("a").unwrap(), RoomId::parse("b").unwrap());
+        for room in [&a, &b] {
+            let join = Join {
+                session: SessionId::from("s1"),
+                outbox: Outbox::new(probe.clone().recipient(), 100),
+                user: PresenceUser {
+                    user: "ann".into(),
+                    name: None,
+                },
+                since: None,
+                epoch: None,
+                r#ref: None,
+                hidden: false,
+            };
+            assert!(registry.join(room, join).await.is_some());
+        }
+        registry.post(&a, post("first in a")).await.expect("posted");
+        next(&mut rx, "first in a").await;
+
+        let old = registry.get(&a).expect("room a runs");
+        old.do_send(Explode);
+        match next(&mut rx, "dropped").await {
+            ToSession::Dropped { room, why } => {
+                assert_eq!(room, a);
+                let DropReason::Lost { last_seq, epoch } = why else {
+                    panic!("dropped for another reason: {why:?}");
+                };
+                assert_eq!(
+                    last_seq,
+                    Some(Seq::new(1)),
+                    "where the member's stream ended"
+                );
+                assert!(epoch.is_some());
+            }
+            _ => unreachable!(),
+        }
+
+        // The other room, on the same thread, never noticed.
+        let ack = registry.post(&b, post("b goes on")).await.expect("b posts");
+        assert_eq!(ack.message.seq, Seq::new(1));
+        next(&mut rx, "b goes on").await;
+        // The failed room is started again on next use, with its history intact.
+        let ack = registry
+            .post(&a, post("a again"))
+            .await
+            .expect("a restarted");
+        assert_eq!(ack.message.seq, Seq::new(2));
+        let new = registry.get(&a).expect("room a runs again");
+        assert!(new != old && !old.connected());
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::domain::Message;
-use crate::ids::Seq;
+use crate::ids::{Epoch, Seq};
 
 /// A room's ordering state (see the module doc).
 #[derive(Default)]
@@ -26,7 +26,7 @@ pub struct Sequencer {
 }
 
 struct Head {
-    epoch: String,
+    epoch: Epoch,
     delivered: Seq,
 }
 
@@ -49,7 +49,7 @@ pub enum HeadVerdict {
     /// The room had no head yet: it now starts there.
     Started,
     /// Another node reset the room's history: adopt its epoch (the members are told to reload).
-    Adopt { epoch: String, last_seq: Seq },
+    Adopt { epoch: Epoch, last_seq: Seq },
     /// The store is behind what this room knew was committed: take a new epoch.
     Rewound,
     /// Same history: repair up to `last_seq` if behind.
@@ -65,7 +65,7 @@ pub enum JoinPlan {
     CatchUp,
     /// Join at `last_seq`; `backfill` is the range `(after, upto]` to read first, if any.
     Join {
-        epoch: String,
+        epoch: Epoch,
         last_seq: Seq,
         recovered: bool,
         backfill: Option<(Seq, Seq)>,
@@ -78,8 +78,8 @@ impl Sequencer {
     }
 
     /// The room's epoch, once its head is known.
-    pub fn epoch(&self) -> Option<&str> {
-        self.head.as_ref().map(|h| h.epoch.as_str())
+    pub fn epoch(&self) -> Option<&Epoch> {
+        self.head.as_ref().map(|h| &h.epoch)
     }
 
     /// The highest seq delivered, once the head is known.
@@ -88,12 +88,12 @@ impl Sequencer {
     }
 
     /// Starts at the store's head, if the room has none yet (a later read is not a start).
-    pub fn start(&mut self, epoch: &str, last_seq: Seq) -> bool {
+    pub fn start(&mut self, epoch: &Epoch, last_seq: Seq) -> bool {
         if self.head.is_some() {
             return false;
         }
         self.head = Some(Head {
-            epoch: epoch.to_owned(),
+            epoch: epoch.clone(),
             delivered: last_seq,
         });
         self.known = self.known.max(last_seq);
@@ -112,14 +112,14 @@ impl Sequencer {
     /// lowest new seq (none if every post was a duplicate), `epoch` the epoch it came back with.
     /// Knowledge gained while the append ran proves nothing (another node may have committed after
     /// it, or a repair may have read this very commit), hence the floor.
-    pub fn check_commit(&self, first_new: Option<Seq>, epoch: &str, floor: Seq) -> CommitVerdict {
+    pub fn check_commit(&self, first_new: Option<Seq>, epoch: &Epoch, floor: Seq) -> CommitVerdict {
         let Some(head) = &self.head else {
             return CommitVerdict::Deliver;
         };
         let base = first_new.map(|s| s - 1);
         if first_new.is_some_and(|s| s <= floor) {
             CommitVerdict::Rewound { base }
-        } else if epoch != head.epoch {
+        } else if *epoch != head.epoch {
             CommitVerdict::OtherEpoch { base }
         } else {
             CommitVerdict::Deliver
@@ -128,7 +128,7 @@ impl Sequencer {
 
     /// A local commit's new messages (in seq order). A room without a head starts just before the
     /// first of them: no member can have joined without a head.
-    pub fn committed(&mut self, epoch: &str, messages: &[Arc<Message>], now: Instant) {
+    pub fn committed(&mut self, epoch: &Epoch, messages: &[Arc<Message>], now: Instant) {
         if let Some(first) = messages.first() {
             self.start(epoch, first.seq - 1);
         }
@@ -197,14 +197,14 @@ impl Sequencer {
 
     /// Judges a read of the store's head issued when [`Sequencer::known_committed`] was `floor`,
     /// and applies what needs no I/O (a start, or learning the head).
-    pub fn check_head(&mut self, epoch: &str, last_seq: Seq, floor: Seq) -> HeadVerdict {
+    pub fn check_head(&mut self, epoch: &Epoch, last_seq: Seq, floor: Seq) -> HeadVerdict {
         let Some(head) = &self.head else {
             self.start(epoch, last_seq);
             return HeadVerdict::Started;
         };
-        if epoch != head.epoch {
+        if *epoch != head.epoch {
             HeadVerdict::Adopt {
-                epoch: epoch.to_owned(),
+                epoch: epoch.clone(),
                 last_seq,
             }
         } else if last_seq < floor {
@@ -217,9 +217,9 @@ impl Sequencer {
 
     /// Starts over under `epoch`: what was held is dropped, delivery continues after `base`, and
     /// `known` is the committed head.
-    pub fn reset(&mut self, epoch: &str, base: Seq, known: Seq) {
+    pub fn reset(&mut self, epoch: &Epoch, base: Seq, known: Seq) {
         self.head = Some(Head {
-            epoch: epoch.to_owned(),
+            epoch: epoch.clone(),
             delivered: base,
         });
         self.held.clear();
@@ -233,7 +233,7 @@ impl Sequencer {
     pub fn plan_join(
         &self,
         since: Option<Seq>,
-        epoch: Option<&str>,
+        epoch: Option<&Epoch>,
         max_catchup: i64,
         caught_up: bool,
     ) -> JoinPlan {
@@ -241,7 +241,7 @@ impl Sequencer {
             return JoinPlan::NoHead;
         };
         let delivered = head.delivered;
-        let epoch_ok = epoch.is_none_or(|e| e == head.epoch);
+        let epoch_ok = epoch.is_none_or(|e| *e == head.epoch);
         if !caught_up && epoch_ok && since.is_some_and(|s| s > delivered) {
             return JoinPlan::CatchUp;
         }
@@ -268,6 +268,10 @@ mod tests {
         Seq::new(n)
     }
 
+    fn e(name: &str) -> Epoch {
+        Epoch::from(name)
+    }
+
     /// A repair range as plain numbers.
     fn range(r: Option<(Seq, Seq)>) -> Option<(i64, i64)> {
         r.map(|(a, b)| (a.get(), b.get()))
@@ -290,7 +294,7 @@ mod tests {
 
     fn started(last: i64) -> Sequencer {
         let mut s = Sequencer::new();
-        s.start("e1", q(last));
+        s.start(&e("e1"), q(last));
         s
     }
 
@@ -325,7 +329,7 @@ mod tests {
         let mut s = Sequencer::new();
         assert!(!s.offer(msg(3), Instant::now()));
         assert_eq!(range(s.repair_range(1000)), None);
-        s.committed("e1", &[msg(4), msg(5)], Instant::now());
+        s.committed(&e("e1"), &[msg(4), msg(5)], Instant::now());
         assert_eq!(s.delivered(), Some(q(3)));
         assert_eq!(seqs(s.ready()), vec![4, 5]);
     }
@@ -344,16 +348,19 @@ mod tests {
     fn a_commit_below_what_was_known_committed_is_a_rewind() {
         let s = started(10);
         assert_eq!(
-            s.check_commit(Some(q(8)), "e1", q(10)),
+            s.check_commit(Some(q(8)), &e("e1"), q(10)),
             CommitVerdict::Rewound { base: Some(q(7)) }
         );
         assert_eq!(
-            s.check_commit(Some(q(11)), "e1", q(10)),
+            s.check_commit(Some(q(11)), &e("e1"), q(10)),
             CommitVerdict::Deliver
         );
-        assert_eq!(s.check_commit(None, "e1", q(10)), CommitVerdict::Deliver);
         assert_eq!(
-            s.check_commit(Some(q(11)), "e2", q(10)),
+            s.check_commit(None, &e("e1"), q(10)),
+            CommitVerdict::Deliver
+        );
+        assert_eq!(
+            s.check_commit(Some(q(11)), &e("e2"), q(10)),
             CommitVerdict::OtherEpoch { base: Some(q(10)) }
         );
     }
@@ -362,17 +369,20 @@ mod tests {
     fn a_head_read_adopts_another_epoch_spots_a_rewind_and_otherwise_learns_the_head() {
         let mut s = started(10);
         assert_eq!(
-            s.check_head("e2", q(3), q(10)),
+            s.check_head(&e("e2"), q(3), q(10)),
             HeadVerdict::Adopt {
-                epoch: "e2".into(),
+                epoch: e("e2"),
                 last_seq: q(3)
             }
         );
-        assert_eq!(s.check_head("e1", q(9), q(10)), HeadVerdict::Rewound);
-        assert_eq!(s.check_head("e1", q(12), q(10)), HeadVerdict::Ahead(q(12)));
+        assert_eq!(s.check_head(&e("e1"), q(9), q(10)), HeadVerdict::Rewound);
+        assert_eq!(
+            s.check_head(&e("e1"), q(12), q(10)),
+            HeadVerdict::Ahead(q(12))
+        );
         assert_eq!(range(s.repair_range(1000)), Some((10, 12)));
         let mut fresh = Sequencer::new();
-        assert_eq!(fresh.check_head("e1", q(4), q(0)), HeadVerdict::Started);
+        assert_eq!(fresh.check_head(&e("e1"), q(4), q(0)), HeadVerdict::Started);
         assert_eq!(fresh.delivered(), Some(q(4)));
     }
 
@@ -381,8 +391,8 @@ mod tests {
         let mut s = started(10);
         let now = Instant::now();
         s.offer(msg(12), now);
-        s.reset("e2", q(3), q(3));
-        assert_eq!(s.epoch(), Some("e2"));
+        s.reset(&e("e2"), q(3), q(3));
+        assert_eq!(s.epoch(), Some(&e("e2")));
         assert!(!s.has_gap());
         s.offer(msg(4), now);
         assert_eq!(seqs(s.ready()), vec![4]);
@@ -394,21 +404,22 @@ mod tests {
         let plan =
             |since: Option<i64>, epoch, caught_up| s.plan_join(since.map(q), epoch, 5, caught_up);
         let join = |last_seq, recovered, backfill: Option<(i64, i64)>| JoinPlan::Join {
-            epoch: "e1".into(),
+            epoch: e("e1"),
             last_seq: q(last_seq),
             recovered,
             backfill: backfill.map(|(a, b)| (q(a), q(b))),
         };
         assert_eq!(plan(None, None, false), join(10, false, None));
-        assert_eq!(plan(Some(10), Some("e1"), false), join(10, true, None));
+        let (e0, e1) = (e("e0"), e("e1"));
+        assert_eq!(plan(Some(10), Some(&e1), false), join(10, true, None));
         assert_eq!(plan(Some(7), None, false), join(10, true, Some((7, 10))));
         // Too far behind, or another epoch: joined at the head, not recovered.
         assert_eq!(plan(Some(2), None, false), join(10, false, None));
-        assert_eq!(plan(Some(7), Some("e0"), false), join(10, false, None));
+        assert_eq!(plan(Some(7), Some(&e0), false), join(10, false, None));
         // Ahead of this node: catch up first, then judge again.
         assert_eq!(plan(Some(12), None, false), JoinPlan::CatchUp);
         assert_eq!(plan(Some(12), None, true), join(10, false, None));
-        assert_eq!(plan(Some(12), Some("e0"), false), join(10, false, None));
+        assert_eq!(plan(Some(12), Some(&e0), false), join(10, false, None));
         assert_eq!(
             Sequencer::new().plan_join(None, None, 5, false),
             JoinPlan::NoHead
@@ -467,10 +478,10 @@ mod tests {
                             (committed + 1..=committed + n as i64).map(msg).collect();
                         committed += n as i64;
                         prop_assert_eq!(
-                            s.check_commit(Some(batch[0].seq), "e1", floor),
+                            s.check_commit(Some(batch[0].seq), &e("e1"), floor),
                             CommitVerdict::Deliver
                         );
-                        s.committed("e1", &batch, now);
+                        s.committed(&e("e1"), &batch, now);
                     }
                     Step::Remote(n) => {
                         envelopes.push((committed + 1..=committed + n as i64).collect());

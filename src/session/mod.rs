@@ -22,7 +22,7 @@ use crate::auth::Identity;
 use crate::config::Settings;
 use crate::edge::admission::Permit;
 use crate::edge::conn::ConnSocket;
-use crate::ids::{RoomId, SessionId, UserId};
+use crate::ids::{RoomId, SessionId};
 use crate::metrics::Metrics;
 use crate::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 use crate::room::{DropReason, Leave, Outbox, Registry, Room, ToSession};
@@ -30,8 +30,11 @@ use crate::store::Store;
 
 pub mod echo;
 pub mod frames;
+mod open;
 pub mod reads;
 mod requests;
+
+pub use open::{CloseSession, Handle, Kick, Sessions};
 
 use frames::{Assembler, FrameStream, Inbound};
 
@@ -46,79 +49,6 @@ pub struct SessionDeps {
     pub sessions: Sessions,
     /// Where a moved read cursor is announced (this node's sessions and the other nodes).
     pub reads: reads::ReadRelay,
-}
-
-/// The open WebSocket sessions of a node, by id and by user: what a drain closes,
-/// `chorus_sessions` counts, and a user's `read` frames reach.
-#[derive(Clone)]
-pub struct Sessions {
-    map: Arc<std::sync::Mutex<Open>>,
-    metrics: Metrics,
-}
-
-#[derive(Default)]
-struct Open {
-    by_id: HashMap<SessionId, (UserId, Addr<Session>)>,
-    by_user: HashMap<UserId, HashMap<SessionId, Addr<Session>>>,
-}
-
-impl Sessions {
-    pub fn new(metrics: Metrics) -> Sessions {
-        Sessions {
-            map: Arc::default(),
-            metrics,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
-        // A poisoned map is still a valid map.
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn register(&self, id: SessionId, user: UserId, addr: Addr<Session>) {
-        self.metrics.sessions.inc();
-        let mut open = self.lock();
-        open.by_user
-            .entry(user.clone())
-            .or_default()
-            .insert(id.clone(), addr.clone());
-        open.by_id.insert(id, (user, addr));
-    }
-
-    fn unregister(&self, id: &SessionId) {
-        let mut open = self.lock();
-        if let Some((user, _)) = open.by_id.remove(id) {
-            self.metrics.sessions.dec();
-            if let Some(of_user) = open.by_user.get_mut(&user) {
-                of_user.remove(id);
-                if of_user.is_empty() {
-                    open.by_user.remove(&user);
-                }
-            }
-        }
-    }
-
-    /// The open sessions of `user` on this node.
-    pub fn of_user(&self, user: &UserId) -> Vec<(SessionId, Addr<Session>)> {
-        self.lock()
-            .by_user
-            .get(user)
-            .map(|s| s.iter().map(|(id, a)| (id.clone(), a.clone())).collect())
-            .unwrap_or_default()
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Every open session's address.
-    pub fn all(&self) -> Vec<Addr<Session>> {
-        self.lock().by_id.values().map(|(_, a)| a.clone()).collect()
-    }
 }
 
 pub struct Session {
@@ -149,12 +79,6 @@ pub struct Session {
     close_code: u16,
 }
 
-/// An operator removed the session's user from `room` (PROTOCOL §8 admin API): a session that
-/// joined it closes with 4003. Answers whether it did.
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct Kick(pub RoomId);
-
 impl Handler<Kick> for Session {
     type Result = bool;
 
@@ -170,11 +94,6 @@ impl Handler<Kick> for Session {
         true
     }
 }
-
-/// Tells a session to close (drain, shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CloseSession(pub CloseCode);
 
 impl Session {
     pub fn new(
@@ -333,9 +252,15 @@ impl Actor for Session {
         ctx.run_later(self.identity.expires_in(), |act, ctx| {
             act.close(ctx, CloseCode::TokenExpired, "token expired");
         });
+        let addr = ctx.address();
+        let handle = Handle {
+            frames: addr.clone().recipient(),
+            kick: addr.clone().recipient(),
+            close: addr.recipient(),
+        };
         self.deps
             .sessions
-            .register(self.id.clone(), self.identity.user.clone(), ctx.address());
+            .register(self.id.clone(), self.identity.user.clone(), handle);
         tracing::debug!(session = %self.id, user = %self.identity.user, "session started");
     }
 
@@ -429,7 +354,7 @@ impl Handler<ToSession> for Session {
         self.frames_out += match &msg {
             ToSession::Live(_) | ToSession::Reply(_) => 1,
             ToSession::LiveBatch(batch) => batch.len() as u64,
-            ToSession::Replies { frames, .. } => frames.len() as u64,
+            ToSession::Joined(reply) => reply.frames.len() as u64,
             ToSession::Dropped { .. } => 0,
         };
         // Nothing may follow our Close frame; what was queued for the socket is dropped.
@@ -450,12 +375,12 @@ impl Handler<ToSession> for Session {
         match msg {
             ToSession::Live(d) => write(&d),
             ToSession::LiveBatch(batch) => batch.iter().for_each(write),
-            ToSession::Reply(_) | ToSession::Replies { .. } if closing => {}
+            ToSession::Reply(_) | ToSession::Joined(_) if closing => {}
             ToSession::Reply(frame) => ctx.text(frame),
-            ToSession::Replies { frames, messages } => {
-                metrics.messages_delivered.inc_by(messages);
-                for frame in frames {
-                    ctx.text(frame);
+            ToSession::Joined(reply) => {
+                metrics.messages_delivered.inc_by(reply.messages);
+                for d in reply.frames {
+                    ctx.text(d.frame);
                 }
             }
             ToSession::Dropped { room, why } => {

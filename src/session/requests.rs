@@ -139,7 +139,7 @@ impl Session {
         &mut self,
         room: RoomId,
         since: Option<Seq>,
-        epoch: Option<String>,
+        epoch: Option<crate::ids::Epoch>,
         r#ref: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {

@@ -14,7 +14,7 @@ use super::{
     ReadState, Refusal, RoomHead, Store, StoreError, now_ts,
 };
 use crate::domain::REACTION_USERS_MAX;
-use crate::ids::{RoomId, Seq, UserId, random_id};
+use crate::ids::{Epoch, RoomId, Seq, UserId};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -24,7 +24,7 @@ pub struct MemoryStore {
 }
 
 struct Log {
-    epoch: String,
+    epoch: Epoch,
     /// entries[i].seq == i + 1; `message` entries are kept in their current state.
     entries: Vec<Message>,
     /// (user, client_msg_id) → index into `entries`
@@ -42,7 +42,7 @@ struct Log {
 impl Log {
     fn new() -> Log {
         Log {
-            epoch: random_id()[..12].to_owned(),
+            epoch: Epoch::random(),
             entries: Vec::new(),
             idempotency: HashMap::new(),
             deleted: HashMap::new(),
@@ -141,7 +141,7 @@ impl Log {
             ..Message::new(
                 room.clone(),
                 seq,
-                uuid::Uuid::now_v7().to_string(),
+                crate::ids::entry_id(),
                 m.user.clone(),
                 String::new(),
             )
@@ -379,10 +379,10 @@ impl Store for MemoryStore {
         Ok(mine.into_iter().take(limit).map(|(_, r)| r).collect())
     }
 
-    async fn reset_epoch(&self, room: &RoomId, old: &str) -> Result<RoomHead, StoreError> {
+    async fn reset_epoch(&self, room: &RoomId, old: &Epoch) -> Result<RoomHead, StoreError> {
         self.with_log(room, |log| {
-            if log.epoch == old {
-                log.epoch = random_id()[..12].to_owned();
+            if log.epoch == *old {
+                log.epoch = Epoch::random();
             }
             RoomHead {
                 epoch: log.epoch.clone(),

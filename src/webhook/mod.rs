@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Webhook, WebhookDispatch};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
-use crate::store::outbox::{EndpointStats, Lease, Outbox, Outcome};
+use crate::store::postgres::outbox::{EndpointStats, Lease, Outbox, Outcome};
 use circuit::{Admit, Circuit};
 
 /// Events a worker sends from one queue before it gives the queue back (rooms share the slots:

@@ -113,10 +113,60 @@ async fn migrate_applies_the_schema_once_without_the_signing_secret() {
     };
     let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
         .unwrap()
+        .filter(|f| {
+            let name = f.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with('V') && name.contains("__")
+        })
         .count();
     assert_eq!(applied(&first), files, "every migration applied");
     let second = run();
     assert_eq!(applied(&second), 0, "nothing applied twice");
+    // The SQL functions are in, under this release's version; a database holding a newer
+    // version (a newer node migrated it) keeps its copy when an older node migrates.
+    let (db, conn) = tokio_postgres::connect(&target, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = db
+        .query_one("SELECT version, checksum FROM chorus_functions", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i32>(0),
+        chorus::store::migrate::FUNCTIONS_VERSION
+    );
+    let ours: String = row.get(1);
+    db.batch_execute("UPDATE chorus_functions SET version = version + 1, checksum = 'newer'")
+        .await
+        .unwrap();
+    assert!(run().status.success());
+    let kept: String = db
+        .query_one("SELECT checksum FROM chorus_functions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        kept, "newer",
+        "an older node never replaces newer functions"
+    );
+    db.batch_execute(&format!(
+        "UPDATE chorus_functions SET version = {}, checksum = 'edited'",
+        chorus::store::migrate::FUNCTIONS_VERSION
+    ))
+    .await
+    .unwrap();
+    assert!(run().status.success());
+    let again: String = db
+        .query_one("SELECT checksum FROM chorus_functions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        again, ours,
+        "a changed file at the same version is applied again"
+    );
+    drop(db);
 }
 
 #[actix_web::test]

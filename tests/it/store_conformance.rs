@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chorus::config;
 use chorus::ids::{RoomId, Seq};
 use chorus::store::{
-    Change, Kind, MemoryStore, NewMessage, PostgresStore, ReactOp, Refusal, Store,
+    Change, Kind, MemoryStore, NewMessage, PostgresStore, ReactOp, Refusal, Store, StoreError,
 };
 
 use crate::support::*;
@@ -446,6 +446,42 @@ async fn read_cursors_are_monotonic_and_unread_counts_exact(store: Arc<dyn Store
     );
 }
 
+async fn heads_ranges_and_epoch_resets(store: Arc<dyn Store>) {
+    let r = room("heads");
+    let head = store.head(&r).await.unwrap();
+    assert_eq!(
+        head.last_seq,
+        Seq::ZERO,
+        "a new room starts before its first entry"
+    );
+    assert_eq!(store.head(&r).await.unwrap(), head, "and keeps its epoch");
+    for i in 0..3 {
+        one(&store, &r, msg("ann", &format!("m{i}"), None))
+            .await
+            .unwrap();
+    }
+    let got = store.range(&r, Seq::new(1), Seq::new(3)).await.unwrap();
+    let seqs: Vec<i64> = got.iter().map(|m| m.seq.get()).collect();
+    assert_eq!(seqs, [2, 3], "exactly after+1 ..= upto");
+    assert!(
+        matches!(
+            store.range(&r, Seq::new(1), Seq::new(5)).await,
+            Err(StoreError::Internal(_))
+        ),
+        "a range past the head is not complete"
+    );
+    let reset = store.reset_epoch(&r, &head.epoch).await.unwrap();
+    assert_ne!(reset.epoch, head.epoch);
+    assert_eq!(reset.last_seq, Seq::new(3), "the numbering is kept");
+    let again = store.reset_epoch(&r, &head.epoch).await.unwrap();
+    assert_eq!(
+        again.epoch, reset.epoch,
+        "a second node noticing the same rewind agrees"
+    );
+    assert_eq!(store.head(&r).await.unwrap().epoch, reset.epoch);
+    store.ping().await.unwrap();
+}
+
 macro_rules! conformance {
     ($($check:ident),*) => {
         mod memory {
@@ -466,5 +502,6 @@ conformance!(
     edits_follow_their_rules_and_fold_into_the_message,
     deletes_erase_and_only_the_author_or_a_moderator_may,
     one_reaction_per_message_user_and_key,
-    read_cursors_are_monotonic_and_unread_counts_exact
+    read_cursors_are_monotonic_and_unread_counts_exact,
+    heads_ranges_and_epoch_resets
 );

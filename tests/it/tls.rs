@@ -122,7 +122,7 @@ fn tls_url(db_url: &str, host: &str, query: &str) -> String {
 
 /// Whether the connection a URL gives is encrypted, as the server sees it.
 async fn encrypted(url: &str) -> Result<bool, String> {
-    let (client, _conn) = chorus::store::pg_tls::connect(url).await?;
+    let (client, _conn) = chorus::store::postgres::connect::connect(url).await?;
     let row = client
         .query_one(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",

@@ -51,6 +51,9 @@ async fn admins_see_the_clusters_rooms_and_disconnect_a_user_from_one_on_every_n
     let path = "/api/admin/rooms/adm-r/disconnect";
     let (s, _) = admin(a, Method::POST, path, Some(json!({}))).await;
     assert_eq!(s, 400, "the body names the user");
+    let too_long = Some(json!({"user": "u".repeat(129)}));
+    let (s, v) = admin(a, Method::POST, path, too_long).await;
+    assert_eq!(s, 400, "no token can carry a 129-character user: {v}");
     let kick_bob = Some(json!({"user": "bob"}));
     let (s, _) = call(a, Method::POST, path, "alice", None, kick_bob.clone()).await;
     assert_eq!(s, 403, "only a service token disconnects");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chorus::ids::Seq;
 use chorus::store::PostgresStore;
-use chorus::store::outbox::Outcome;
+use chorus::store::postgres::outbox::Outcome;
 
 use super::*;
 

@@ -1,6 +1,6 @@
-//! The webhook outbox in Postgres (PROTOCOL §8, `migrations/V4__webhooks.sql`): which endpoints
-//! want a room's entries ([`Routes`], matched by the node and handed to the append), and the
-//! queries every node's dispatcher (`src/webhook/`) works the outbox with ([`Outbox`]).
+//! The webhook outbox in Postgres (PROTOCOL §8, `migrations/V4__webhooks.sql`): the queries every
+//! node's dispatcher (`src/webhook/`) works the outbox with ([`Outbox`]). The rows themselves are
+//! written by the append (`log.rs`), for the endpoints [`Routes`](super::routes::Routes) names.
 //!
 //! Invariants:
 //! - An entry's outbox rows are written by the append's own statement: acked ⇒ queued, and a batch
@@ -20,49 +20,10 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
 
-use super::postgres::{pg_error, pool_error, to_message};
-use super::{Kind, Message, StoreError};
-use crate::config::Webhook;
+use super::super::{Message, StoreError};
+use super::errors::{pg_error, pool_error};
+use super::rows::{M_COLUMNS, get, to_message};
 use crate::ids::{RoomId, Seq};
-
-/// The configured endpoints as the append needs them: for a room, the (endpoint, entry type)
-/// pairs whose rows it writes.
-#[derive(Debug, Clone, Default)]
-pub struct Routes {
-    routes: Vec<(String, Vec<Kind>, Vec<String>)>,
-}
-
-impl Routes {
-    pub fn new(webhooks: &[Webhook]) -> Routes {
-        let routes = webhooks
-            .iter()
-            .map(|w| {
-                let kinds = w.events.iter().filter_map(|e| Kind::parse(e)).collect();
-                (w.id().to_owned(), kinds, w.rooms.clone())
-            })
-            .collect();
-        Routes { routes }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
-    }
-
-    /// The (endpoint, entry type) pairs for `room`, as two parallel arrays.
-    pub fn for_room(&self, room: &RoomId) -> (Vec<&str>, Vec<&'static str>) {
-        let mut endpoints = Vec::new();
-        let mut kinds = Vec::new();
-        for (id, wanted, patterns) in &self.routes {
-            if patterns.iter().any(|p| room.matches(p)) {
-                for kind in wanted {
-                    endpoints.push(id.as_str());
-                    kinds.push(kind.as_str());
-                }
-            }
-        }
-        (endpoints, kinds)
-    }
-}
 
 /// One leased queue: the dispatcher owns sending its events until it releases the lease.
 #[derive(Debug, Clone)]
@@ -122,13 +83,6 @@ pub enum Outcome {
 pub struct Outbox {
     pool: Pool,
     timeout: Duration,
-}
-
-const ENTRY: &str = "m.seq, m.id, m.user_id, m.user_name, m.body, m.ts, m.client_msg_id, m.kind, \
-                     m.target, m.react_key, m.react_op, m.edited_ts, m.deleted_seq";
-
-fn get(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
 }
 
 impl Outbox {
@@ -208,9 +162,10 @@ impl Outbox {
             let mut client = self.pool.get().await.map_err(pool_error)?;
             let stmt = client
                 .prepare_cached(&format!(
-                    "SELECT o.seq, {ENTRY} FROM webhook_outbox o \
+                    "SELECT o.seq, {} FROM webhook_outbox o \
                      LEFT JOIN messages m ON m.room = o.room AND m.seq = o.seq \
-                     WHERE o.endpoint = $1 AND o.room = $2 ORDER BY o.seq LIMIT $3"
+                     WHERE o.endpoint = $1 AND o.room = $2 ORDER BY o.seq LIMIT $3",
+                    *M_COLUMNS
                 ))
                 .await
                 .map_err(pg_error)?;
@@ -510,36 +465,4 @@ fn dead_letter(r: &tokio_postgres::Row) -> Result<DeadLetter, StoreError> {
         created_at: r.try_get(6).map_err(get)?,
         dead_at: r.try_get(7).map_err(get)?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hook(name: &str, events: &[&str], rooms: &[&str]) -> Webhook {
-        Webhook {
-            name: name.into(),
-            url: "http://x/".into(),
-            secret: "0123456789abcdef".into(),
-            events: events.iter().map(|s| s.to_string()).collect(),
-            rooms: rooms.iter().map(|s| s.to_string()).collect(),
-            timeout_ms: 1000,
-            max_attempts: 3,
-        }
-    }
-
-    #[test]
-    fn a_room_gets_the_pairs_of_the_endpoints_whose_patterns_match() {
-        let routes = Routes::new(&[
-            hook("all", &["message", "edit", "delete", "react"], &["*"]),
-            hook("mod", &["message"], &["support-*", "lobby"]),
-        ]);
-        let lobby = RoomId::parse("lobby").unwrap();
-        let (eps, kinds) = routes.for_room(&lobby);
-        assert_eq!(eps, ["all", "all", "all", "all", "mod"]);
-        assert_eq!(kinds, ["message", "edit", "delete", "react", "message"]);
-        let other = RoomId::parse("lobby-2").unwrap();
-        assert_eq!(routes.for_room(&other).0, ["all"; 4]);
-        assert!(Routes::new(&[]).for_room(&lobby).0.is_empty());
-    }
 }

@@ -10,7 +10,7 @@ pub use crate::tls::postgres::parse;
 /// once the client is dropped and the connection closed.
 pub async fn connect(url: &str) -> Result<(Client, JoinHandle<()>), String> {
     let target = parse(url)?;
-    let describe = |e: tokio_postgres::Error| super::postgres::describe(&e);
+    let describe = |e: tokio_postgres::Error| super::errors::describe(&e);
     Ok(match target.tls {
         Some(tls) => {
             let (client, conn) = target.config.connect(tls).await.map_err(describe)?;

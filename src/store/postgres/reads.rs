@@ -1,0 +1,117 @@
+//! Reading the log: entries after a cursor (backfill, repair, SSE, long-poll, `?after=`), folded
+//! history pages before one (`history`, `?before=`), with each page's reactions in one query.
+
+use deadpool_postgres::Pool;
+
+use super::super::{Kind, Message, Reaction, StoreError};
+use super::errors::{pg_error, pool_error};
+use super::rows::{COLUMNS, get, to_message};
+use crate::ids::{RoomId, Seq, UserId};
+
+/// Up to `limit` entries with `seq > after`, ascending.
+pub async fn after(
+    pool: &Pool,
+    room: &RoomId,
+    after: Seq,
+    limit: usize,
+) -> Result<Vec<Message>, StoreError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {} FROM messages WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            *COLUMNS
+        ))
+        .await
+        .map_err(pg_error)?;
+    let rows = client
+        .query(&stmt, &[&room.as_str(), &after, &(limit as i64)])
+        .await
+        .map_err(pg_error)?;
+    let entries = rows
+        .iter()
+        .map(|r| to_message(room, r, 0))
+        .collect::<Result<_, _>>()?;
+    with_reactions(&client, room, entries).await
+}
+
+/// The `limit` newest messages with `seq < before` (all when `None`), ascending, folded.
+pub async fn before(
+    pool: &Pool,
+    room: &RoomId,
+    before: Option<Seq>,
+    limit: usize,
+) -> Result<Vec<Message>, StoreError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT * FROM (SELECT {} FROM messages WHERE room = $1 AND seq < $2 \
+             AND kind = 'message' ORDER BY seq DESC LIMIT $3) newest ORDER BY seq",
+            *COLUMNS
+        ))
+        .await
+        .map_err(pg_error)?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &room.as_str(),
+                &before.unwrap_or(Seq::new(i64::MAX)),
+                &(limit as i64),
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    let page = rows
+        .iter()
+        .map(|r| to_message(room, r, 0))
+        .collect::<Result<_, _>>()?;
+    with_reactions(&client, room, page).await
+}
+
+/// Fills in the reactions of the `message` entries among `entries`: one query for the whole page
+/// (grouped by message and key, at most 20 user ids each), never one per message.
+pub async fn with_reactions(
+    client: &deadpool_postgres::Client,
+    room: &RoomId,
+    mut entries: Vec<Message>,
+) -> Result<Vec<Message>, StoreError> {
+    let targets: Vec<Seq> = entries
+        .iter()
+        .filter(|m| m.kind == Kind::Message && !m.deleted)
+        .map(|m| m.seq)
+        .collect();
+    if targets.is_empty() {
+        return Ok(entries);
+    }
+    let stmt = client
+        .prepare_cached(
+            "SELECT target, react_key, count(*), \
+                    (array_agg(user_id ORDER BY seq))[1:20] \
+             FROM reactions WHERE room = $1 AND target = ANY($2) \
+             GROUP BY target, react_key ORDER BY target, min(seq)",
+        )
+        .await
+        .map_err(pg_error)?;
+    let rows = client
+        .query(&stmt, &[&room.as_str(), &targets])
+        .await
+        .map_err(pg_error)?;
+    let mut by_target: std::collections::HashMap<Seq, Vec<Reaction>> = Default::default();
+    for row in &rows {
+        let users: Vec<String> = row.try_get(3).map_err(get)?;
+        by_target
+            .entry(row.try_get(0).map_err(get)?)
+            .or_default()
+            .push(Reaction {
+                key: row.try_get(1).map_err(get)?,
+                count: row.try_get(2).map_err(get)?,
+                users: users.into_iter().map(UserId::from).collect(),
+            });
+    }
+    for m in &mut entries {
+        if let Some(r) = by_target.remove(&m.seq) {
+            m.reactions = r;
+        }
+    }
+    Ok(entries)
+}
