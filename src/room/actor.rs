@@ -31,7 +31,7 @@ use super::messages::{
 use super::running::Running;
 use crate::bridge::{Cluster, FromCluster};
 use crate::config;
-use crate::ids::{RoomId, Seq, UserId};
+use crate::ids::RoomId;
 use crate::metrics::Metrics;
 use crate::protocol::ServerFrame;
 use crate::store::{Appended, ReadState, Store, StoreError, format_ts};
@@ -108,8 +108,13 @@ impl Room {
         ctx: &mut Context<Self>,
         feedback: &mut VecDeque<Input<Outboxes>>,
     ) {
-        let (store, room) = (self.deps.store.clone(), self.core.id().clone());
-        let cluster = self.deps.cluster.clone();
+        if effect.is_io() {
+            let (store, cluster) = (self.deps.store.clone(), self.deps.cluster.clone());
+            if let Ok(fut) = super::io::start(effect, store, cluster, self.core.id().clone()) {
+                self.io(blocked, ctx, fut);
+            }
+            return;
+        }
         match effect {
             Effect::Deliver {
                 session,
@@ -127,15 +132,16 @@ impl Room {
                 let _ = to.send(outcome);
             }
             Effect::Publish { seq, event } => {
-                if let Some(cluster) = &cluster {
-                    cluster.publish(&room, seq, event);
+                if let Some(cluster) = &self.deps.cluster {
+                    cluster.publish(self.core.id(), seq, event);
                 }
             }
             Effect::Announce { here, gone, forget } => {
-                if let Some(cluster) = &cluster {
-                    cluster.here(&room, here);
-                    cluster.gone(&room, gone);
-                    cluster.forget(&room, forget);
+                if let Some(cluster) = &self.deps.cluster {
+                    let room = self.core.id();
+                    cluster.here(room, here);
+                    cluster.gone(room, gone);
+                    cluster.forget(room, forget);
                 }
             }
             Effect::Count(count) => self.count(count),
@@ -159,91 +165,10 @@ impl Room {
                 }
             }
             Effect::Stop => {
-                self.running.remove(&room, &ctx.address());
+                self.running.remove(self.core.id(), &ctx.address());
                 ctx.stop();
             }
-            Effect::Attach => self.io(blocked, ctx, async move {
-                if let Some(cluster) = &cluster {
-                    cluster.subscribe(&room).await;
-                }
-                let head = store.head(&room).await;
-                let presence = match &cluster {
-                    Some(cluster) => cluster.presence(&room).await.ok(),
-                    None => None,
-                };
-                Done::Attached { head, presence }
-            }),
-            Effect::ReadHead(why) => self.io(blocked, ctx, async move {
-                let result = store.head(&room).await;
-                Done::Head { why, result }
-            }),
-            Effect::Append(batch) => self.io(blocked, ctx, async move {
-                let result = store.append(&room, &batch).await;
-                Done::Appended { batch, result }
-            }),
-            Effect::Repair { after, upto } => self.io(blocked, ctx, async move {
-                let result = store.range(&room, after, upto).await;
-                Done::Repaired { result }
-            }),
-            Effect::CatchUp { delivered, max } => self.io(blocked, ctx, async move {
-                let result = async {
-                    let head = store.head(&room).await?;
-                    let upto = head.last_seq.min(delivered + max);
-                    let missed = match upto > delivered {
-                        true => store.range(&room, delivered, upto).await?,
-                        false => Vec::new(),
-                    };
-                    Ok((head, missed))
-                }
-                .await;
-                Done::CaughtUp { result }
-            }),
-            Effect::ReadForJoin {
-                join,
-                user,
-                upto,
-                backfill,
-            } => self.io(blocked, ctx, async move {
-                let read = match user {
-                    // Unknown (the store is down) is left out of `joined`, never guessed.
-                    Some(user) => store.read_state(&room, &user, upto).await.ok(),
-                    None => None,
-                };
-                let backfill = match backfill {
-                    Some((since, upto)) => store.range(&room, since, upto).await,
-                    None => Ok(Vec::new()),
-                };
-                Done::JoinRead {
-                    join,
-                    read,
-                    backfill,
-                }
-            }),
-            Effect::MarkRead(pairs) => self.io(blocked, ctx, async move {
-                let result = store.mark_read(&room, &pairs).await;
-                Done::ReadsMarked { result }
-            }),
-            Effect::ResetEpoch { old } => self.io(blocked, ctx, async move {
-                let result = store.reset_epoch(&room, &old).await;
-                Done::EpochReset { result }
-            }),
-            Effect::Resync { floor } => self.io(blocked, ctx, async move {
-                let head = store.head(&room).await;
-                let presence = match &cluster {
-                    Some(cluster) => cluster.presence(&room).await.ok(),
-                    None => None,
-                };
-                Done::Resynced {
-                    floor,
-                    head,
-                    presence,
-                }
-            }),
-            Effect::RefreshReads { users, upto } => self.io(blocked, ctx, async move {
-                Done::ReadsRefreshed {
-                    states: read_states(&*store, &room, users, upto).await,
-                }
-            }),
+            _io => {} // carried out above
         }
     }
 
@@ -308,24 +233,6 @@ impl Room {
             }
         }
     }
-}
-
-/// The cursors of `users` as of `upto`; a cursor still at 0 never moved, so no notice about it
-/// was lost.
-async fn read_states(
-    store: &dyn Store,
-    room: &RoomId,
-    users: Vec<UserId>,
-    upto: Seq,
-) -> Vec<(UserId, ReadState)> {
-    let mut states = Vec::with_capacity(users.len());
-    for user in users {
-        match store.read_state(room, &user, upto).await {
-            Ok(state) if state.read_seq > Seq::ZERO => states.push((user, state)),
-            _ => {}
-        }
-    }
-    states
 }
 
 /// A room dropped with members still in it went away under them (a panic unwinds through here;

@@ -6,8 +6,8 @@
 //!   no actor, no I/O, no clock). Its tests (`core/tests/`) are the room's behaviour, sentence by
 //!   sentence. Its parts: [`sequencer`] (ordering, gaps, rewinds), [`presence`] (who is here,
 //!   across nodes), [`batcher`] (group commit, for appends and read cursors).
-//! - [`actor`]: the Room actor, which feeds the core and carries out its effects (store, bus,
-//!   sessions, timers, metrics).
+//! - [`actor`]: the Room actor, which feeds the core and carries out its effects (sessions, bus,
+//!   timers, metrics; the store reads and appends are futures from `io.rs`).
 //! - [`registry`]: starts a room on first use and finds it again; the bridge's way in.
 //! - [`messages`]: what sessions and HTTP handlers send a room; [`delivery`]: what a room sends
 //!   back (frames encoded once, with what they carry).
@@ -22,6 +22,7 @@ pub mod actor;
 pub mod batcher;
 pub mod core;
 pub mod delivery;
+mod io;
 pub mod messages;
 pub mod presence;
 pub mod registry;

@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::*;
+use crate::bridge::FromCluster;
+use crate::bridge::envelope::RoomEvent;
 use crate::domain::{Change, Refusal};
+use crate::ids::NodeId;
 use crate::room::delivery::{Carries, JoinReply};
+use crate::store::{Appended, ReadState, RoomHead};
 
 mod blocking;
 mod cluster;

@@ -158,13 +158,7 @@ impl World {
                     self.timers.remove(&timer);
                 }
                 Effect::Stop => prop_assert!(false, "stopped while in use"),
-                io @ (Effect::ReadHead(_)
-                | Effect::Append(_)
-                | Effect::Repair { .. }
-                | Effect::CatchUp { .. }
-                | Effect::ReadForJoin { .. }
-                | Effect::Resync { .. }
-                | Effect::RefreshReads { .. }) => self.in_flight.push(io),
+                io if io.is_io() => self.in_flight.push(io),
                 _ => {}
             }
         }
