@@ -191,7 +191,7 @@ mod tests {
     fn settings() -> config::Auth {
         config::Auth {
             jwt_secret: String::new(),
-            allowed_origins: String::new(),
+            allowed_origins: Vec::new(),
             audience: String::new(),
             issuer: String::new(),
             leeway_s: 30,

@@ -185,7 +185,7 @@ fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
     chorus::telemetry::init(&settings.log, &settings.node.id);
-    let drain = Duration::from_millis(settings.shutdown.drain_ms);
+    let drain = settings.shutdown.drain;
     actix_web::rt::System::new().block_on(async move {
         // Before anything is logged: a SIGTERM that arrives while the node starts (right after
         // `listening`, say) must drain it, not kill it with the default action.

@@ -16,13 +16,14 @@ use governor::{Quota, RateLimiter};
 use crate::auth::Auth;
 use crate::bridge::{Bridge, Bus, Cluster, Names, RedisBus};
 use crate::config::Settings;
-use crate::edge::admission::{self, Admission};
+use crate::edge::admission::Admission;
 use crate::health::Health;
 use crate::http::Shared;
 use crate::metrics::Metrics;
 use crate::room::{Registry, RoomDeps};
 use crate::session::reads::ReadRelay;
 use crate::session::{CloseSession, SessionDeps, Sessions};
+use crate::store::postgres::{Outbox, Routes};
 use crate::store::{self, MemoryStore, Metered, PostgresStore, Store};
 use crate::tls::server::Certificate;
 use crate::webhook::Webhooks;
@@ -57,47 +58,16 @@ impl Node {
     }
 
     /// Starts a node on parts given by the caller where set (tests: a shared in-memory store and a
-    /// loopback bus make a cluster in one process), else on the configured ones.
+    /// loopback bus make a cluster in one process), else on the configured ones. The steps, in
+    /// order: the store (migrated, or migrating in the background), the webhook dispatcher, the
+    /// store's health watch, identity, the cluster bridge, rooms and sessions, the HTTP server.
     pub async fn start_with(settings: Settings, parts: Parts) -> anyhow::Result<Node> {
         let metrics = Metrics::new();
         settings
             .validate_secret()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-        let mut store_host = "memory".to_owned();
-        let mut outbox = None;
-        let mut history = None;
-        let store: Arc<dyn Store> = if let Some(store) = parts.store {
-            store
-        } else if settings.database.url.is_empty() {
-            Arc::new(Metered::new(MemoryStore::new(), metrics.clone()))
-        } else {
-            // Start-up order never matters (PROTOCOL §6): with Postgres unreachable the node
-            // starts anyway, not ready, and migrates in the background as soon as it can.
-            let url = settings.database.url.clone();
-            store_host = store::postgres::hosts_of(&url);
-            let wake = Arc::new(tokio::sync::Notify::new());
-            let pg = PostgresStore::new(&settings.database)
-                .context("building Postgres pools")?
-                .with_webhooks(
-                    store::postgres::Routes::new(&settings.webhooks),
-                    wake.clone(),
-                );
-            outbox = Some((pg.outbox(), wake));
-            let timeout = Duration::from_millis(settings.database.timeout_ms);
-            match tokio::time::timeout(timeout, store::migrate::run(&url)).await {
-                Ok(Ok(_)) => {}
-                _ => {
-                    let gate = pg.schema_gate();
-                    gate.store(false, Ordering::Release);
-                    actix_web::rt::spawn(store::migrate::until_applied(url, gate, timeout));
-                }
-            }
-            history = Some(actix_web::rt::spawn(
-                pg.keep_history(settings.room.retention_days),
-            ));
-            Arc::new(Metered::new(pg, metrics.clone()))
-        };
-        let webhooks = match outbox {
+        let stored = Stored::open(&settings, parts.store, &metrics).await?;
+        let webhooks = match stored.outbox {
             Some((outbox, wake)) => Some(
                 Webhooks::start(
                     &settings.webhooks,
@@ -111,65 +81,20 @@ impl Node {
             None => None,
         };
         let health = Arc::new(Health::default());
-        let watch = health.clone().watch(store.clone(), store_host).await;
-
-        let mut demo_token = None;
-        let secret = if settings.auth.jwt_secret.is_empty() {
-            format!("{}{}", crate::ids::random_id(), crate::ids::random_id())
-        } else {
-            settings.auth.jwt_secret.clone()
-        };
-        let auth = Auth::new(secret.as_bytes(), &settings.auth);
-        if settings.auth.jwt_secret.is_empty() {
-            demo_token = Some(auth.issue(
-                "demo",
-                Some("Demo"),
-                Duration::from_secs(24 * 3600),
-                None,
-                None,
-            ));
-        }
-
+        let watch = health
+            .clone()
+            .watch(stored.store.clone(), stored.host)
+            .await;
+        let (auth, demo_token) = identity(&settings);
         let threads = match settings.http.workers {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
-        let names = if settings.redis.clustered() {
-            Names::sharded(&settings.redis.prefix)
-        } else {
-            Names::new(&settings.redis.prefix)
-        };
-        let bus: Option<Arc<dyn Bus>> = match parts.bus {
-            Some(bus) => Some(bus),
-            None if settings.redis.clustered() => Some(Arc::new(
-                RedisBus::connect_cluster(
-                    &settings.redis.urls(),
-                    &settings.redis.ca_file,
-                    names.sharded_prefixes(),
-                )
-                .context("connecting to the Redis Cluster in redis.url")?,
-            )),
-            None if !settings.redis.url.is_empty() => Some(Arc::new(
-                RedisBus::connect(&settings.redis.url, &settings.redis.ca_file)
-                    .context("connecting to redis.url")?,
-            )),
-            None => None,
-        };
-        let cluster = bus.map(|bus| {
-            Cluster::new(
-                &settings.node.id,
-                names,
-                bus,
-                metrics.clone(),
-                Duration::from_millis(settings.cluster.dead_after_ms),
-            )
-        });
+        let cluster = cluster(&settings, parts.bus, &metrics)?;
         let registry = Registry::new(
             RoomDeps {
-                store: store.clone(),
+                store: stored.store.clone(),
                 metrics: metrics.clone(),
                 settings: settings.room.clone(),
                 cluster: cluster.clone(),
@@ -186,34 +111,27 @@ impl Node {
         );
         if let Some(cluster) = &cluster {
             let (cluster, rooms, users) = (cluster.clone(), registry.clone(), reads.clone());
-            let beat = Duration::from_millis(settings.cluster.heartbeat_ms);
-            let dead_after = Duration::from_millis(settings.cluster.dead_after_ms);
+            let (beat, dead_after) = (settings.cluster.heartbeat, settings.cluster.dead_after);
             Bridge::start_in_arbiter(&arbiters[0].handle(), move |_| {
                 Bridge::new(cluster, Arc::new(rooms), Arc::new(users), beat, dead_after)
             });
         }
         let limits = &settings.limits;
-        let quota = Quota::per_second(
-            std::num::NonZeroU32::new(limits.msgs_per_sec.max(1))
-                .unwrap_or(std::num::NonZeroU32::MIN),
-        )
-        .allow_burst(
-            std::num::NonZeroU32::new(limits.burst.max(1)).unwrap_or(std::num::NonZeroU32::MIN),
-        );
+        let quota = Quota::per_second(limits.msgs_per_sec).allow_burst(limits.burst);
         let session = Arc::new(SessionDeps {
             settings: settings.clone(),
             node_id: settings.node.id.clone(),
             rooms: registry.clone(),
-            store: store.clone(),
+            store: stored.store.clone(),
             metrics: metrics.clone(),
             sessions,
             reads,
         });
         let shared = Arc::new(Shared {
             node_id: settings.node.id.clone(),
-            allowed_origins: settings.allowed_origins(),
+            allowed_origins: settings.auth.allowed_origins.clone(),
             demo_login: demo_token.is_some(),
-            store,
+            store: stored.store,
             cluster,
             rooms: registry,
             metrics,
@@ -226,65 +144,19 @@ impl Node {
             admission: Admission::new(
                 limits.max_connections_per_user,
                 limits.max_connections_per_ip,
-                // validate() checked it.
-                admission::parse_trusted(&settings.http.trusted_proxies).unwrap_or_default(),
+                settings.http.trusted_proxies.clone(),
             ),
             settings,
         });
-
-        let http = &shared.settings.http;
-        let tls = match http.tls_cert.is_empty() {
-            true => None,
-            false => Some(
-                Certificate::open(&http.tls_cert, &http.tls_key)
-                    .map_err(|e| anyhow::anyhow!("http.tls_cert: {e}"))?,
-            ),
-        };
-        let listener = TcpListener::bind(shared.settings.bind_addr())
-            .with_context(|| format!("binding http.bind {}", shared.settings.http.bind))?;
-        let addr = listener.local_addr()?;
-        let data = web::Data::from(shared.clone());
-        let origins = shared.allowed_origins.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .configure(|cfg| crate::http::routes(cfg, &origins))
-        })
-        .workers(threads)
-        .client_request_timeout(Duration::from_millis(
-            shared.settings.http.handshake_timeout_ms,
-        ))
-        .client_disconnect_timeout(crate::edge::conn::LINGER)
-        // Frames are small and must leave at once: with Nagle on, a frame written while the
-        // previous one is unacknowledged waits for the peer's delayed ACK (40 ms on Linux).
-        .tcp_nodelay(true)
-        .on_connect(crate::edge::conn::on_connect(Duration::from_millis(
-            shared.settings.session.write_timeout_ms,
-        )))
-        .disable_signals()
-        .shutdown_timeout(5);
-        let server = match &tls {
-            Some(cert) => server.listen_rustls_0_23(
-                listener,
-                cert.server_config().map_err(|e| anyhow::anyhow!(e))?,
-            )?,
-            None => server.listen(listener)?,
-        }
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
-        // JSON lines carry `node` already (telemetry.rs); the text line names it in the message.
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!(addr = %addr, store = shared.store.backend(), scheme,
-            "listening addr={addr} node={}", shared.node_id);
+        let (addr, server, tls) = serve(&shared, threads)?;
         Ok(Node {
             addr,
             shared,
             demo_token,
-            server: handle,
+            server,
             arbiters,
             watch,
-            history,
+            history: stored.history,
             tls,
         })
     }
@@ -341,4 +213,164 @@ impl Node {
             arbiter.stop();
         }
     }
+}
+
+/// The store a node runs on, and what comes with it.
+struct Stored {
+    store: Arc<dyn Store>,
+    /// What logs and `/readyz` name it by (`host:port`, or `memory`).
+    host: String,
+    /// The webhook outbox and the signal that an append wrote to it (Postgres only).
+    outbox: Option<(Outbox, Arc<tokio::sync::Notify>)>,
+    /// The history partitions' upkeep (Postgres only).
+    history: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Stored {
+    /// The given store, the in-memory one (no `database.url`), or Postgres: migrated now, or,
+    /// when it is unreachable, in the background (PROTOCOL §6: start-up order never matters;
+    /// the node is not ready until it is).
+    async fn open(
+        settings: &Settings,
+        given: Option<Arc<dyn Store>>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Stored> {
+        let memory = |store: Arc<dyn Store>| Stored {
+            store,
+            host: "memory".into(),
+            outbox: None,
+            history: None,
+        };
+        if let Some(store) = given {
+            return Ok(memory(store));
+        }
+        if settings.database.url.is_empty() {
+            return Ok(memory(Arc::new(Metered::new(
+                MemoryStore::new(),
+                metrics.clone(),
+            ))));
+        }
+        let url = settings.database.url.clone();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let pg = PostgresStore::new(&settings.database)
+            .context("building Postgres pools")?
+            .with_webhooks(Routes::new(&settings.webhooks), wake.clone());
+        let timeout = settings.database.timeout;
+        if !matches!(
+            tokio::time::timeout(timeout, store::migrate::run(&url)).await,
+            Ok(Ok(_))
+        ) {
+            let gate = pg.schema_gate();
+            gate.store(false, Ordering::Release);
+            actix_web::rt::spawn(store::migrate::until_applied(url.clone(), gate, timeout));
+        }
+        Ok(Stored {
+            host: store::postgres::hosts_of(&url),
+            outbox: Some((pg.outbox(), wake)),
+            history: Some(actix_web::rt::spawn(
+                pg.keep_history(settings.room.retention_days),
+            )),
+            store: Arc::new(Metered::new(pg, metrics.clone())),
+        })
+    }
+}
+
+/// The token verifier, and in standalone mode without a secret a random one and a ready demo
+/// token for user "demo".
+fn identity(settings: &Settings) -> (Auth, Option<String>) {
+    if !settings.auth.jwt_secret.is_empty() {
+        let auth = Auth::new(settings.auth.jwt_secret.as_bytes(), &settings.auth);
+        return (auth, None);
+    }
+    let secret = format!("{}{}", crate::ids::random_id(), crate::ids::random_id());
+    let auth = Auth::new(secret.as_bytes(), &settings.auth);
+    let day = Duration::from_secs(24 * 3600);
+    let token = auth.issue("demo", Some("Demo"), day, None, None);
+    (auth, Some(token))
+}
+
+/// The bridge to the other nodes: the given bus, Redis (a cluster of it, or one server), or
+/// none for a single node.
+fn cluster(
+    settings: &Settings,
+    given: Option<Arc<dyn Bus>>,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<Cluster>> {
+    let redis = &settings.redis;
+    let names = if redis.clustered() {
+        Names::sharded(&redis.prefix)
+    } else {
+        Names::new(&redis.prefix)
+    };
+    let bus: Arc<dyn Bus> = match given {
+        Some(bus) => bus,
+        None if redis.clustered() => Arc::new(
+            RedisBus::connect_cluster(&redis.urls(), &redis.ca_file, names.sharded_prefixes())
+                .context("connecting to the Redis Cluster in redis.url")?,
+        ),
+        None if !redis.url.is_empty() => Arc::new(
+            RedisBus::connect(&redis.url, &redis.ca_file).context("connecting to redis.url")?,
+        ),
+        None => return Ok(None),
+    };
+    let dead_after = settings.cluster.dead_after;
+    Ok(Some(Cluster::new(
+        &settings.node.id,
+        names,
+        bus,
+        metrics.clone(),
+        dead_after,
+    )))
+}
+
+/// Binds `http.bind` and runs the HTTP server (HTTPS with `http.tls_cert`): the address it got,
+/// its handle and the certificate in use.
+fn serve(
+    shared: &Arc<Shared>,
+    threads: usize,
+) -> anyhow::Result<(SocketAddr, ServerHandle, Option<Certificate>)> {
+    let http = &shared.settings.http;
+    let tls = match http.tls_cert.is_empty() {
+        true => None,
+        false => Some(
+            Certificate::open(&http.tls_cert, &http.tls_key)
+                .map_err(|e| anyhow::anyhow!("http.tls_cert: {e}"))?,
+        ),
+    };
+    let listener =
+        TcpListener::bind(http.bind).with_context(|| format!("binding http.bind {}", http.bind))?;
+    let addr = listener.local_addr()?;
+    let data = web::Data::from(shared.clone());
+    let origins = shared.allowed_origins.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(|cfg| crate::http::routes(cfg, &origins))
+    })
+    .workers(threads)
+    .client_request_timeout(http.handshake_timeout)
+    .client_disconnect_timeout(crate::edge::conn::LINGER)
+    // Frames are small and must leave at once: with Nagle on, a frame written while the
+    // previous one is unacknowledged waits for the peer's delayed ACK (40 ms on Linux).
+    .tcp_nodelay(true)
+    .on_connect(crate::edge::conn::on_connect(
+        shared.settings.session.write_timeout,
+    ))
+    .disable_signals()
+    .shutdown_timeout(5);
+    let server = match &tls {
+        Some(cert) => server.listen_rustls_0_23(
+            listener,
+            cert.server_config().map_err(|e| anyhow::anyhow!(e))?,
+        )?,
+        None => server.listen(listener)?,
+    }
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    // JSON lines carry `node` already (telemetry.rs); the text line names it in the message.
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %addr, store = shared.store.backend(), scheme,
+        "listening addr={addr} node={}", shared.node_id);
+    Ok((addr, handle, tls))
 }

@@ -25,7 +25,7 @@ use crate::config::Log;
 
 pub fn init(log: &Log, node: &str) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&log.level))
+        .or_else(|_| EnvFilter::try_new(log.level.as_str()))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal (and never with NO_COLOR): not in files or pipes.
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -34,7 +34,7 @@ pub fn init(log: &Log, node: &str) {
         .with_ansi(ansi);
     let guard = filter_fn(may_log);
     // try_init: a second node in the same process (tests) keeps the first subscriber.
-    let _ = if log.format == "json" {
+    let _ = if log.format == crate::config::LogFormat::Json {
         let json = tracing_subscriber::fmt::format()
             .json()
             .flatten_event(true)

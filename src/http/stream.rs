@@ -101,7 +101,7 @@ pub async fn events(
     let since = cursor(last_event_id.or(query.after))?;
     let permit = admission::admit(&shared.admission, &req, &identity.user)?;
     let conn = ConnSocket::of(&req);
-    let heartbeat = Duration::from_millis(shared.settings.http.sse_heartbeat_ms);
+    let heartbeat = shared.settings.http.sse_heartbeat;
     let rx = listen(&shared, &room, identity, since, Some(heartbeat));
     // The permit lives as long as the stream: a client that hangs up frees it within a check.
     let state = (rx, room, permit, conn);

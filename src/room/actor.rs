@@ -16,7 +16,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -72,8 +71,8 @@ impl Room {
         let settings = Settings {
             max_catchup: s.max_catchup,
             batch_max: s.batch_max,
-            gap_repair: Duration::from_millis(s.gap_repair_ms),
-            idle_stop: Duration::from_millis(s.idle_stop_ms),
+            gap_repair: s.gap_repair,
+            idle_stop: s.idle_stop,
             node: deps.cluster.as_ref().map(|c| c.node().clone()),
         };
         Room {

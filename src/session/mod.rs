@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web::web::Payload;
@@ -104,8 +104,7 @@ impl Session {
         conn: Option<ConnSocket>,
     ) -> Session {
         let limits = &deps.settings.limits;
-        let quota =
-            Quota::per_second(nonzero(limits.msgs_per_sec)).allow_burst(nonzero(limits.burst));
+        let quota = Quota::per_second(limits.msgs_per_sec).allow_burst(limits.burst);
         Session {
             id: SessionId::random(),
             identity,
@@ -207,10 +206,6 @@ impl Session {
     }
 }
 
-fn nonzero(n: u32) -> std::num::NonZeroU32 {
-    std::num::NonZeroU32::new(n.max(1)).unwrap_or(std::num::NonZeroU32::MIN)
-}
-
 impl Actor for Session {
     type Context = ws::WebsocketContext<Self>;
 
@@ -232,23 +227,20 @@ impl Actor for Session {
                 node: &self.deps.node_id,
                 session: &self.id,
                 user: &self.identity.user,
-                heartbeat_ms: settings.session.heartbeat_ms,
+                heartbeat_ms: settings.session.heartbeat.as_millis() as u64,
             }
             .encode(),
         );
-        let timeout = Duration::from_millis(settings.session.timeout_ms);
-        ctx.run_interval(
-            Duration::from_millis(settings.session.heartbeat_ms),
-            move |act, ctx| {
-                if act.closing {
-                    // Nothing may follow our Close frame.
-                } else if act.last_seen.elapsed() >= timeout {
-                    act.close(ctx, CloseCode::HeartbeatTimeout, "heartbeat timeout");
-                } else {
-                    ctx.ping(b"");
-                }
-            },
-        );
+        let timeout = settings.session.timeout;
+        ctx.run_interval(settings.session.heartbeat, move |act, ctx| {
+            if act.closing {
+                // Nothing may follow our Close frame.
+            } else if act.last_seen.elapsed() >= timeout {
+                act.close(ctx, CloseCode::HeartbeatTimeout, "heartbeat timeout");
+            } else {
+                ctx.ping(b"");
+            }
+        });
         ctx.run_later(self.identity.expires_in(), |act, ctx| {
             act.close(ctx, CloseCode::TokenExpired, "token expired");
         });

@@ -26,7 +26,7 @@ impl Session {
             Err(not_until) => {
                 self.refused += 1;
                 self.deps.metrics.rate_limited.inc();
-                if self.refused > 2 * self.deps.settings.limits.burst.max(5) {
+                if self.refused > 2 * self.deps.settings.limits.burst.get().max(5) {
                     self.close(ctx, CloseCode::Flooding, "flooding");
                 } else {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());

@@ -64,7 +64,7 @@ impl Endpoint {
     /// How long a lease lasts: from one settle to the next, a worker makes a request and at
     /// most two database calls, each bounded by its own timeout.
     fn lease(&self, outbox: &Outbox) -> Duration {
-        Duration::from_millis(self.config.timeout_ms) + outbox.op_timeout() * 2
+        self.config.timeout + outbox.op_timeout() * 2
     }
 }
 
@@ -113,7 +113,7 @@ impl Webhooks {
         wake: Arc<Notify>,
         metrics: Metrics,
     ) -> Result<Webhooks, String> {
-        let cooldown = Duration::from_millis(settings.circuit_cooldown_ms);
+        let cooldown = settings.circuit_cooldown;
         let endpoints = webhooks
             .iter()
             .map(|w| {
@@ -189,7 +189,7 @@ impl Webhooks {
 /// The claiming loop: fill every endpoint's free slots, then wait for a commit on this node, a
 /// worker finishing, the poll interval (work from other nodes, retries coming due) or the stop.
 async fn run(inner: Arc<Inner>) {
-    let poll = Duration::from_millis(inner.settings.poll_ms);
+    let poll = inner.settings.poll;
     let mut gauges = tokio::time::interval(GAUGE_EVERY);
     let mut readings = 0u32;
     loop {
@@ -306,7 +306,7 @@ async fn drive(inner: &Inner, ep: &Endpoint, lease: &Lease) -> Result<(), StoreE
             let body = send::body(&entry);
             let signature = send::signature(&ep.key, crate::auth::now_secs(), &body);
             let started = Instant::now();
-            let timeout = Duration::from_millis(ep.config.timeout_ms);
+            let timeout = ep.config.timeout;
             let result = inner
                 .sender
                 .post(&ep.config.url, timeout, &entry.id, signature, body)
@@ -345,8 +345,8 @@ async fn drive(inner: &Inner, ep: &Endpoint, lease: &Lease) -> Result<(), StoreE
                 let d = &inner.settings;
                 Outcome::Retry(circuit::retry_delay(
                     attempts as u32,
-                    Duration::from_millis(d.retry_min_ms),
-                    Duration::from_millis(d.retry_max_ms),
+                    d.retry_min,
+                    d.retry_max,
                     rand::random::<f64>(),
                 ))
             };

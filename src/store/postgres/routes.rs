@@ -56,7 +56,7 @@ mod tests {
             secret: "0123456789abcdef".into(),
             events: events.iter().map(|s| s.to_string()).collect(),
             rooms: rooms.iter().map(|s| s.to_string()).collect(),
-            timeout_ms: 1000,
+            timeout: std::time::Duration::from_secs(1),
             max_attempts: 3,
         }
     }

@@ -35,7 +35,7 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Builds the pools (connections are opened lazily, so a node starts even while Postgres is down).
     pub fn new(settings: &config::Database) -> Result<Self, StoreError> {
-        let timeout = Duration::from_millis(settings.timeout_ms);
+        let timeout = settings.timeout;
         let writer = pool(&settings.url, settings.pool_size, timeout)?;
         let reader = if settings.read_url.is_empty() {
             None

@@ -211,7 +211,7 @@ async fn a_slow_receiver_gets_at_most_the_configured_requests_at_once_and_everyt
     let rx = Receiver::start(Mode::Slow(Duration::from_millis(300))).await;
     let db = fresh_db().await;
     let mut endpoint = hook("slow", &rx.url(), &["message"], &["slow-*"]);
-    endpoint.timeout_ms = 1000;
+    endpoint.timeout = std::time::Duration::from_secs(1);
     let node = hook_node(
         &db,
         vec![endpoint],

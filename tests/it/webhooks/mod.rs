@@ -25,7 +25,7 @@ pub fn hook(name: &str, url: &str, events: &[&str], rooms: &[&str]) -> Webhook {
         secret: receiver::SECRET.into(),
         events: events.iter().map(|e| e.to_string()).collect(),
         rooms: rooms.iter().map(|r| r.to_string()).collect(),
-        timeout_ms: 2000,
+        timeout: std::time::Duration::from_secs(2),
         max_attempts: 50,
     }
 }
