@@ -12,7 +12,7 @@ use crate::auth::Identity;
 use crate::ids::{RoomId, Seq};
 use crate::protocol::ErrorCode;
 use crate::protocol::client::{parse_cursor, validate_reaction_key};
-use crate::store::{Change, NewMessage, ReactOp};
+use crate::store::{Change, NewMessage, ReactOp, RoomsCursor};
 
 /// Commits one entry and answers 200 with it, plus `duplicate` (true when it already held).
 async fn commit(
@@ -150,6 +150,7 @@ pub async fn read(
 
 #[derive(Deserialize)]
 pub struct MyRoomsQuery {
+    after: Option<String>,
     limit: Option<i64>,
 }
 
@@ -157,7 +158,9 @@ pub struct MyRoomsQuery {
 const MY_ROOMS_DEFAULT: usize = 100;
 const MY_ROOMS_MAX: usize = 1000;
 
-/// `GET /api/me/rooms?limit=N`: the user's rooms, most recently active first.
+/// `GET /api/me/rooms`: the user's rooms, most recently active first (PROTOCOL §7, §10). With
+/// `after` (empty for the first page) the answer is a page, `{"rooms", "next"?}`, where `next`
+/// is the `after` of the following page; without it, v2's bare array of the first `limit`.
 pub async fn my_rooms(
     req: HttpRequest,
     query: web::Query<MyRoomsQuery>,
@@ -168,12 +171,37 @@ pub async fn my_rooms(
         None => MY_ROOMS_DEFAULT,
         Some(n) => (n.max(1) as usize).min(MY_ROOMS_MAX),
     };
-    let rooms = shared.store.my_rooms(&identity.user, limit).await?;
+    let after = match query.after.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(RoomsCursor::parse(text).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                "`after` must be the `next` of an earlier page",
+            )
+        })?),
+    };
+    let page = shared
+        .store
+        .my_rooms(&identity.user, after.as_ref(), limit)
+        .await?;
+    // The next page starts after the last room the store returned, seen or not.
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|r| r.cursor().encode()))
+        .flatten();
     // A token limited to some rooms sees only those.
-    let rooms: Vec<_> = rooms
+    let rooms: Vec<_> = page
         .into_iter()
         .filter(|r| identity.may_access(&r.room))
         .collect();
+    if query.after.is_some() {
+        let mut body = serde_json::json!({ "rooms": rooms });
+        if let Some(next) = next {
+            body["next"] = next.into();
+        }
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(body));
+    }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(rooms))

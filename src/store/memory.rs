@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     AppendOutcome, Appended, Change, Kind, Message, MyRoom, NewMessage, ReactOp, Reaction,
-    ReadState, Refusal, RoomHead, Store, StoreError, now_ts,
+    ReadState, Refusal, RoomHead, RoomsCursor, Store, StoreError, now_ts,
 };
 use crate::domain::REACTION_USERS_MAX;
 use crate::ids::{Epoch, RoomId, Seq, UserId};
@@ -351,12 +351,17 @@ impl Store for MemoryStore {
         self.with_log(room, |log| log.state(user, upto))
     }
 
-    async fn my_rooms(&self, user: &UserId, limit: usize) -> Result<Vec<MyRoom>, StoreError> {
+    async fn my_rooms(
+        &self,
+        user: &UserId,
+        after: Option<&RoomsCursor>,
+        limit: usize,
+    ) -> Result<Vec<MyRoom>, StoreError> {
         let rooms = self
             .rooms
             .lock()
             .map_err(|_| StoreError::Internal("memory store lock poisoned".into()))?;
-        let mut mine: Vec<(u64, MyRoom)> = rooms
+        let mut mine: Vec<MyRoom> = rooms
             .iter()
             .filter(|(_, log)| log.cursors.contains_key(user))
             .map(|(room, log)| {
@@ -365,18 +370,26 @@ impl Store for MemoryStore {
                     .rev()
                     .find(|&i| log.entries[i].kind == Kind::Message)
                     .map(|i| log.folded(i));
-                let entry = MyRoom {
+                MyRoom {
                     room: room.clone(),
                     last_seq: log.head(),
                     read_seq: state.read_seq,
                     unread: state.unread,
                     last_message,
-                };
-                (log.last_active, entry)
+                    activity: log.last_active as i64,
+                }
             })
             .collect();
-        mine.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.room.cmp(&b.1.room)));
-        Ok(mine.into_iter().take(limit).map(|(_, r)| r).collect())
+        let order = |r: &MyRoom| (std::cmp::Reverse(r.activity), r.room.clone());
+        mine.sort_by_key(order);
+        let from = match after {
+            Some(c) => {
+                let at = (std::cmp::Reverse(c.activity), c.room.clone());
+                mine.partition_point(|r| order(r) <= at)
+            }
+            None => 0,
+        };
+        Ok(mine.into_iter().skip(from).take(limit).collect())
     }
 
     async fn reset_epoch(&self, room: &RoomId, old: &Epoch) -> Result<RoomHead, StoreError> {

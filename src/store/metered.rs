@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::seam::{AppendOutcome, MyRoom, ReadState, RoomHead, Store, StoreError};
+use super::seam::{AppendOutcome, MyRoom, ReadState, RoomHead, RoomsCursor, Store, StoreError};
 use crate::domain::{Message, NewMessage};
 use crate::ids::{Epoch, RoomId, Seq, UserId};
 use crate::metrics::Metrics;
@@ -114,8 +114,13 @@ impl<S: Store> Store for Metered<S> {
             .await
     }
 
-    async fn my_rooms(&self, user: &UserId, limit: usize) -> Result<Vec<MyRoom>, StoreError> {
-        self.timed("my_rooms", self.inner.my_rooms(user, limit))
+    async fn my_rooms(
+        &self,
+        user: &UserId,
+        after: Option<&RoomsCursor>,
+        limit: usize,
+    ) -> Result<Vec<MyRoom>, StoreError> {
+        self.timed("my_rooms", self.inner.my_rooms(user, after, limit))
             .await
     }
 
@@ -159,7 +164,7 @@ mod tests {
             .read_state(&room, &user, Seq::new(1))
             .await
             .expect("read_state");
-        store.my_rooms(&user, 10).await.expect("my_rooms");
+        store.my_rooms(&user, None, 10).await.expect("my_rooms");
         store.ping().await.expect("ping");
         let measured: BTreeSet<String> = metrics
             .registry

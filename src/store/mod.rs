@@ -17,5 +17,6 @@ pub use memory::MemoryStore;
 pub use metered::Metered;
 pub use postgres::PostgresStore;
 pub use seam::{
-    AppendOutcome, Appended, MyRoom, ReadState, RoomHead, Store, StoreError, check_range,
+    AppendOutcome, Appended, MyRoom, ReadState, RoomHead, RoomsCursor, Store, StoreError,
+    check_range,
 };

@@ -53,6 +53,42 @@ pub struct MyRoom {
     pub unread: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_message: Option<Message>,
+    /// How recently the room was active (higher = more recent; the backend's own scale).
+    #[serde(skip)]
+    pub activity: i64,
+}
+
+impl MyRoom {
+    /// Where a page that ends with this room ends.
+    pub fn cursor(&self) -> RoomsCursor {
+        RoomsCursor {
+            activity: self.activity,
+            room: self.room.clone(),
+        }
+    }
+}
+
+/// Where a page of [`Store::my_rooms`] ends (PROTOCOL §10 `next`). Rooms are listed by activity,
+/// most recent first, then by id; a page continues after its last room. Opaque to clients
+/// (`<activity>.<room>`), and only meaningful to the store that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomsCursor {
+    pub activity: i64,
+    pub room: RoomId,
+}
+
+impl RoomsCursor {
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.activity, self.room)
+    }
+
+    pub fn parse(text: &str) -> Option<RoomsCursor> {
+        let (activity, room) = text.split_once('.')?;
+        Some(RoomsCursor {
+            activity: activity.parse().ok()?,
+            room: RoomId::parse(room)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,8 +213,14 @@ pub trait Store: Send + Sync + 'static {
         upto: Seq,
     ) -> Result<ReadState, StoreError>;
 
-    /// `user`'s rooms (posted in, or read), most recently active first, at most `limit`.
-    async fn my_rooms(&self, user: &UserId, limit: usize) -> Result<Vec<MyRoom>, StoreError>;
+    /// `user`'s rooms (posted in, or read), most recently active first (then by id), at most
+    /// `limit`, after `after` when given.
+    async fn my_rooms(
+        &self,
+        user: &UserId,
+        after: Option<&RoomsCursor>,
+        limit: usize,
+    ) -> Result<Vec<MyRoom>, StoreError>;
 
     /// Gives the room a new epoch if its epoch is still `old` (the room's history went backwards,
     /// e.g. a restore from backup: seqs a client saw may be issued again, so `since` under the old

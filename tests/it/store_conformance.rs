@@ -6,7 +6,8 @@ use std::sync::Arc;
 use chorus::config;
 use chorus::ids::{RoomId, Seq};
 use chorus::store::{
-    Change, Kind, MemoryStore, NewMessage, PostgresStore, ReactOp, Refusal, Store, StoreError,
+    Change, Kind, MemoryStore, Message, NewMessage, PostgresStore, ReactOp, Refusal, Store,
+    StoreError,
 };
 
 use crate::support::*;
@@ -367,6 +368,95 @@ async fn one_reaction_per_message_user_and_key(store: Arc<dyn Store>) {
     );
 }
 
+async fn a_deleted_message_shows_no_reactions_on_any_read(store: Arc<dyn Store>) {
+    let r = room("gone-reacts");
+    one(&store, &r, msg("ann", "hi", Some("c1"))).await.unwrap();
+    one(&store, &r, react("bob", 1, "👍", ReactOp::Add))
+        .await
+        .unwrap();
+    one(&store, &r, msg("bob", "still here", None))
+        .await
+        .unwrap();
+    one(&store, &r, react("ann", 3, "party", ReactOp::Add))
+        .await
+        .unwrap();
+    one(&store, &r, delete("ann", 1)).await.unwrap(); // 5
+    let deleted = |m: &Message| {
+        assert!(m.deleted && m.body.is_empty(), "{m:?}");
+        assert!(
+            m.reactions.is_empty(),
+            "reactions linger on a deleted message: {m:?}"
+        );
+    };
+    let folded = store.before(&r, None, 10).await.unwrap();
+    deleted(&folded[0]);
+    assert_eq!(
+        folded[1].reactions.len(),
+        1,
+        "the other message keeps its own"
+    );
+    deleted(&store.after(&r, Seq::ZERO, 10).await.unwrap()[0]);
+    deleted(&store.range(&r, Seq::ZERO, Seq::new(5)).await.unwrap()[0]);
+    // The original's key answers with the original, in its current state.
+    let again = store
+        .append(&r, &[msg("ann", "hi", Some("c1"))])
+        .await
+        .unwrap();
+    let original = again.appended[0].as_ref().unwrap();
+    assert!(original.duplicate);
+    deleted(&original.message);
+    let mine = store.my_rooms(&"bob".into(), None, 10).await.unwrap();
+    let last = mine[0].last_message.as_ref().expect("a last message");
+    assert_eq!(last.seq, Seq::new(3));
+    assert_eq!(
+        last.reactions.len(),
+        1,
+        "the room list folds the last message too"
+    );
+}
+
+async fn a_users_rooms_page_by_activity_without_gaps_or_repeats(store: Arc<dyn Store>) {
+    let me: chorus::ids::UserId = "pager".into();
+    let names: Vec<String> = (0..7).map(|i| format!("page-{i}")).collect();
+    for name in &names {
+        one(&store, &room(name), msg("pager", "x", None))
+            .await
+            .unwrap();
+    }
+    // Activity order: the last posted first; post again in page-2 so it moves to the front.
+    one(&store, &room("page-2"), msg("pager", "again", None))
+        .await
+        .unwrap();
+    let all: Vec<String> = store
+        .my_rooms(&me, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.room.to_string())
+        .collect();
+    assert_eq!(all[0], "page-2");
+    assert_eq!(all[1], "page-6");
+    assert_eq!(all.len(), 7);
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.my_rooms(&me, after.as_ref(), 3).await.unwrap();
+        paged.extend(page.iter().map(|r| r.room.to_string()));
+        match page.last() {
+            Some(last) if page.len() == 3 => {
+                let cursor = last.cursor();
+                assert_eq!(
+                    chorus::store::RoomsCursor::parse(&cursor.encode()),
+                    Some(cursor.clone())
+                );
+                after = Some(cursor);
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(paged, all, "the pages, joined, are the list");
+}
+
 async fn read_cursors_are_monotonic_and_unread_counts_exact(store: Arc<dyn Store>) {
     let (r, quiet) = (room("unread"), room("quiet"));
     let me: chorus::ids::UserId = "ann".into();
@@ -417,7 +507,7 @@ async fn read_cursors_are_monotonic_and_unread_counts_exact(store: Arc<dyn Store
     assert_eq!(s.unread, 1, "as of seq 6 the delete at 7 has not happened");
     let (s, _) = store.mark_read(&r, &read(99)).await.unwrap()[0];
     assert_eq!((s.read_seq.get(), s.unread), (7, 0), "clamped to the head");
-    let mine = store.my_rooms(&me, 10).await.unwrap();
+    let mine = store.my_rooms(&me, None, 10).await.unwrap();
     let rooms: Vec<&str> = mine.iter().map(|m| m.room.as_str()).collect();
     assert_eq!(rooms, vec!["unread", "quiet"], "most recent first");
     assert_eq!(
@@ -430,15 +520,15 @@ async fn read_cursors_are_monotonic_and_unread_counts_exact(store: Arc<dyn Store
     );
     assert_eq!(mine[0].last_message.as_ref().map(|m| m.seq.get()), Some(5));
     assert!(mine[0].last_message.as_ref().unwrap().deleted);
-    assert_eq!(store.my_rooms(&me, 1).await.unwrap().len(), 1);
+    assert_eq!(store.my_rooms(&me, None, 1).await.unwrap().len(), 1);
     assert!(
         store
-            .my_rooms(&"nobody".into(), 10)
+            .my_rooms(&"nobody".into(), None, 10)
             .await
             .unwrap()
             .is_empty()
     );
-    let bob = store.my_rooms(&"bob".into(), 10).await.unwrap();
+    let bob = store.my_rooms(&"bob".into(), None, 10).await.unwrap();
     assert_eq!(
         (bob.len(), bob[0].unread),
         (1, 1),
@@ -503,5 +593,7 @@ conformance!(
     deletes_erase_and_only_the_author_or_a_moderator_may,
     one_reaction_per_message_user_and_key,
     read_cursors_are_monotonic_and_unread_counts_exact,
-    heads_ranges_and_epoch_resets
+    heads_ranges_and_epoch_resets,
+    a_deleted_message_shows_no_reactions_on_any_read,
+    a_users_rooms_page_by_activity_without_gaps_or_repeats
 );

@@ -4,8 +4,9 @@
 
 use deadpool_postgres::Pool;
 
-use super::super::{MyRoom, ReadState, StoreError};
+use super::super::{Message, MyRoom, ReadState, RoomsCursor, StoreError};
 use super::errors::{pg_error, pool_error};
+use super::reads::fold_reactions;
 use super::rows::{COLUMNS, get, to_message, to_read_state};
 use crate::ids::{RoomId, Seq, UserId};
 
@@ -129,38 +130,54 @@ pub async fn read_state(
     to_read_state(&row)
 }
 
-pub async fn my_rooms(pool: &Pool, user: &UserId, limit: usize) -> Result<Vec<MyRoom>, StoreError> {
+/// `user`'s rooms after `after`, most recently active first (activity = the room's last post
+/// time in microseconds; a room never posted in sorts last), then by id.
+pub async fn my_rooms(
+    pool: &Pool,
+    user: &UserId,
+    after: Option<&RoomsCursor>,
+    limit: usize,
+) -> Result<Vec<MyRoom>, StoreError> {
     let columns: &str = &COLUMNS;
     let client = pool.get().await.map_err(pool_error)?;
-    // One index-backed query: the user's cursors (read_cursors_by_user), their rooms'
-    // heads, and per room chorus_unread (a few index probes, whatever the count) and the
-    // newest message; the per-room parts run only for the rows the LIMIT keeps.
+    // One index-backed query: the user's cursors (read_cursors_by_user), their rooms' heads,
+    // and per room the unread count (a few index probes, whatever the count) and the newest
+    // message; the per-room parts run only for the rows the LIMIT keeps. No cursor = after
+    // (i64::MAX, ""), which every room is.
     let stmt = client
         .prepare_cached(&format!(
             "WITH mine AS ( \
-                       SELECT c.room, r.last_seq, c.read_seq, r.last_ts \
-                       FROM read_cursors c JOIN rooms r ON r.id = c.room WHERE c.user_id = $1 \
-                       ORDER BY r.last_ts DESC NULLS LAST, c.room LIMIT $2) \
-                     SELECT c.room, c.last_seq, c.read_seq, {}, l.* \
-                     FROM mine c LEFT JOIN LATERAL (SELECT {columns} FROM messages m \
-                        WHERE m.room = c.room AND m.kind = 'message' \
-                        ORDER BY m.seq DESC LIMIT 1) l ON true \
-                     ORDER BY c.last_ts DESC NULLS LAST, c.room",
+               SELECT * FROM (SELECT c.room, r.last_seq, c.read_seq, \
+                   coalesce((extract(epoch FROM r.last_ts) * 1000000)::bigint, \
+                            -9223372036854775808) AS activity \
+                 FROM read_cursors c JOIN rooms r ON r.id = c.room WHERE c.user_id = $1) a \
+               WHERE a.activity < $3 OR (a.activity = $3 AND a.room > $4) \
+               ORDER BY a.activity DESC, a.room LIMIT $2) \
+             SELECT c.room, c.last_seq, c.read_seq, {}, c.activity, l.* \
+             FROM mine c LEFT JOIN LATERAL (SELECT {columns} FROM messages m \
+                WHERE m.room = c.room AND m.kind = 'message' \
+                ORDER BY m.seq DESC LIMIT 1) l ON true \
+             ORDER BY c.activity DESC, c.room",
             unread_sql("c.room", "$1", "c.read_seq", "c.last_seq")
         ))
         .await
         .map_err(pg_error)?;
+    let (activity, room) = match after {
+        Some(c) => (c.activity, c.room.as_str()),
+        None => (i64::MAX, ""),
+    };
     let rows = client
-        .query(&stmt, &[&user.as_str(), &(limit as i64)])
+        .query(&stmt, &[&user.as_str(), &(limit as i64), &activity, &room])
         .await
         .map_err(pg_error)?;
-    rows.iter()
+    let mut rooms: Vec<MyRoom> = rows
+        .iter()
         .map(|row| {
             let room = RoomId::parse(row.try_get::<_, &str>(0).map_err(get)?)
                 .ok_or_else(|| StoreError::Internal("a stored room id is invalid".into()))?;
-            let has_last = row.try_get::<_, Option<Seq>>(4).map_err(get)?.is_some();
+            let has_last = row.try_get::<_, Option<Seq>>(5).map_err(get)?.is_some();
             let last_message = if has_last {
-                Some(to_message(&room, row, 4)?)
+                Some(to_message(&room, row, 5)?)
             } else {
                 None
             };
@@ -168,9 +185,23 @@ pub async fn my_rooms(pool: &Pool, user: &UserId, limit: usize) -> Result<Vec<My
                 last_seq: row.try_get(1).map_err(get)?,
                 read_seq: row.try_get(2).map_err(get)?,
                 unread: row.try_get(3).map_err(get)?,
+                activity: row.try_get(4).map_err(get)?,
                 last_message,
                 room,
             })
         })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    // The last messages in their folded state, reactions included, in one more query.
+    let with_last: Vec<usize> = (0..rooms.len())
+        .filter(|&i| rooms[i].last_message.is_some())
+        .collect();
+    let last: Vec<Message> = with_last
+        .iter()
+        .filter_map(|&i| rooms[i].last_message.take())
+        .collect();
+    let folded = fold_reactions(&client, last).await?;
+    for (i, m) in with_last.into_iter().zip(folded) {
+        rooms[i].last_message = Some(m);
+    }
+    Ok(rooms)
 }

@@ -1,6 +1,8 @@
 //! Reading the log: entries after a cursor (backfill, repair, SSE, long-poll, `?after=`), folded
 //! history pages before one (`history`, `?before=`), with each page's reactions in one query.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::Pool;
 
 use super::super::{Kind, Message, Reaction, StoreError};
@@ -31,7 +33,7 @@ pub async fn after(
         .iter()
         .map(|r| to_message(room, r, 0))
         .collect::<Result<_, _>>()?;
-    with_reactions(&client, room, entries).await
+    fold_reactions(&client, entries).await
 }
 
 /// The `limit` newest messages with `seq < before` (all when `None`), ascending, folded.
@@ -65,51 +67,53 @@ pub async fn before(
         .iter()
         .map(|r| to_message(room, r, 0))
         .collect::<Result<_, _>>()?;
-    with_reactions(&client, room, page).await
+    fold_reactions(&client, page).await
 }
 
-/// Fills in the reactions of the `message` entries among `entries`: one query for the whole page
-/// (grouped by message and key, at most 20 user ids each), never one per message.
-pub async fn with_reactions(
+/// Fills in the reactions of the `message` entries among `entries`, of any rooms: one query for
+/// the whole page (grouped by message and key, at most 20 user ids each), never one per message.
+/// A deleted message has none (its delete removed them).
+pub async fn fold_reactions(
     client: &deadpool_postgres::Client,
-    room: &RoomId,
     mut entries: Vec<Message>,
 ) -> Result<Vec<Message>, StoreError> {
-    let targets: Vec<Seq> = entries
+    let (rooms, targets): (Vec<&str>, Vec<Seq>) = entries
         .iter()
         .filter(|m| m.kind == Kind::Message && !m.deleted)
-        .map(|m| m.seq)
-        .collect();
+        .map(|m| (m.room.as_str(), m.seq))
+        .unzip();
     if targets.is_empty() {
         return Ok(entries);
     }
     let stmt = client
         .prepare_cached(
-            "SELECT target, react_key, count(*), \
-                    (array_agg(user_id ORDER BY seq))[1:20] \
-             FROM reactions WHERE room = $1 AND target = ANY($2) \
-             GROUP BY target, react_key ORDER BY target, min(seq)",
+            "SELECT r.room, r.target, r.react_key, count(*), \
+                    (array_agg(r.user_id ORDER BY r.seq))[1:20] \
+             FROM reactions r \
+             JOIN unnest($1::text[], $2::bigint[]) AS t(room, target) \
+               ON r.room = t.room AND r.target = t.target \
+             GROUP BY r.room, r.target, r.react_key ORDER BY r.room, r.target, min(r.seq)",
         )
         .await
         .map_err(pg_error)?;
     let rows = client
-        .query(&stmt, &[&room.as_str(), &targets])
+        .query(&stmt, &[&rooms, &targets])
         .await
         .map_err(pg_error)?;
-    let mut by_target: std::collections::HashMap<Seq, Vec<Reaction>> = Default::default();
+    let mut by_target: HashMap<(String, Seq), Vec<Reaction>> = HashMap::new();
     for row in &rows {
-        let users: Vec<String> = row.try_get(3).map_err(get)?;
+        let users: Vec<String> = row.try_get(4).map_err(get)?;
         by_target
-            .entry(row.try_get(0).map_err(get)?)
+            .entry((row.try_get(0).map_err(get)?, row.try_get(1).map_err(get)?))
             .or_default()
             .push(Reaction {
-                key: row.try_get(1).map_err(get)?,
-                count: row.try_get(2).map_err(get)?,
+                key: row.try_get(2).map_err(get)?,
+                count: row.try_get(3).map_err(get)?,
                 users: users.into_iter().map(UserId::from).collect(),
             });
     }
     for m in &mut entries {
-        if let Some(r) = by_target.remove(&m.seq) {
+        if let Some(r) = by_target.remove(&(m.room.as_str().to_owned(), m.seq)) {
             m.reactions = r;
         }
     }

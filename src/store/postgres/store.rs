@@ -11,7 +11,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use super::super::{
-    AppendOutcome, Message, MyRoom, NewMessage, ReadState, RoomHead, Store, StoreError, check_range,
+    AppendOutcome, Message, MyRoom, NewMessage, ReadState, RoomHead, RoomsCursor, Store,
+    StoreError, check_range,
 };
 use super::errors::{pg_error, pool_error};
 use super::outbox::Outbox;
@@ -204,8 +205,13 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn my_rooms(&self, user: &UserId, limit: usize) -> Result<Vec<MyRoom>, StoreError> {
-        self.bounded(cursors::my_rooms(self.read_pool(), user, limit))
+    async fn my_rooms(
+        &self,
+        user: &UserId,
+        after: Option<&RoomsCursor>,
+        limit: usize,
+    ) -> Result<Vec<MyRoom>, StoreError> {
+        self.bounded(cursors::my_rooms(self.read_pool(), user, after, limit))
             .await
     }
 

@@ -202,6 +202,37 @@ async fn my_rooms_lists_where_i_posted_or_read_most_recent_first() {
             .len(),
         1
     );
+    // Pages (PROTOCOL §10): `after` (empty for the first page) asks for one; `next` goes on.
+    let first = get_json(&node, "/api/me/rooms?after=&limit=2", "ann").await;
+    let page: Vec<&str> = first["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["room"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, ["r1", "r3"], "{first}");
+    let next = first["next"].as_str().expect("a full page has a next");
+    let second = get_json(&node, &format!("/api/me/rooms?after={next}&limit=2"), "ann").await;
+    assert_eq!(
+        second["rooms"].as_array().map(Vec::len),
+        Some(1),
+        "{second}"
+    );
+    assert_eq!(second["rooms"][0]["room"], "r2");
+    assert!(
+        second.get("next").is_none(),
+        "the last page has no next: {second}"
+    );
+    let (st, v) = call(
+        &node,
+        Method::GET,
+        "/api/me/rooms?after=not-a-cursor",
+        "ann",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
     let (st, _) = call(&node, Method::GET, "/api/me/rooms", "nobody", None, None).await;
     assert_eq!(st, 200);
     let res = http().get(node.http("/api/me/rooms")).send().await.unwrap();
