@@ -41,8 +41,8 @@ pub struct Sessions {
 
 #[derive(Default)]
 struct Open {
-    by_id: HashMap<SessionId, (UserId, Handle)>,
-    by_user: HashMap<UserId, HashMap<SessionId, Handle>>,
+    by_id: HashMap<SessionId, (UserId, Arc<Handle>)>,
+    by_user: HashMap<UserId, HashMap<SessionId, Arc<Handle>>>,
 }
 
 impl Sessions {
@@ -59,6 +59,8 @@ impl Sessions {
     }
 
     pub(super) fn register(&self, id: SessionId, user: UserId, addr: Handle) {
+        // One handle per session, shared by both maps (its recipients are allocations).
+        let addr = Arc::new(addr);
         self.metrics.sessions.inc();
         let mut open = self.lock();
         open.by_user
@@ -82,7 +84,7 @@ impl Sessions {
     }
 
     /// The open sessions of `user` on this node.
-    pub fn of_user(&self, user: &UserId) -> Vec<(SessionId, Handle)> {
+    pub fn of_user(&self, user: &UserId) -> Vec<(SessionId, Arc<Handle>)> {
         self.lock()
             .by_user
             .get(user)
@@ -99,7 +101,7 @@ impl Sessions {
     }
 
     /// Every open session.
-    pub fn all(&self) -> Vec<Handle> {
+    pub fn all(&self) -> Vec<Arc<Handle>> {
         self.lock().by_id.values().map(|(_, a)| a.clone()).collect()
     }
 }
