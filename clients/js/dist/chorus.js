@@ -28,6 +28,86 @@ async function responseError(res, room) {
   });
 }
 
+// src/protocol.ts
+var SERVER_FRAME_FIELDS = {
+  hello: ["protocol", "node", "session", "user", "heartbeat_ms"],
+  joined: ["ref", "room", "epoch", "last_seq", "recovered", "read_seq", "unread"],
+  message: ["room", "seq", "id", "user", "name", "body", "ts", "client_msg_id", "edited_ts", "deleted", "reactions"],
+  edit: ["room", "seq", "id", "target", "user", "name", "body", "ts", "client_msg_id", "deleted"],
+  delete: ["room", "seq", "id", "target", "user", "name", "ts", "client_msg_id"],
+  react: ["room", "seq", "id", "target", "user", "name", "key", "op", "ts", "client_msg_id"],
+  ack: ["ref", "room", "seq", "id", "ts", "client_msg_id", "duplicate"],
+  left: ["ref", "room"],
+  history: ["ref", "room", "messages"],
+  presence: ["room", "users"],
+  presence_diff: ["room", "joins", "leaves"],
+  typing: ["room", "user"],
+  read: ["ref", "room", "user", "seq", "unread", "last_seq"],
+  reset: ["room", "epoch", "last_seq"],
+  pong: ["ref"],
+  error: ["ref", "code", "message", "retry_after_ms"]
+};
+var ENTRY_TYPES = /* @__PURE__ */ new Set(["message", "edit", "delete", "react"]);
+function parseFrame(text2) {
+  let value;
+  try {
+    value = JSON.parse(text2);
+  } catch {
+    return null;
+  }
+  if (!value || typeof value !== "object") return null;
+  const type = value.type;
+  return typeof type === "string" ? value : null;
+}
+function isEntry(f) {
+  return ENTRY_TYPES.has(f.type);
+}
+function put(out, key, value) {
+  if (value !== void 0) out[key] = value;
+  return out;
+}
+function toMessage(w) {
+  const m = { type: "message", room: w.room, seq: w.seq, id: w.id, user: w.user, body: w.body, ts: w.ts };
+  put(m, "name", w.name);
+  put(m, "clientMsgId", w.client_msg_id);
+  put(m, "editedTs", w.edited_ts);
+  put(m, "deleted", w.deleted);
+  return put(m, "reactions", w.reactions);
+}
+function toEntry(w) {
+  if (w.type === "message") return toMessage(w);
+  const base = { room: w.room, seq: w.seq, id: w.id, user: w.user, ts: w.ts };
+  put(base, "name", w.name);
+  put(base, "clientMsgId", w.client_msg_id);
+  switch (w.type) {
+    case "edit":
+      return put({ ...base, type: "edit", target: w.target, body: w.body }, "deleted", w.deleted);
+    case "delete":
+      return { ...base, type: "delete", target: w.target };
+    case "react":
+      return { ...base, type: "react", target: w.target, key: w.key, op: w.op };
+  }
+}
+function toJoined(f) {
+  const j = { room: f.room, lastSeq: f.last_seq, recovered: !!f.recovered };
+  put(j, "epoch", f.epoch);
+  put(j, "readSeq", f.read_seq);
+  return put(j, "unread", f.unread);
+}
+function toAck(f, clientMsgId) {
+  return { room: f.room, seq: f.seq, id: f.id, ts: f.ts, clientMsgId, duplicate: !!f.duplicate };
+}
+function toReadState(f) {
+  return { room: f.room, seq: f.seq, unread: f.unread, lastSeq: f.last_seq ?? f.seq };
+}
+function toHistoryPage(w) {
+  return put({ room: w.room, lastSeq: w.last_seq, messages: w.messages.map(toMessage) }, "epoch", w.epoch);
+}
+function toMyRoom(w) {
+  const r = { room: w.room, lastSeq: w.last_seq, readSeq: w.read_seq, unread: w.unread };
+  return put(r, "lastMessage", w.last_message && toMessage(w.last_message));
+}
+
 // src/util.ts
 var Emitter = class {
   constructor() {
@@ -83,43 +163,522 @@ function refreshDelayMs(exp, now = Date.now()) {
   const early = Math.min(6e4, Math.max(1e3, left / 10));
   return Math.max(0, left - early);
 }
+function utf8Length(s) {
+  return new TextEncoder().encode(s).length;
+}
+
+// src/room.ts
+var RoomSubscription = class {
+  constructor(name, since, host, me) {
+    this.name = name;
+    this.host = host;
+    this.me = me;
+    /** Joined on the current connection. */
+    this.joined = false;
+    this.waiters = [];
+    this.queue = [];
+    this.busy = false;
+    this.presence = /* @__PURE__ */ new Map();
+    this.unreadBase = 0;
+    this.unreadAt = 0;
+    /** Others' messages after the last exact count: counted live. */
+    this.counted = /* @__PURE__ */ new Set();
+    this.lastSeq = since;
+  }
+  get unread() {
+    return this.unreadBase + this.counted.size;
+  }
+  /** The connection went away: joined no more, the head goes again on the next one. */
+  unjoin() {
+    this.joined = false;
+    this.joinRef = void 0;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = void 0;
+    this.busy = false;
+    for (const p of this.queue) if (p.status !== "queued") p.status = "queued";
+  }
+  /** Ends the room for the app: every waiter and every pending entry rejects with `err`. */
+  end(err) {
+    this.unjoin();
+    for (const w of this.waiters) w.reject(err);
+    this.waiters = [];
+    for (const p of this.queue) p.reject(err);
+    this.queue = [];
+    this.emitPending();
+  }
+  joinedWith(j) {
+    const resume = this.lastSeq !== null;
+    if (resume && !j.recovered) {
+      this.lastSeq = j.lastSeq;
+      this.counted.clear();
+      this.host.emit("reset", { room: this.name, lastSeq: j.lastSeq });
+    } else if (!resume) {
+      this.lastSeq = j.lastSeq;
+    }
+    this.epoch = j.epoch;
+    this.joined = true;
+    this.last = j;
+    if (j.unread !== void 0 && j.readSeq !== void 0) {
+      this.readSeq = j.readSeq;
+      this.unreadBase = j.unread;
+      this.unreadAt = j.lastSeq;
+      this.counted = new Set([...this.counted].filter((s) => s > j.lastSeq));
+    }
+    for (const w of this.waiters) w.resolve(j);
+    this.waiters = [];
+    this.host.emit("joined", j);
+    this.host.emit("unread", { room: this.name, unread: this.unread });
+    this.pump();
+  }
+  /** An entry of the room's log (`known` false: a type this client does not know, which still
+   * advances the cursor). False if it was seen already (a resume's overlap). */
+  entry(seq, e) {
+    if (this.lastSeq !== null && seq <= this.lastSeq) return false;
+    this.lastSeq = seq;
+    if (!e) return true;
+    const before = this.unread;
+    if (e.type === "message") {
+      if (e.user !== this.me() && !e.deleted && e.seq > Math.max(this.readSeq ?? 0, this.unreadAt)) this.counted.add(e.seq);
+      this.host.emit("message", { room: this.name, message: e });
+    } else {
+      if (e.type === "delete") this.counted.delete(e.target);
+      this.host.emit("entry", { room: this.name, entry: e });
+    }
+    if (this.unread !== before) this.host.emit("unread", { room: this.name, unread: this.unread });
+    return true;
+  }
+  /** This user's cursor moved (on any device): the count is exact again. */
+  read(s) {
+    if (this.readSeq !== void 0 && s.seq < this.readSeq) return;
+    this.readSeq = s.seq;
+    this.unreadBase = s.unread;
+    this.unreadAt = s.lastSeq ?? s.seq;
+    this.counted = new Set([...this.counted].filter((q) => q > this.unreadAt && q > s.seq));
+    this.host.emit("unread", { room: this.name, unread: this.unread });
+  }
+  /** The history was reset (PROTOCOL §6): live entries go on after `lastSeq` of `epoch`. */
+  reset(epoch, lastSeq) {
+    this.lastSeq = lastSeq;
+    this.epoch = epoch;
+    this.host.emit("reset", { room: this.name, lastSeq });
+  }
+  // ----- entries, in the user's order ---------------------------------------------------------
+  enqueue(p) {
+    this.queue.push(p);
+    this.emitPending();
+    this.pump();
+  }
+  /** Puts the head on the wire if it may go now. */
+  pump() {
+    const transport = this.host.transport();
+    if (this.busy || !this.queue.length || !transport || !this.joined) return;
+    const p = this.queue[0];
+    if (!transport.post(p.entry)) return;
+    this.busy = true;
+    p.status = "sending";
+    p.attempts++;
+    this.emitPending();
+  }
+  /** The head's ack (matched by its client_msg_id; a late answer to a settled entry changes nothing). */
+  acked(clientMsgId, ack) {
+    const p = this.queue[0];
+    if (!p || p.clientMsgId !== clientMsgId) return;
+    this.queue.shift();
+    this.busy = false;
+    p.resolve(ack);
+    this.emitPending();
+    this.pump();
+  }
+  /** The head was refused: retried (same id, before anything behind it), or failed alone. */
+  failed(clientMsgId, err) {
+    const p = this.queue[0];
+    if (!p || p.clientMsgId !== clientMsgId) return false;
+    if (err.retryable) {
+      p.status = "retrying";
+      p.retryReason = err.code;
+      const { minMs, maxMs } = this.host.backoff;
+      const delay = err.code === "rate_limited" ? err.retryAfterMs ?? 1e3 : backoffDelay(p.attempts, minMs, maxMs);
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = void 0;
+        this.busy = false;
+        this.pump();
+      }, delay);
+      this.emitPending();
+      return true;
+    }
+    if (err.code === "not_joined") {
+      this.busy = false;
+      p.status = "queued";
+      this.joined = false;
+      this.host.rejoin(this);
+      return true;
+    }
+    this.queue.shift();
+    this.busy = false;
+    p.reject(err);
+    this.emitPending();
+    this.pump();
+    return true;
+  }
+  /** Fails one entry that never went out (refused by the client itself). */
+  refuse(p, err) {
+    p.reject(err);
+  }
+  pending() {
+    return this.queue.map(publicPending);
+  }
+  emitPending() {
+    this.host.emit("pending", { room: this.name, pending: this.pending() });
+  }
+};
+function publicPending(p) {
+  const { clientMsgId, room, kind, body, target, status, attempts } = p;
+  return status === "retrying" ? { clientMsgId, room, kind, body, target, status, attempts, retryReason: p.retryReason } : { clientMsgId, room, kind, body, target, status, attempts };
+}
+
+// src/transports/http.ts
+var POLL_TIMEOUT_S = 25;
+var HttpTransport = class {
+  constructor(kind, host, base, fetch) {
+    this.kind = kind;
+    this.host = host;
+    this.base = base;
+    this.fetch = fetch;
+    this.renewal = "rejoin";
+    this.dead = false;
+    this.streams = /* @__PURE__ */ new Map();
+  }
+  open() {
+    void this.host.probe().then((probe) => {
+      if (this.dead) return;
+      if (probe === "auth") return this.host.authFailed();
+      if (probe === "down") return this.host.lost("the server is unreachable");
+      this.host.opened();
+    });
+  }
+  close() {
+    this.dead = true;
+    for (const s of this.streams.values()) s.stop();
+    this.streams.clear();
+  }
+  roomUrl(room) {
+    return `${this.base}/api/rooms/${encodeURIComponent(room)}`;
+  }
+  headers() {
+    const token = this.host.token();
+    return token ? { authorization: `Bearer ${token}` } : {};
+  }
+  /** A request failed for want of a server: reconnect everything. */
+  lost(reason) {
+    if (!this.dead) this.host.lost(reason);
+  }
+  /** Reads the head; answers `joined` (recovered when `since` is still good), then streams. */
+  join(room, since, epoch, ref) {
+    void this.joinRoom(room, since, epoch, ref);
+  }
+  async joinRoom(room, since, epoch, ref) {
+    this.leave(room);
+    let page;
+    try {
+      const res = await this.fetch(`${this.roomUrl(room)}/messages?limit=1`, { headers: this.headers() });
+      if (this.dead) return;
+      if (res.status === 401) return this.host.authFailed();
+      if (!res.ok) {
+        const err = await responseError(res, room);
+        if (res.status >= 500) return this.lost(`joining ${room}: ${err.message}`);
+        return this.host.frame({ type: "error", ref, room, code: err.code, message: err.message, status: res.status });
+      }
+      page = await res.json();
+    } catch (e) {
+      return this.lost(`joining ${room}: ${text(e)}`);
+    }
+    if (this.dead) return;
+    const recovered = since !== null && (epoch === void 0 || epoch === page.epoch) && since <= page.last_seq;
+    const joined = { type: "joined", ref, room, last_seq: page.last_seq, recovered };
+    if (page.epoch !== void 0) joined.epoch = page.epoch;
+    this.host.frame(joined);
+    const from = recovered ? since : page.last_seq;
+    if (this.kind === "sse") this.streamSse(room, from);
+    else void this.streamPoll(room, from);
+    this.fetch(`${this.roomUrl(room)}/presence`, { headers: this.headers() }).then((res) => res.ok ? res.json() : null).then((p) => {
+      if (p && !this.dead && this.streams.has(room)) this.host.frame({ type: "presence", room, users: p.users });
+    }).catch(() => {
+    });
+  }
+  leave(room) {
+    this.streams.get(room)?.stop();
+    this.streams.delete(room);
+  }
+  streamSse(room, after) {
+    const ES = globalThis.EventSource;
+    const q = new URLSearchParams({ access_token: this.host.token() ?? "", after: String(after) });
+    const src = new ES(`${this.roomUrl(room)}/events?${q}`);
+    const stream = { cursor: after, stop: () => src.close() };
+    this.streams.set(room, stream);
+    const entry = (ev) => {
+      if (!this.dead && this.streams.get(room) === stream) this.host.frame(JSON.parse(ev.data));
+    };
+    for (const type of ["message", "edit", "delete", "react"]) src.addEventListener(type, entry);
+    src.addEventListener("reset", (ev) => {
+      if (!this.dead && this.streams.get(room) === stream) this.host.frame(JSON.parse(ev.data));
+    });
+    src.onerror = () => {
+      if (this.dead || this.streams.get(room) !== stream) return;
+      if (src.readyState === 2) {
+        src.close();
+        void this.host.probe().then((p) => {
+          if (this.dead) return;
+          if (p === "auth") this.host.authFailed();
+          else this.lost("the event stream was refused");
+        });
+      } else {
+        this.lost("the event stream dropped");
+      }
+    };
+  }
+  async streamPoll(room, after) {
+    let stopped = false;
+    const abort = typeof AbortController === "function" ? new AbortController() : null;
+    const stream = {
+      cursor: after,
+      stop: () => {
+        stopped = true;
+        abort?.abort();
+      }
+    };
+    this.streams.set(room, stream);
+    while (!stopped && !this.dead) {
+      let body;
+      try {
+        const q = new URLSearchParams({ after: String(stream.cursor), timeout: String(POLL_TIMEOUT_S) });
+        const res = await this.fetch(`${this.roomUrl(room)}/poll?${q}`, { headers: this.headers(), signal: abort?.signal });
+        if (stopped || this.dead) return;
+        if (res.status === 401) return this.host.authFailed();
+        if (!res.ok) {
+          const err = await responseError(res, room);
+          if (res.status >= 500 || res.status === 429) return this.lost(err.message);
+          this.streams.delete(room);
+          return this.host.roomFailed(room, err);
+        }
+        body = await res.json();
+      } catch (e) {
+        if (!stopped) this.lost(`polling ${room}: ${text(e)}`);
+        return;
+      }
+      if (stopped || this.dead) return;
+      for (const e of body.messages) {
+        stream.cursor = Math.max(stream.cursor, e.seq);
+        this.host.frame({ ...e, room });
+      }
+    }
+  }
+  /** A send, edit, delete or react over REST, with its client_msg_id as the Idempotency-Key. */
+  post(e) {
+    void this.rest(e);
+    return true;
+  }
+  async rest(e) {
+    const messages = `/messages${e.target !== void 0 ? `/${e.target}` : ""}`;
+    const [method, path, body] = e.kind === "send" ? ["POST", messages, { body: e.body }] : e.kind === "edit" ? ["PATCH", messages, { body: e.body }] : e.kind === "delete" ? ["DELETE", messages, void 0] : [e.op === "remove" ? "DELETE" : "PUT", `${messages}/reactions/${encodeURIComponent(e.key ?? "")}`, void 0];
+    let res;
+    try {
+      const init = {
+        method,
+        headers: { ...this.headers(), "content-type": "application/json", "idempotency-key": e.clientMsgId }
+      };
+      if (body) init.body = JSON.stringify({ ...body, client_msg_id: e.clientMsgId });
+      res = await this.fetch(`${this.roomUrl(e.room)}${path}`, init);
+    } catch (err2) {
+      if (this.dead) return;
+      this.host.frame({ type: "error", ref: e.clientMsgId, room: e.room, code: "unavailable", message: text(err2) });
+      return this.lost(`sending to ${e.room}: ${text(err2)}`);
+    }
+    if (this.dead) return;
+    if (res.ok) {
+      const m = await res.json().catch(() => ({}));
+      const duplicate = m.duplicate ?? res.status === 200;
+      return this.host.frame({ type: "ack", ref: e.clientMsgId, room: e.room, seq: m.seq, id: m.id, ts: m.ts, duplicate });
+    }
+    if (res.status === 401) return this.host.authFailed();
+    const err = await responseError(res, e.room);
+    this.host.frame({
+      type: "error",
+      ref: e.clientMsgId,
+      room: e.room,
+      code: err.code,
+      message: err.message,
+      retry_after_ms: err.retryAfterMs,
+      status: res.status
+    });
+  }
+  /** Over HTTP the client moves the cursor with its own REST call. */
+  markRead() {
+    return false;
+  }
+  typing() {
+  }
+};
+function text(e) {
+  return e instanceof Error ? e.message : String(e);
+}
+
+// src/transports/websocket.ts
+var FATAL_CLOSE = {
+  1e3: "closed",
+  1002: "protocol_error",
+  1007: "protocol_error",
+  1008: "policy_violation",
+  4003: "forbidden"
+};
+var FAILURES_BEFORE_FALLBACK = 3;
+var WebSocketTransport = class {
+  constructor(host, base, WS, connectTimeoutMs, record) {
+    this.host = host;
+    this.base = base;
+    this.WS = WS;
+    this.connectTimeoutMs = connectTimeoutMs;
+    this.record = record;
+    this.kind = "websocket";
+    this.renewal = "reconnect";
+    this.ws = null;
+    this.dead = false;
+    this.hello = false;
+    this.lastHeard = 0;
+  }
+  open(token) {
+    const url = `${this.base.replace(/^http/, "ws")}/ws?access_token=${encodeURIComponent(token)}`;
+    let ws;
+    try {
+      ws = new this.WS(url);
+    } catch (e) {
+      this.host.lost(`cannot open a WebSocket: ${e instanceof Error ? e.message : String(e)}`);
+      return;
+    }
+    this.ws = ws;
+    this.timeout = this.host.later(this.connectTimeoutMs, () => {
+      if (!this.dead && !this.hello) this.host.lost("the server did not answer in time");
+    });
+    ws.onmessage = (ev) => {
+      if (this.dead) return;
+      this.lastHeard = Date.now();
+      const frame = parseFrame(String(ev.data));
+      if (!frame) return;
+      if (frame.type === "hello") {
+        this.hello = true;
+        if (this.timeout) clearTimeout(this.timeout);
+        this.record.worked = true;
+        this.record.failures = 0;
+        this.startHeartbeat(frame.heartbeat_ms);
+        this.host.opened(frame);
+        return;
+      }
+      if (frame.type === "pong") return;
+      this.host.frame(frame);
+    };
+    ws.onerror = () => {
+    };
+    ws.onclose = (ev) => {
+      if (this.dead) return;
+      this.ws = null;
+      void this.closed(ev.code);
+    };
+  }
+  close() {
+    this.dead = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.timeout) clearTimeout(this.timeout);
+    const ws = this.ws;
+    this.ws = null;
+    if (!ws) return;
+    ws.onclose = ws.onmessage = ws.onopen = ws.onerror = null;
+    try {
+      ws.close(1e3);
+    } catch {
+    }
+  }
+  async closed(code) {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (!this.hello) {
+      const probe = await this.host.probe();
+      if (this.dead) return;
+      if (probe === "auth") return this.host.authFailed();
+      if (probe === "ok" && !this.record.worked && !this.record.only && ++this.record.failures >= FAILURES_BEFORE_FALLBACK) {
+        return this.host.fallBack();
+      }
+      return this.host.lost(probe === "ok" ? "the WebSocket did not open" : "the server is unreachable");
+    }
+    if (code === 4001) return this.host.authFailed();
+    const fatal = FATAL_CLOSE[code];
+    if (fatal) return this.host.fatal(new ChorusError(fatal, `the server closed the connection (${code})`));
+    this.host.lost(`connection closed (${code})`, code === 4029 ? 1e4 : 0);
+  }
+  send(frame) {
+    if (!this.ws || this.ws.readyState !== 1) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+  startHeartbeat(ms) {
+    const period = Math.max(1e3, ms || 1e4);
+    this.heartbeat = setInterval(() => {
+      if (Date.now() - this.lastHeard > period * 2.5) {
+        this.host.lost("heartbeat timeout");
+        return;
+      }
+      this.send({ type: "ping", ref: "hb" });
+    }, period);
+  }
+  join(room, since, epoch, ref) {
+    const frame = { type: "join", room, ref };
+    if (since !== null) {
+      frame.since = since;
+      if (epoch !== void 0) frame.epoch = epoch;
+    }
+    this.send(frame);
+  }
+  leave(room, ref) {
+    this.send({ type: "leave", room, ref });
+  }
+  post(e) {
+    const frame = { type: e.kind, room: e.room, client_msg_id: e.clientMsgId, ref: e.clientMsgId };
+    if (e.body !== void 0) frame.body = e.body;
+    if (e.target !== void 0) frame.target = e.target;
+    if (e.key !== void 0) frame.key = e.key;
+    if (e.op !== void 0) frame.op = e.op;
+    return this.send(frame);
+  }
+  markRead(room, seq, ref) {
+    return this.send({ type: "read", room, seq, ref });
+  }
+  typing(room) {
+    this.send({ type: "typing", room });
+  }
+};
 
 // src/client.ts
 var ROOM_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
 var isValidRoom = (room) => ROOM_PATTERN.test(room);
+var DEFAULT_MAX_BODY_BYTES = 4096;
 var NEXT = {
   closed: ["connecting"],
   connecting: ["open", "reconnecting", "closed"],
   open: ["reconnecting", "closed"],
   reconnecting: ["open", "closed"]
 };
-var FATAL_CLOSE = {
-  1e3: "closed",
-  1002: "protocol_error",
-  1007: "protocol_error",
-  1008: "policy_violation",
-  1009: "frame_too_large",
-  4003: "forbidden"
-};
-var WS_FAILURES_BEFORE_FALLBACK = 3;
-var POLL_TIMEOUT_S = 25;
 var Chorus = class extends Emitter {
   constructor(options = {}) {
     super();
     /** The connection state; listen to `state` for changes. */
     this.state = "closed";
+    this.maxBodyBytes = DEFAULT_MAX_BODY_BYTES;
     this.rooms = /* @__PURE__ */ new Map();
     this.reads = /* @__PURE__ */ new Map();
     this.openWaiters = [];
-    this.ws = null;
-    /** Bumped whenever a connection is abandoned, so its late callbacks change nothing. */
-    this.connId = 0;
+    /** The current connection's transport; a dropped one is never called back. */
+    this.current = null;
     this.attempt = 0;
     this.authFailures = 0;
-    this.wsFailures = 0;
-    this.wsWorked = false;
+    this.dials = 0;
     this.timers = /* @__PURE__ */ new Set();
-    this.lastHeard = 0;
     this.tokenRequest = null;
     this.refCounter = 0;
     this.opts = options;
@@ -133,11 +692,17 @@ var Chorus = class extends Emitter {
     this.WS = options.WebSocket ?? globalThis.WebSocket;
     const f = options.fetch ?? globalThis.fetch;
     this.fetch = (...args) => f(...args);
-    this.minMs = options.backoff?.minMs ?? 500;
-    this.maxMs = options.backoff?.maxMs ?? 3e4;
+    this.backoff = { minMs: options.backoff?.minMs ?? 500, maxMs: options.backoff?.maxMs ?? 3e4 };
     this.connectTimeoutMs = options.connectTimeoutMs ?? 15e3;
+    this.roomHost = {
+      emit: (type, event) => this.emit(type, event),
+      transport: () => this.state === "open" ? this.current : null,
+      rejoin: (r) => this.startRoom(r),
+      backoff: this.backoff
+    };
     const wanted = options.transport ?? "auto";
     this.kind = wanted === "auto" ? this.WS ? "websocket" : fallbackKind() : wanted;
+    this.ws = { worked: false, failures: 0, only: wanted === "websocket" };
     if (this.kind === "websocket" && !this.WS) throw new ChorusError("bad_request", "no WebSocket here: pass options.WebSocket");
     if (this.kind === "sse" && typeof globalThis.EventSource === "undefined") {
       throw new ChorusError("bad_request", "no EventSource here: use transport 'poll'");
@@ -165,68 +730,80 @@ var Chorus = class extends Emitter {
     this.shutdown(new ChorusError("closed", "the client was closed"), "closed by the app");
   }
   async dial() {
-    const id = ++this.connId;
+    const dial = ++this.dials;
     let token;
     try {
       token = this.token ?? await this.renewToken();
     } catch (e) {
-      if (id === this.connId) this.retry(0, `getToken failed: ${errorText(e)}`);
+      if (dial === this.dials) this.retry(0, `getToken failed: ${errorText(e)}`);
       return;
     }
-    if (id !== this.connId || this.state === "closed") return;
-    if (this.kind === "websocket") this.dialWebSocket(id, token);
-    else void this.dialHttp(id);
+    if (dial !== this.dials || this.state === "closed") return;
+    const t = this.newTransport();
+    this.current = t;
+    t.open(token);
+  }
+  /** A transport of the current kind, with a host that goes quiet once it is not current. */
+  newTransport() {
+    let t;
+    const live = () => this.current === t;
+    const host = {
+      frame: (f) => live() && this.onFrame(f),
+      opened: (hello) => {
+        if (!live()) return;
+        if (hello) this.user = hello.user ?? this.user;
+        const limit = hello?.max_body_bytes;
+        if (limit) this.maxBodyBytes = limit;
+        this.opened();
+        for (const r of this.rooms.values()) this.startRoom(r);
+      },
+      lost: (reason, floorMs) => live() && this.state !== "closed" && this.retry(floorMs ?? 0, reason),
+      authFailed: () => live() && this.authFailed(),
+      fatal: (err) => live() && this.fatal(err),
+      fallBack: () => {
+        if (!live()) return;
+        this.kind = fallbackKind();
+        this.dropConnection();
+        void this.dial();
+      },
+      roomFailed: (room, err) => {
+        const r = this.rooms.get(room);
+        if (!live() || !r) return;
+        this.emit("error", err);
+        this.dropRoom(r, err);
+      },
+      token: () => this.token,
+      probe: () => this.probe(),
+      later: (ms, fn) => this.later(ms, fn)
+    };
+    t = this.kind === "websocket" ? new WebSocketTransport(host, this.base, this.WS, this.connectTimeoutMs, this.ws) : new HttpTransport(this.kind, host, this.base, this.fetch);
+    return t;
   }
   retry(floorMs, reason) {
     if (this.state === "closed") return;
-    const id = ++this.connId;
     this.dropConnection();
     this.setState("reconnecting", reason);
-    const delay = backoffDelay(this.attempt++, this.minMs, this.maxMs, floorMs);
+    const dial = this.dials;
+    const delay = backoffDelay(this.attempt++, this.backoff.minMs, this.backoff.maxMs, floorMs);
     this.later(delay, () => {
-      if (id === this.connId) void this.dial();
+      if (dial === this.dials) void this.dial();
     });
   }
   /** Forget everything tied to the current connection; rooms stay, to be joined again. */
   dropConnection() {
-    if (this.ws) {
-      const ws = this.ws;
-      this.ws = null;
-      ws.onclose = ws.onmessage = ws.onopen = ws.onerror = null;
-      try {
-        ws.close(1e3);
-      } catch {
-      }
-    }
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeat = void 0;
-    for (const r of this.rooms.values()) this.unjoin(r);
+    this.dials++;
+    this.current?.close();
+    this.current = null;
+    for (const r of this.rooms.values()) r.unjoin();
     for (const w of this.reads.values()) w.reject(new ChorusError("unavailable", "connection lost before the reply"));
     this.reads.clear();
   }
-  unjoin(r) {
-    r.joined = false;
-    r.joinRef = void 0;
-    r.stopStream?.();
-    r.stopStream = void 0;
-    if (r.retryTimer) clearTimeout(r.retryTimer);
-    r.retryTimer = void 0;
-    r.busy = false;
-    for (const p of r.queue) if (p.status !== "queued") p.status = "queued";
-  }
   shutdown(err, reason) {
-    this.connId++;
     this.dropConnection();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    for (const r of this.rooms.values()) {
-      for (const w of r.waiters) w.reject(err);
-      r.waiters = [];
-      for (const p of r.queue) p.reject(err);
-      r.queue = [];
-      this.emitPending(r);
-    }
+    for (const r of this.rooms.values()) r.end(err);
     for (const w of this.openWaiters) w.reject(err);
     this.openWaiters = [];
     this.setState("closed", reason);
@@ -287,12 +864,11 @@ var Chorus = class extends Emitter {
     }
     this.token = void 0;
     if (this.authFailures++ > 0) return this.retry(0, "the token was refused again");
-    this.connId++;
     this.dropConnection();
     this.setState("reconnecting", "renewing the token");
     void this.dial();
   }
-  /** Renew a little before expiry, then reconnect with the new token (resuming every room). */
+  /** Renew a little before expiry, then move to the new token (resuming every room). */
   scheduleRefresh() {
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     const exp = tokenClaims(this.token)?.exp;
@@ -304,192 +880,103 @@ var Chorus = class extends Emitter {
         this.emit("error", new ChorusError("token_expired", `getToken failed: ${errorText(e)}`));
         return;
       }
-      if (this.state !== "open") return;
-      if (this.kind === "websocket") {
-        this.connId++;
+      if (this.state !== "open" || !this.current) return;
+      if (this.current.renewal === "reconnect") {
         this.dropConnection();
         this.setState("reconnecting", "renewing the token");
         void this.dial();
       } else {
-        for (const r of this.rooms.values()) this.unjoin(r);
+        for (const r of this.rooms.values()) r.unjoin();
         for (const r of this.rooms.values()) this.startRoom(r);
         this.scheduleRefresh();
       }
     }, refreshDelayMs(exp));
   }
-  // ----- WebSocket ------------------------------------------------------------------------------
-  dialWebSocket(id, token) {
-    const url = `${this.base.replace(/^http/, "ws")}/ws?access_token=${encodeURIComponent(token)}`;
-    let ws;
-    try {
-      ws = new this.WS(url);
-    } catch (e) {
-      this.retry(0, `cannot open a WebSocket: ${errorText(e)}`);
+  // ----- what the server says --------------------------------------------------------------------
+  onFrame(f) {
+    if (isEntry(f)) {
+      this.rooms.get(f.room)?.entry(f.seq, toEntry(f));
       return;
     }
-    this.ws = ws;
-    let hello = false;
-    const timeout = this.later(this.connectTimeoutMs, () => {
-      if (id === this.connId && !hello) this.retry(0, "the server did not answer in time");
-    });
-    ws.onmessage = (ev) => {
-      if (id !== this.connId) return;
-      this.lastHeard = Date.now();
-      let frame;
-      try {
-        frame = JSON.parse(String(ev.data));
-      } catch {
-        return;
-      }
-      if (frame.type === "hello") {
-        hello = true;
-        clearTimeout(timeout);
-        this.timers.delete(timeout);
-      }
-      this.onFrame(frame);
-    };
-    ws.onerror = () => {
-    };
-    ws.onclose = (ev) => {
-      if (id !== this.connId) return;
-      this.ws = null;
-      void this.onWebSocketClosed(ev.code, hello);
-    };
-  }
-  async onWebSocketClosed(code, hadHello) {
-    const id = this.connId;
-    if (!hadHello) {
-      const probe = await this.probe();
-      if (id !== this.connId || this.state === "closed") return;
-      if (probe === "auth") return this.authFailed();
-      if (probe === "ok" && !this.wsWorked && ++this.wsFailures >= WS_FAILURES_BEFORE_FALLBACK && this.opts.transport !== "websocket") {
-        this.kind = fallbackKind();
-        this.connId++;
-        this.dropConnection();
-        void this.dial();
-        return;
-      }
-      return this.retry(0, probe === "ok" ? "the WebSocket did not open" : "the server is unreachable");
-    }
-    if (code === 4001) return this.authFailed();
-    const fatal = FATAL_CLOSE[code];
-    if (fatal) return this.fatal(new ChorusError(fatal, `the server closed the connection (${code})`));
-    this.retry(code === 4029 ? 1e4 : 0, `connection closed (${code})`);
-  }
-  wsSend(frame) {
-    if (!this.ws || this.ws.readyState !== 1) return false;
-    this.ws.send(JSON.stringify(frame));
-    return true;
-  }
-  startHeartbeat(ms) {
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    const period = Math.max(1e3, ms || 1e4);
-    this.heartbeat = setInterval(() => {
-      if (Date.now() - this.lastHeard > period * 2.5) {
-        this.retry(0, "heartbeat timeout");
-        return;
-      }
-      this.wsSend({ type: "ping", ref: "hb" });
-    }, period);
-  }
-  onFrame(f) {
     switch (f.type) {
-      case "hello":
-        this.user = f.user ?? this.user;
-        this.wsWorked = true;
-        this.wsFailures = 0;
-        this.startHeartbeat(f.heartbeat_ms);
-        this.opened();
-        for (const r of this.rooms.values()) this.startRoom(r);
-        break;
       case "joined": {
         const r = this.rooms.get(f.room);
         if (!r || f.ref && f.ref !== r.joinRef) return;
-        this.onJoined(r, {
-          room: f.room,
-          epoch: f.epoch,
-          lastSeq: f.last_seq,
-          recovered: !!f.recovered,
-          readSeq: f.read_seq,
-          unread: f.unread
-        });
-        break;
+        r.joinedWith(toJoined(f));
+        return;
       }
-      case "message":
-      case "edit":
-      case "delete":
-      case "react":
-        this.onEntry(f);
-        break;
-      case "ack":
-        this.onAck(f.room, f.ref ?? f.client_msg_id, {
-          room: f.room,
-          seq: f.seq,
-          id: f.id,
-          ts: f.ts,
-          clientMsgId: f.ref ?? f.client_msg_id,
-          duplicate: !!f.duplicate
-        });
-        break;
+      case "ack": {
+        const id = f.ref ?? f.client_msg_id;
+        if (id) this.rooms.get(f.room)?.acked(id, toAck(f, id));
+        return;
+      }
       case "read": {
-        const w = f.ref && this.reads.get(f.ref);
-        const state = { room: f.room, seq: f.seq, unread: f.unread, lastSeq: f.last_seq };
-        if (w) {
+        const state = toReadState(f);
+        const w = f.ref ? this.reads.get(f.ref) : void 0;
+        if (w && f.ref) {
           this.reads.delete(f.ref);
           w.resolve(state);
         }
         if (f.user === this.user) this.onRead(state);
-        break;
+        return;
       }
-      case "presence": {
-        const r = this.rooms.get(f.room);
-        if (!r) return;
-        r.presence = new Map(f.users.map((u) => [u.user, u]));
-        this.emit("presence", { room: f.room, users: [...r.presence.values()] });
-        break;
-      }
+      case "presence":
       case "presence_diff": {
         const r = this.rooms.get(f.room);
         if (!r) return;
-        for (const u of f.joins) r.presence.set(u.user, u);
-        for (const u of f.leaves) r.presence.delete(u.user);
+        if (f.type === "presence") r.presence = new Map(f.users.map((u) => [u.user, u]));
+        else {
+          for (const u of f.joins) r.presence.set(u.user, u);
+          for (const u of f.leaves) r.presence.delete(u.user);
+        }
         this.emit("presence", { room: f.room, users: [...r.presence.values()] });
-        break;
+        return;
       }
       case "typing":
         this.emit("typing", { room: f.room, user: f.user });
-        break;
-      case "reset": {
-        const r = this.rooms.get(f.room);
-        if (!r) return;
-        r.lastSeq = f.last_seq;
-        r.epoch = f.epoch;
-        this.emit("reset", { room: f.room, lastSeq: f.last_seq });
-        break;
+        return;
+      case "reset":
+        this.rooms.get(f.room)?.reset(f.epoch, f.last_seq);
+        return;
+      case "error": {
+        const err = new ChorusError(f.code, f.message, { room: f.room, retryAfterMs: f.retry_after_ms, status: f.status });
+        if (f.ref && this.onRefused(f.ref, err)) return;
+        if (f.ref !== "hb") this.emit("error", err);
+        return;
       }
-      case "error":
-        this.onErrorFrame(f);
-        break;
+      case "hello":
+      case "left":
+      case "history":
+      case "pong":
+        return;
+      default: {
+        const unknown = f;
+        if (typeof unknown.room === "string" && typeof unknown.seq === "number") {
+          this.rooms.get(unknown.room)?.entry(unknown.seq, null);
+        }
+      }
     }
   }
-  onErrorFrame(f) {
-    const err = new ChorusError(f.code, f.message, { room: f.room, retryAfterMs: f.retry_after_ms });
-    if (f.ref) {
-      for (const r of this.rooms.values()) {
-        if (r.joinRef === f.ref) return this.joinFailed(r, withRoom(err, r.name));
-        const head = r.queue[0];
-        if (head && head.clientMsgId === f.ref) return this.sendFailed(r, head, withRoom(err, r.name));
+  /** An `error` answering our request `ref`: a join, an entry, or a read. */
+  onRefused(ref, err) {
+    for (const r of this.rooms.values()) {
+      if (r.joinRef === ref) {
+        this.joinFailed(r, withRoom(err, r.name));
+        return true;
       }
-      const w = this.reads.get(f.ref);
-      if (w) {
-        this.reads.delete(f.ref);
-        return w.reject(err);
-      }
-      if (f.ref === "hb") return;
+      if (r.failed(ref, withRoom(err, r.name))) return true;
     }
-    this.emit("error", err);
+    const w = this.reads.get(ref);
+    if (!w) return false;
+    this.reads.delete(ref);
+    w.reject(err);
+    return true;
   }
-  // ----- HTTP transports (SSE or long-poll for reads, REST for writes) -------------------------
+  onRead(s) {
+    this.rooms.get(s.room)?.read(s);
+    this.emit("read", s);
+  }
+  // ----- REST ---------------------------------------------------------------------------------
   /** Whether the server answers and takes the token: `ok`, `auth` (401) or `down`. */
   async probe() {
     try {
@@ -499,136 +986,6 @@ var Chorus = class extends Emitter {
     } catch {
       return "down";
     }
-  }
-  async dialHttp(id) {
-    const probe = await this.probe();
-    if (id !== this.connId || this.state === "closed") return;
-    if (probe === "auth") return this.authFailed();
-    if (probe === "down") return this.retry(0, "the server is unreachable");
-    this.opened();
-    for (const r of this.rooms.values()) this.startRoom(r);
-  }
-  /** A read or write over HTTP failed for want of a server: reconnect everything. */
-  httpLost(id, reason) {
-    if (id === this.connId && this.state === "open") this.retry(0, reason);
-  }
-  async joinHttp(r, id) {
-    let page;
-    try {
-      const res = await this.fetch(`${this.roomUrl(r.name)}/messages?limit=1`, { headers: this.authHeaders() });
-      if (id !== this.connId || this.rooms.get(r.name) !== r) return;
-      if (res.status === 401) return this.authFailed();
-      if (!res.ok) {
-        const err = await responseError(res, r.name);
-        if (res.status >= 500) return this.httpLost(id, `joining ${r.name}: ${err.message}`);
-        return this.joinFailed(r, err);
-      }
-      page = await res.json();
-    } catch (e) {
-      return this.httpLost(id, `joining ${r.name}: ${errorText(e)}`);
-    }
-    if (id !== this.connId || this.rooms.get(r.name) !== r) return;
-    const resume = r.lastSeq !== null;
-    const recovered = !resume || (r.epoch === void 0 || r.epoch === page.epoch) && r.lastSeq <= page.last_seq;
-    this.onJoined(r, { room: r.name, epoch: page.epoch, lastSeq: page.last_seq, recovered });
-    if (this.kind === "sse") this.streamSse(r, id);
-    else void this.streamPoll(r, id);
-    this.api(`/api/rooms/${encodeURIComponent(r.name)}/presence`, {}, r.name).then(
-      (p) => {
-        if (id !== this.connId || this.rooms.get(r.name) !== r) return;
-        r.presence = new Map(p.users.map((u) => [u.user, u]));
-        this.emit("presence", { room: r.name, users: p.users });
-      },
-      () => {
-      }
-      // presence is a nicety; the room works without it
-    );
-  }
-  streamSse(r, id) {
-    const ES = globalThis.EventSource;
-    const q = new URLSearchParams({ access_token: this.token ?? "", after: String(r.lastSeq ?? 0) });
-    const src = new ES(`${this.roomUrl(r.name)}/events?${q}`);
-    r.stopStream = () => src.close();
-    const entry = (ev) => {
-      if (id === this.connId) this.onEntry(JSON.parse(ev.data));
-    };
-    for (const type of ["message", "edit", "delete", "react"]) src.addEventListener(type, entry);
-    src.addEventListener("reset", (ev) => {
-      if (id === this.connId) this.onFrame(JSON.parse(ev.data));
-    });
-    src.onerror = () => {
-      if (id !== this.connId) return;
-      if (src.readyState === 2) {
-        src.close();
-        void this.probe().then((p) => {
-          if (id !== this.connId) return;
-          if (p === "auth") this.authFailed();
-          else this.retry(0, "the event stream was refused");
-        });
-      } else if (this.state === "open") {
-        this.retry(0, "the event stream dropped");
-      }
-    };
-  }
-  async streamPoll(r, id) {
-    let stopped = false;
-    const abort = typeof AbortController === "function" ? new AbortController() : null;
-    r.stopStream = () => {
-      stopped = true;
-      abort?.abort();
-    };
-    while (!stopped && id === this.connId) {
-      let body;
-      try {
-        const q = new URLSearchParams({ after: String(r.lastSeq ?? 0), timeout: String(POLL_TIMEOUT_S) });
-        const res = await this.fetch(`${this.roomUrl(r.name)}/poll?${q}`, { headers: this.authHeaders(), signal: abort?.signal });
-        if (stopped || id !== this.connId) return;
-        if (res.status === 401) return this.authFailed();
-        if (!res.ok) {
-          const err = await responseError(res, r.name);
-          if (res.status >= 500 || res.status === 429) return this.httpLost(id, err.message);
-          this.emit("error", err);
-          return this.dropRoom(r, err);
-        }
-        body = await res.json();
-      } catch (e) {
-        if (!stopped) this.httpLost(id, `polling ${r.name}: ${errorText(e)}`);
-        return;
-      }
-      if (stopped || id !== this.connId) return;
-      for (const e of body.messages) this.onEntry({ ...e, room: r.name });
-    }
-  }
-  /** A send, edit, delete or react over REST, with its client_msg_id as the Idempotency-Key. */
-  async restSend(r, p, id) {
-    let res;
-    try {
-      const init = {
-        method: p.rest.method,
-        headers: { ...this.authHeaders(), "content-type": "application/json", "idempotency-key": p.clientMsgId }
-      };
-      if (p.rest.body) init.body = JSON.stringify({ ...p.rest.body, client_msg_id: p.clientMsgId });
-      res = await this.fetch(`${this.roomUrl(r.name)}${p.rest.path}`, init);
-    } catch (e) {
-      if (r.queue[0] === p) this.sendFailed(r, p, new ChorusError("unavailable", errorText(e), { room: r.name }));
-      this.httpLost(id, `sending to ${r.name}: ${errorText(e)}`);
-      return;
-    }
-    if (r.queue[0] !== p) return;
-    if (res.ok) {
-      const m = await res.json().catch(() => ({}));
-      const duplicate = m.duplicate ?? res.status === 200;
-      return this.onAck(r.name, p.clientMsgId, { room: r.name, seq: m.seq, id: m.id, ts: m.ts, clientMsgId: p.clientMsgId, duplicate });
-    }
-    if (res.status === 401) {
-      r.busy = false;
-      p.status = "queued";
-      return this.authFailed();
-    }
-    this.sendFailed(r, p, await responseError(res, r.name));
-  }
-  roomUrl(room) {
-    return `${this.base}/api/rooms/${encodeURIComponent(room)}`;
   }
   authHeaders() {
     return this.token ? { authorization: `Bearer ${this.token}` } : {};
@@ -660,7 +1017,7 @@ var Chorus = class extends Emitter {
     let r = this.rooms.get(room);
     if (r && r.last && !r.waiters.length && r.joined) return Promise.resolve(r.last);
     if (!r) {
-      r = newRoom(room, options.since ?? null);
+      r = new RoomSubscription(room, options.since ?? null, this.roomHost, () => this.user);
       this.rooms.set(room, r);
       if (this.state === "open") this.startRoom(r);
     }
@@ -671,63 +1028,29 @@ var Chorus = class extends Emitter {
   leave(room) {
     const r = this.rooms.get(room);
     if (!r) return;
-    this.wsSend({ type: "leave", room, ref: this.ref("leave") });
+    if (r.joined) this.current?.leave(room, this.ref("leave"));
     this.dropRoom(r, new ChorusError("not_joined", "left the room", { room }));
   }
   /** The rooms joined, with their cursor and unread count. */
   joinedRooms() {
-    return [...this.rooms.values()].map((r) => ({ room: r.name, lastSeq: r.lastSeq, unread: unreadOf(r) }));
+    return [...this.rooms.values()].map((r) => ({ room: r.name, lastSeq: r.lastSeq, unread: r.unread }));
   }
   /** Unread messages in `room`: exact at each `joined`/`read` from the server, counted from live entries between. */
   unread(room) {
-    const r = this.rooms.get(room);
-    return r ? unreadOf(r) : 0;
+    return this.rooms.get(room)?.unread ?? 0;
   }
   presence(room) {
     return [...this.rooms.get(room)?.presence.values() ?? []];
   }
   startRoom(r) {
-    if (this.kind === "websocket") {
-      r.joinRef = this.ref("join");
-      const frame = { type: "join", room: r.name, ref: r.joinRef };
-      if (r.lastSeq !== null) {
-        frame.since = r.lastSeq;
-        if (r.epoch !== void 0) frame.epoch = r.epoch;
-      }
-      this.wsSend(frame);
-    } else {
-      r.joinRef = this.ref("join");
-      void this.joinHttp(r, this.connId);
-    }
-  }
-  onJoined(r, j) {
-    const resume = r.lastSeq !== null;
-    if (resume && !j.recovered) {
-      r.lastSeq = j.lastSeq;
-      r.counted.clear();
-      this.emit("reset", { room: r.name, lastSeq: j.lastSeq });
-    } else if (!resume) {
-      r.lastSeq = j.lastSeq;
-    }
-    r.epoch = j.epoch;
-    r.joined = true;
-    r.last = j;
-    if (j.unread !== void 0 && j.readSeq !== void 0) {
-      r.readSeq = j.readSeq;
-      r.unreadBase = j.unread;
-      r.unreadAt = j.lastSeq;
-      r.counted = new Set([...r.counted].filter((s) => s > j.lastSeq));
-    }
-    for (const w of r.waiters) w.resolve(j);
-    r.waiters = [];
-    this.emit("joined", j);
-    this.emit("unread", { room: r.name, unread: unreadOf(r) });
-    this.pump(r);
+    if (!this.current) return;
+    r.joinRef = this.ref("join");
+    this.current.join(r.name, r.lastSeq, r.epoch, r.joinRef);
   }
   joinFailed(r, err) {
     r.joinRef = void 0;
     if (err.retryable) {
-      this.later(backoffDelay(this.attempt, this.minMs, this.maxMs), () => {
+      this.later(backoffDelay(this.attempt, this.backoff.minMs, this.backoff.maxMs), () => {
         if (this.rooms.get(r.name) === r && this.state === "open" && !r.joined) this.startRoom(r);
       });
       return;
@@ -737,39 +1060,8 @@ var Chorus = class extends Emitter {
   }
   dropRoom(r, err) {
     if (this.rooms.get(r.name) !== r) return;
-    this.unjoin(r);
     this.rooms.delete(r.name);
-    for (const w of r.waiters) w.reject(err);
-    r.waiters = [];
-    for (const p of r.queue) p.reject(err);
-    r.queue = [];
-    this.emitPending(r);
-  }
-  onEntry(e) {
-    const r = this.rooms.get(e.room);
-    if (!r) return;
-    if (r.lastSeq !== null && e.seq <= r.lastSeq) return;
-    r.lastSeq = e.seq;
-    const before = unreadOf(r);
-    if (e.type === "message") {
-      if (e.user !== this.user && !e.deleted && e.seq > Math.max(r.readSeq ?? 0, r.unreadAt)) r.counted.add(e.seq);
-      this.emit("message", { room: e.room, message: e });
-    } else {
-      if (e.type === "delete") r.counted.delete(e.target);
-      this.emit("entry", { room: e.room, entry: e });
-    }
-    if (unreadOf(r) !== before) this.emit("unread", { room: r.name, unread: unreadOf(r) });
-  }
-  onRead(s) {
-    const r = this.rooms.get(s.room);
-    if (r && (r.readSeq === void 0 || s.seq >= r.readSeq)) {
-      r.readSeq = s.seq;
-      r.unreadBase = s.unread;
-      r.unreadAt = s.lastSeq ?? s.seq;
-      r.counted = new Set([...r.counted].filter((q) => q > r.unreadAt && q > s.seq));
-      this.emit("unread", { room: r.name, unread: unreadOf(r) });
-    }
-    this.emit("read", s);
+    r.end(err);
   }
   // ----- sending ------------------------------------------------------------------------------------
   /**
@@ -778,160 +1070,99 @@ var Chorus = class extends Emitter {
    * across retries and reconnects); while offline they wait, listed by `pending()`.
    */
   send(room, body, options = {}) {
-    return this.enqueue(room, "send", { type: "send", room, body }, { method: "POST", path: "/messages", body: { body } }, options, { body });
+    return this.enqueue({ room, kind: "send", body }, options);
   }
   /** Replaces the body of your message `seq`. */
   edit(room, seq, body, options = {}) {
-    return this.enqueue(room, "edit", { type: "edit", room, target: seq, body }, { method: "PATCH", path: `/messages/${seq}`, body: { body } }, options, { body, target: seq });
+    return this.enqueue({ room, kind: "edit", target: seq, body }, options);
   }
   /** Deletes message `seq` (yours, or any as a moderator). */
   delete(room, seq, options = {}) {
-    return this.enqueue(room, "delete", { type: "delete", room, target: seq }, { method: "DELETE", path: `/messages/${seq}` }, options, { target: seq });
+    return this.enqueue({ room, kind: "delete", target: seq }, options);
   }
   /** Adds (`add`) or removes (`remove`) your reaction `key` on message `seq`. */
   react(room, seq, key, op = "add", options = {}) {
-    const path = `/messages/${seq}/reactions/${encodeURIComponent(key)}`;
-    return this.enqueue(room, "react", { type: "react", room, target: seq, key, op }, { method: op === "add" ? "PUT" : "DELETE", path }, options, { target: seq });
+    return this.enqueue({ room, kind: "react", target: seq, key, op }, options);
   }
   /** Entries not yet acked, in the order they will be committed (all rooms, or one). */
   pending(room) {
-    const rooms = room ? [this.rooms.get(room)].filter(Boolean) : [...this.rooms.values()];
-    return rooms.flatMap((r) => r.queue.map(publicPending));
+    const rooms = room ? [this.rooms.get(room)].filter((r) => r !== void 0) : [...this.rooms.values()];
+    return rooms.flatMap((r) => r.pending());
   }
-  enqueue(room, kind, frame, rest, options, shown) {
-    const r = this.rooms.get(room);
+  enqueue(what, options) {
+    const r = this.rooms.get(what.room);
+    const room = what.room;
     if (!r) return Promise.reject(new ChorusError("not_joined", "join the room before sending to it", { room }));
-    if (this.state === "closed" && !this.openWaiters.length && this.connId > 0) {
+    if (this.state === "closed" && !this.openWaiters.length && this.dials > 0) {
       return Promise.reject(new ChorusError("closed", "the client was closed", { room }));
     }
+    if (what.body !== void 0 && utf8Length(what.body) > this.maxBodyBytes) {
+      const limit = this.maxBodyBytes;
+      return Promise.reject(new ChorusError("body_too_large", `the body is over ${limit} bytes`, { room }));
+    }
+    const entry = { ...what, clientMsgId: options.clientMsgId ?? newId() };
     return new Promise((resolve, reject) => {
       const p = {
-        clientMsgId: options.clientMsgId ?? newId(),
+        clientMsgId: entry.clientMsgId,
         room,
-        kind,
-        ...shown,
+        kind: entry.kind,
+        body: entry.body,
+        target: entry.target,
         status: "queued",
         attempts: 0,
-        frame,
-        rest,
+        entry,
         resolve,
         reject
       };
-      r.queue.push(p);
-      this.emitPending(r);
-      this.pump(r);
+      r.enqueue(p);
     });
-  }
-  /** Puts the room's head entry on the wire if it may go now. Only the head is ever in flight. */
-  pump(r) {
-    if (r.busy || !r.queue.length || this.state !== "open") return;
-    const p = r.queue[0];
-    if (this.kind === "websocket") {
-      if (!r.joined) return;
-      if (!this.wsSend({ ...p.frame, client_msg_id: p.clientMsgId, ref: p.clientMsgId })) return;
-    } else {
-      void this.restSend(r, p, this.connId);
-    }
-    r.busy = true;
-    p.status = "sending";
-    p.attempts++;
-    this.emitPending(r);
-  }
-  onAck(room, clientMsgId, ack) {
-    const r = this.rooms.get(room);
-    const p = r?.queue[0];
-    if (!r || !p || p.clientMsgId !== clientMsgId) return;
-    r.queue.shift();
-    r.busy = false;
-    p.resolve(ack);
-    this.emitPending(r);
-    this.pump(r);
-  }
-  sendFailed(r, p, err) {
-    if (r.queue[0] !== p) return;
-    if (err.retryable) {
-      p.status = "retrying";
-      p.retryReason = err.code;
-      const delay = err.code === "rate_limited" ? err.retryAfterMs ?? 1e3 : backoffDelay(p.attempts, this.minMs, this.maxMs);
-      r.retryTimer = setTimeout(() => {
-        r.retryTimer = void 0;
-        r.busy = false;
-        this.pump(r);
-      }, delay);
-      this.emitPending(r);
-      return;
-    }
-    if (err.code === "not_joined" && this.kind === "websocket") {
-      r.busy = false;
-      p.status = "queued";
-      r.joined = false;
-      this.startRoom(r);
-      return;
-    }
-    r.queue.shift();
-    r.busy = false;
-    p.reject(err);
-    this.emitPending(r);
-    this.pump(r);
-  }
-  emitPending(r) {
-    this.emit("pending", { room: r.name, pending: r.queue.map(publicPending) });
   }
   // ----- the rest of the API ------------------------------------------------------------------------
   /** Moves your read cursor in `room` to `seq`; every one of your devices hears it. */
   async markRead(room, seq) {
-    if (this.kind === "websocket" && this.ws && this.ws.readyState === 1 && this.rooms.get(room)?.joined) {
-      const ref = this.ref("read");
-      const done = new Promise((resolve, reject) => this.reads.set(ref, { resolve, reject }));
-      this.wsSend({ type: "read", room, seq, ref });
-      return done;
+    const ref = this.ref("read");
+    if (this.state === "open" && this.rooms.get(room)?.joined && this.current?.markRead(room, seq, ref)) {
+      return new Promise((resolve, reject) => this.reads.set(ref, { resolve, reject }));
     }
-    const r = await this.api(`/api/rooms/${encodeURIComponent(room)}/read`, { method: "PUT", body: JSON.stringify({ seq }) }, room);
-    const state = { room, seq: r.read_seq, unread: r.unread, lastSeq: r.last_seq };
+    const r = await this.api(
+      `/api/rooms/${encodeURIComponent(room)}/read`,
+      { method: "PUT", body: JSON.stringify({ seq }) },
+      room
+    );
+    const state = toReadState({ room, seq: r.read_seq, unread: r.unread, last_seq: r.last_seq });
     this.onRead(state);
     return state;
   }
   /** Tells the room you are typing (WebSocket only; ephemeral). */
   typing(room) {
-    if (this.rooms.get(room)?.joined) this.wsSend({ type: "typing", room });
+    if (this.rooms.get(room)?.joined) this.current?.typing(room);
   }
   /** Messages before `before` (or the latest), ascending, in their current state. */
-  history(room, options = {}) {
+  async history(room, options = {}) {
     const q = new URLSearchParams({ limit: String(options.limit ?? 50) });
     if (options.before) q.set("before", String(options.before));
-    return this.api(`/api/rooms/${encodeURIComponent(room)}/messages?${q}`, {}, room);
+    const page = await this.api(`/api/rooms/${encodeURIComponent(room)}/messages?${q}`, {}, room);
+    return toHistoryPage(page);
   }
-  /** Your rooms, most recent first, with unread counts (rooms you posted in or read). */
-  myRooms(options = {}) {
-    return this.api(`/api/me/rooms?limit=${options.limit ?? 100}`);
+  /** Your rooms, most recent first, with unread counts (the first `limit`, default 100). */
+  async myRooms(options = {}) {
+    const rooms = await this.api(`/api/me/rooms?limit=${options.limit ?? 100}`);
+    return rooms.map(toMyRoom);
+  }
+  /** A page of your rooms; pass the page's `next` as `after` for the one after it. */
+  async myRoomsPage(options = {}) {
+    const q = new URLSearchParams({ after: options.after ?? "", limit: String(options.limit ?? 50) });
+    const page = await this.api(`/api/me/rooms?${q}`);
+    const out = { rooms: page.rooms.map(toMyRoom) };
+    if (page.next) out.next = page.next;
+    return out;
   }
   ref(kind) {
     return `${kind}-${++this.refCounter}`;
   }
 };
-function newRoom(name, since) {
-  return {
-    name,
-    lastSeq: since,
-    joined: false,
-    waiters: [],
-    queue: [],
-    busy: false,
-    presence: /* @__PURE__ */ new Map(),
-    unreadBase: 0,
-    unreadAt: 0,
-    counted: /* @__PURE__ */ new Set()
-  };
-}
-function unreadOf(r) {
-  return r.unreadBase + r.counted.size;
-}
-function publicPending(p) {
-  const { clientMsgId, room, kind, body, target, status, attempts } = p;
-  return status === "retrying" ? { clientMsgId, room, kind, body, target, status, attempts, retryReason: p.retryReason } : { clientMsgId, room, kind, body, target, status, attempts };
-}
 function withRoom(err, room) {
-  return err.room ? err : new ChorusError(err.code, err.message, { room, retryAfterMs: err.retryAfterMs });
+  return err.room ? err : new ChorusError(err.code, err.message, { room, retryAfterMs: err.retryAfterMs, status: err.status });
 }
 function fallbackKind() {
   return typeof globalThis.EventSource === "undefined" ? "poll" : "sse";
@@ -942,7 +1173,9 @@ function errorText(e) {
 export {
   Chorus,
   ChorusError,
+  DEFAULT_MAX_BODY_BYTES,
   RETRYABLE,
   ROOM_PATTERN,
+  SERVER_FRAME_FIELDS,
   isValidRoom
 };

@@ -1,29 +1,48 @@
-// The Chorus client: one connection (WebSocket, or SSE / long-poll plus REST) shared by every room
-// the app joins; the connection state machine; per-room ordered, exactly-once sends; token renewal;
-// resuming every room with `since` after any reconnect, to any node.
+// The Chorus client: the connection state machine, tokens, and the rooms the app joined. One
+// Transport (transport.ts: WebSocket, or SSE / long-poll plus REST) carries a connection; each
+// room is a RoomSubscription (room.ts) with its cursor, unread count and queue of entries. Every
+// room is resumed with `since` after any reconnect, to any node.
 
-import { ChorusError, responseError } from "./errors";
+import { ChorusError, responseError } from "./errors.js";
+import {
+  type ServerFrame,
+  type WireHistoryPage,
+  type WireMyRoom,
+  isEntry,
+  toAck,
+  toEntry,
+  toHistoryPage,
+  toJoined,
+  toMyRoom,
+  toReadState,
+} from "./protocol.js";
+import { type Pending, type RoomHost, RoomSubscription } from "./room.js";
+import type { PostEntry, Transport, TransportHost } from "./transport.js";
+import { HttpTransport } from "./transports/http.js";
+import { type WebSocketRecord, WebSocketTransport } from "./transports/websocket.js";
 import type {
   Ack,
   ChorusEvents,
   ChorusOptions,
   ConnectionState,
-  Entry,
   HistoryPage,
   Joined,
   MyRoom,
+  MyRoomsPage,
   PendingEntry,
   PresenceUser,
   ReadState,
   TransportKind,
   WebSocketConstructor,
-  WebSocketLike,
-} from "./types";
-import { Emitter, backoffDelay, newId, refreshDelayMs, tokenClaims } from "./util";
+} from "./types.js";
+import { Emitter, backoffDelay, newId, refreshDelayMs, tokenClaims, utf8Length } from "./util.js";
 
 /** Room ids the server accepts (PROTOCOL.md §2). */
 export const ROOM_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
 export const isValidRoom = (room: string): boolean => ROOM_PATTERN.test(room);
+
+/** The server's default `limits.max_body_bytes` (a node that says otherwise in `hello` wins). */
+export const DEFAULT_MAX_BODY_BYTES = 4096;
 
 /** Which state may follow which; anything else is a bug in this file. */
 const NEXT: Record<ConnectionState, ConnectionState[]> = {
@@ -33,51 +52,9 @@ const NEXT: Record<ConnectionState, ConnectionState[]> = {
   reconnecting: ["open", "closed"],
 };
 
-/** Close codes after which reconnecting cannot help (PROTOCOL.md §3, close codes). */
-const FATAL_CLOSE: Record<number, string> = {
-  1000: "closed",
-  1002: "protocol_error",
-  1007: "protocol_error",
-  1008: "policy_violation",
-  1009: "frame_too_large",
-  4003: "forbidden",
-};
-
-/** How many WebSocket attempts that never opened (on a client whose WebSocket never worked) before falling back to HTTP. */
-const WS_FAILURES_BEFORE_FALLBACK = 3;
-const POLL_TIMEOUT_S = 25;
-
 interface Waiter<T> {
   resolve: (v: T) => void;
   reject: (e: ChorusError) => void;
-}
-
-interface Pending extends PendingEntry, Waiter<Ack> {
-  frame: Record<string, unknown>;
-  rest: { method: string; path: string; body?: Record<string, unknown> };
-}
-
-interface RoomState {
-  name: string;
-  /** The seq of the last entry delivered to the app: the cursor every resume starts from. */
-  lastSeq: number | null;
-  epoch?: string | number;
-  /** Joined on the current connection (WebSocket) or stream started (HTTP). */
-  joined: boolean;
-  joinRef?: string;
-  last?: Joined;
-  waiters: Waiter<Joined>[];
-  /** Sends in the user's order; only the head is ever on the wire. */
-  queue: Pending[];
-  busy: boolean;
-  retryTimer?: ReturnType<typeof setTimeout>;
-  presence: Map<string, PresenceUser>;
-  readSeq?: number;
-  unreadBase: number;
-  unreadAt: number;
-  counted: Set<number>;
-  /** Stops this room's SSE stream or poll loop (HTTP transports). */
-  stopStream?: () => void;
 }
 
 export class Chorus extends Emitter<ChorusEvents> {
@@ -91,25 +68,24 @@ export class Chorus extends Emitter<ChorusEvents> {
   private kind: TransportKind;
   private readonly WS?: WebSocketConstructor;
   private readonly fetch: typeof fetch;
-  private readonly minMs: number;
-  private readonly maxMs: number;
+  private readonly backoff: { minMs: number; maxMs: number };
   private readonly connectTimeoutMs: number;
-  private rooms = new Map<string, RoomState>();
+  private maxBodyBytes = DEFAULT_MAX_BODY_BYTES;
+  private rooms = new Map<string, RoomSubscription>();
   private reads = new Map<string, Waiter<ReadState>>();
   private openWaiters: Waiter<void>[] = [];
-  private ws: WebSocketLike | null = null;
-  /** Bumped whenever a connection is abandoned, so its late callbacks change nothing. */
-  private connId = 0;
+  /** The current connection's transport; a dropped one is never called back. */
+  private current: Transport | null = null;
+  private ws: WebSocketRecord;
   private attempt = 0;
   private authFailures = 0;
-  private wsFailures = 0;
-  private wsWorked = false;
+  private dials = 0;
   private timers = new Set<ReturnType<typeof setTimeout>>();
   private refreshTimer?: ReturnType<typeof setTimeout>;
-  private heartbeat?: ReturnType<typeof setInterval>;
-  private lastHeard = 0;
   private tokenRequest: Promise<string> | null = null;
   private refCounter = 0;
+  /** What every room is given of this client. */
+  private readonly roomHost: RoomHost;
 
   constructor(options: ChorusOptions = {}) {
     super();
@@ -124,11 +100,17 @@ export class Chorus extends Emitter<ChorusEvents> {
     this.WS = options.WebSocket ?? (globalThis as any).WebSocket;
     const f = options.fetch ?? (globalThis as any).fetch;
     this.fetch = (...args: Parameters<typeof fetch>) => f(...args);
-    this.minMs = options.backoff?.minMs ?? 500;
-    this.maxMs = options.backoff?.maxMs ?? 30_000;
+    this.backoff = { minMs: options.backoff?.minMs ?? 500, maxMs: options.backoff?.maxMs ?? 30_000 };
     this.connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
+    this.roomHost = {
+      emit: (type, event) => this.emit(type, event),
+      transport: () => (this.state === "open" ? this.current : null),
+      rejoin: (r) => this.startRoom(r),
+      backoff: this.backoff,
+    };
     const wanted = options.transport ?? "auto";
     this.kind = wanted === "auto" ? (this.WS ? "websocket" : fallbackKind()) : wanted;
+    this.ws = { worked: false, failures: 0, only: wanted === "websocket" };
     if (this.kind === "websocket" && !this.WS) throw new ChorusError("bad_request", "no WebSocket here: pass options.WebSocket");
     if (this.kind === "sse" && typeof (globalThis as any).EventSource === "undefined") {
       throw new ChorusError("bad_request", "no EventSource here: use transport 'poll'");
@@ -161,73 +143,88 @@ export class Chorus extends Emitter<ChorusEvents> {
   }
 
   private async dial(): Promise<void> {
-    const id = ++this.connId;
+    const dial = ++this.dials;
     let token: string;
     try {
       token = this.token ?? (await this.renewToken());
     } catch (e) {
-      if (id === this.connId) this.retry(0, `getToken failed: ${errorText(e)}`);
+      if (dial === this.dials) this.retry(0, `getToken failed: ${errorText(e)}`);
       return;
     }
-    if (id !== this.connId || this.state === "closed") return;
-    if (this.kind === "websocket") this.dialWebSocket(id, token);
-    else void this.dialHttp(id);
+    if (dial !== this.dials || this.state === "closed") return;
+    const t = this.newTransport();
+    this.current = t;
+    t.open(token);
+  }
+
+  /** A transport of the current kind, with a host that goes quiet once it is not current. */
+  private newTransport(): Transport {
+    let t: Transport;
+    const live = () => this.current === t;
+    const host: TransportHost = {
+      frame: (f) => live() && this.onFrame(f),
+      opened: (hello) => {
+        if (!live()) return;
+        if (hello) this.user = hello.user ?? this.user;
+        const limit = (hello as { max_body_bytes?: number } | undefined)?.max_body_bytes;
+        if (limit) this.maxBodyBytes = limit;
+        this.opened();
+        for (const r of this.rooms.values()) this.startRoom(r);
+      },
+      lost: (reason, floorMs) => live() && this.state !== "closed" && this.retry(floorMs ?? 0, reason),
+      authFailed: () => live() && this.authFailed(),
+      fatal: (err) => live() && this.fatal(err),
+      fallBack: () => {
+        if (!live()) return;
+        // The node answers HTTP but WebSocket never got through (a proxy): HTTP for good.
+        this.kind = fallbackKind();
+        this.dropConnection();
+        void this.dial();
+      },
+      roomFailed: (room, err) => {
+        const r = this.rooms.get(room);
+        if (!live() || !r) return;
+        this.emit("error", err);
+        this.dropRoom(r, err);
+      },
+      token: () => this.token,
+      probe: () => this.probe(),
+      later: (ms, fn) => this.later(ms, fn),
+    };
+    t =
+      this.kind === "websocket"
+        ? new WebSocketTransport(host, this.base, this.WS!, this.connectTimeoutMs, this.ws)
+        : new HttpTransport(this.kind, host, this.base, this.fetch);
+    return t;
   }
 
   private retry(floorMs: number, reason: string): void {
     if (this.state === "closed") return;
-    const id = ++this.connId;
     this.dropConnection();
     this.setState("reconnecting", reason);
-    const delay = backoffDelay(this.attempt++, this.minMs, this.maxMs, floorMs);
+    const dial = this.dials;
+    const delay = backoffDelay(this.attempt++, this.backoff.minMs, this.backoff.maxMs, floorMs);
     this.later(delay, () => {
-      if (id === this.connId) void this.dial();
+      if (dial === this.dials) void this.dial();
     });
   }
 
   /** Forget everything tied to the current connection; rooms stay, to be joined again. */
   private dropConnection(): void {
-    if (this.ws) {
-      const ws = this.ws;
-      this.ws = null;
-      ws.onclose = ws.onmessage = ws.onopen = ws.onerror = null;
-      try {
-        ws.close(1000);
-      } catch {
-        // already closing
-      }
-    }
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeat = undefined;
-    for (const r of this.rooms.values()) this.unjoin(r);
+    this.dials++;
+    this.current?.close();
+    this.current = null;
+    for (const r of this.rooms.values()) r.unjoin();
     for (const w of this.reads.values()) w.reject(new ChorusError("unavailable", "connection lost before the reply"));
     this.reads.clear();
   }
 
-  private unjoin(r: RoomState): void {
-    r.joined = false;
-    r.joinRef = undefined;
-    r.stopStream?.();
-    r.stopStream = undefined;
-    if (r.retryTimer) clearTimeout(r.retryTimer);
-    r.retryTimer = undefined;
-    r.busy = false;
-    for (const p of r.queue) if (p.status !== "queued") p.status = "queued";
-  }
-
   private shutdown(err: ChorusError, reason: string): void {
-    this.connId++;
     this.dropConnection();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    for (const r of this.rooms.values()) {
-      for (const w of r.waiters) w.reject(err);
-      r.waiters = [];
-      for (const p of r.queue) p.reject(err);
-      r.queue = [];
-      this.emitPending(r);
-    }
+    for (const r of this.rooms.values()) r.end(err);
     for (const w of this.openWaiters) w.reject(err);
     this.openWaiters = [];
     this.setState("closed", reason);
@@ -296,13 +293,12 @@ export class Chorus extends Emitter<ChorusEvents> {
     this.token = undefined; // dial() asks getToken for a new one
     // A second refusal in a row (a getToken that hands back a bad token) backs off like any failure.
     if (this.authFailures++ > 0) return this.retry(0, "the token was refused again");
-    this.connId++;
     this.dropConnection();
     this.setState("reconnecting", "renewing the token");
     void this.dial();
   }
 
-  /** Renew a little before expiry, then reconnect with the new token (resuming every room). */
+  /** Renew a little before expiry, then move to the new token (resuming every room). */
   private scheduleRefresh(): void {
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     const exp = tokenClaims(this.token)?.exp;
@@ -314,206 +310,112 @@ export class Chorus extends Emitter<ChorusEvents> {
         this.emit("error", new ChorusError("token_expired", `getToken failed: ${errorText(e)}`));
         return; // the server's 4001 / 401 will bring us back here
       }
-      if (this.state !== "open") return;
-      if (this.kind === "websocket") {
+      if (this.state !== "open" || !this.current) return;
+      if (this.current.renewal === "reconnect") {
         // The server holds a socket to its token's expiry, so move to a new one now.
-        this.connId++;
         this.dropConnection();
         this.setState("reconnecting", "renewing the token");
         void this.dial();
       } else {
-        for (const r of this.rooms.values()) this.unjoin(r);
+        for (const r of this.rooms.values()) r.unjoin();
         for (const r of this.rooms.values()) this.startRoom(r);
         this.scheduleRefresh();
       }
     }, refreshDelayMs(exp));
   }
 
-  // ----- WebSocket ------------------------------------------------------------------------------
+  // ----- what the server says --------------------------------------------------------------------
 
-  private dialWebSocket(id: number, token: string): void {
-    const url = `${this.base.replace(/^http/, "ws")}/ws?access_token=${encodeURIComponent(token)}`;
-    let ws: WebSocketLike;
-    try {
-      ws = new this.WS!(url);
-    } catch (e) {
-      this.retry(0, `cannot open a WebSocket: ${errorText(e)}`);
+  private onFrame(f: ServerFrame): void {
+    if (isEntry(f)) {
+      this.rooms.get(f.room)?.entry(f.seq, toEntry(f));
       return;
     }
-    this.ws = ws;
-    let hello = false;
-    // A socket that neither opens nor fails (a wedged network path) must not hold the client forever.
-    const timeout = this.later(this.connectTimeoutMs, () => {
-      if (id === this.connId && !hello) this.retry(0, "the server did not answer in time");
-    });
-    ws.onmessage = (ev) => {
-      if (id !== this.connId) return;
-      this.lastHeard = Date.now();
-      let frame: any;
-      try {
-        frame = JSON.parse(String(ev.data));
-      } catch {
-        return; // the server sends JSON only
-      }
-      if (frame.type === "hello") {
-        hello = true;
-        clearTimeout(timeout);
-        this.timers.delete(timeout);
-      }
-      this.onFrame(frame);
-    };
-    ws.onerror = () => {}; // onclose follows with the code
-    ws.onclose = (ev) => {
-      if (id !== this.connId) return;
-      this.ws = null;
-      void this.onWebSocketClosed(ev.code, hello);
-    };
-  }
-
-  private async onWebSocketClosed(code: number, hadHello: boolean): Promise<void> {
-    const id = this.connId;
-    if (!hadHello) {
-      // A refused upgrade (401) looks like any failure to the WebSocket API: ask over HTTP.
-      const probe = await this.probe();
-      if (id !== this.connId || this.state === "closed") return;
-      if (probe === "auth") return this.authFailed();
-      if (probe === "ok" && !this.wsWorked && ++this.wsFailures >= WS_FAILURES_BEFORE_FALLBACK && this.opts.transport !== "websocket") {
-        // The node answers HTTP but WebSocket never got through (a proxy): fall back for good.
-        this.kind = fallbackKind();
-        this.connId++;
-        this.dropConnection();
-        void this.dial();
-        return;
-      }
-      return this.retry(0, probe === "ok" ? "the WebSocket did not open" : "the server is unreachable");
-    }
-    if (code === 4001) return this.authFailed();
-    const fatal = FATAL_CLOSE[code];
-    if (fatal) return this.fatal(new ChorusError(fatal, `the server closed the connection (${code})`));
-    this.retry(code === 4029 ? 10_000 : 0, `connection closed (${code})`);
-  }
-
-  private wsSend(frame: Record<string, unknown>): boolean {
-    if (!this.ws || this.ws.readyState !== 1) return false;
-    this.ws.send(JSON.stringify(frame));
-    return true;
-  }
-
-  private startHeartbeat(ms: number): void {
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    const period = Math.max(1000, ms || 10_000);
-    this.heartbeat = setInterval(() => {
-      if (Date.now() - this.lastHeard > period * 2.5) {
-        // Nothing heard, not even a pong: the connection is dead even if the socket does not know.
-        this.retry(0, "heartbeat timeout");
-        return;
-      }
-      this.wsSend({ type: "ping", ref: "hb" });
-    }, period);
-  }
-
-  private onFrame(f: any): void {
     switch (f.type) {
-      case "hello":
-        this.user = f.user ?? this.user;
-        this.wsWorked = true;
-        this.wsFailures = 0;
-        this.startHeartbeat(f.heartbeat_ms);
-        this.opened();
-        for (const r of this.rooms.values()) this.startRoom(r);
-        break;
       case "joined": {
         const r = this.rooms.get(f.room);
         if (!r || (f.ref && f.ref !== r.joinRef)) return; // a reply to an abandoned join
-        this.onJoined(r, {
-          room: f.room,
-          epoch: f.epoch,
-          lastSeq: f.last_seq,
-          recovered: !!f.recovered,
-          readSeq: f.read_seq,
-          unread: f.unread,
-        });
-        break;
+        r.joinedWith(toJoined(f));
+        return;
       }
-      case "message":
-      case "edit":
-      case "delete":
-      case "react":
-        this.onEntry(f);
-        break;
-      case "ack":
+      case "ack": {
         // Matched by `ref` (always ours): an entry that already held is acked with the seq, id and
         // client_msg_id of the entry that made it hold, not with ours.
-        this.onAck(f.room, f.ref ?? f.client_msg_id, {
-          room: f.room,
-          seq: f.seq,
-          id: f.id,
-          ts: f.ts,
-          clientMsgId: f.ref ?? f.client_msg_id,
-          duplicate: !!f.duplicate,
-        });
-        break;
+        const id = f.ref ?? f.client_msg_id;
+        if (id) this.rooms.get(f.room)?.acked(id, toAck(f, id));
+        return;
+      }
       case "read": {
-        const w = f.ref && this.reads.get(f.ref);
-        const state: ReadState = { room: f.room, seq: f.seq, unread: f.unread, lastSeq: f.last_seq };
-        if (w) {
+        const state = toReadState(f);
+        const w = f.ref ? this.reads.get(f.ref) : undefined;
+        if (w && f.ref) {
           this.reads.delete(f.ref);
           w.resolve(state);
         }
         if (f.user === this.user) this.onRead(state);
-        break;
+        return;
       }
-      case "presence": {
-        const r = this.rooms.get(f.room);
-        if (!r) return;
-        r.presence = new Map((f.users as PresenceUser[]).map((u) => [u.user, u]));
-        this.emit("presence", { room: f.room, users: [...r.presence.values()] });
-        break;
-      }
+      case "presence":
       case "presence_diff": {
         const r = this.rooms.get(f.room);
         if (!r) return;
-        for (const u of f.joins as PresenceUser[]) r.presence.set(u.user, u);
-        for (const u of f.leaves as PresenceUser[]) r.presence.delete(u.user);
+        if (f.type === "presence") r.presence = new Map(f.users.map((u) => [u.user, u]));
+        else {
+          for (const u of f.joins) r.presence.set(u.user, u);
+          for (const u of f.leaves) r.presence.delete(u.user);
+        }
         this.emit("presence", { room: f.room, users: [...r.presence.values()] });
-        break;
+        return;
       }
       case "typing":
         this.emit("typing", { room: f.room, user: f.user });
-        break;
-      case "reset": {
-        const r = this.rooms.get(f.room);
-        if (!r) return;
-        r.lastSeq = f.last_seq;
-        r.epoch = f.epoch;
-        this.emit("reset", { room: f.room, lastSeq: f.last_seq });
-        break;
+        return;
+      case "reset":
+        this.rooms.get(f.room)?.reset(f.epoch, f.last_seq);
+        return;
+      case "error": {
+        const err = new ChorusError(f.code, f.message, { room: f.room, retryAfterMs: f.retry_after_ms, status: f.status });
+        if (f.ref && this.onRefused(f.ref, err)) return;
+        if (f.ref !== "hb") this.emit("error", err);
+        return;
       }
-      case "error":
-        this.onErrorFrame(f);
-        break;
+      case "hello":
+      case "left":
+      case "history":
+      case "pong":
+        return;
+      default: {
+        // An entry type this client does not know still advances its room's cursor (PROTOCOL §7).
+        const unknown = f as { room?: unknown; seq?: unknown };
+        if (typeof unknown.room === "string" && typeof unknown.seq === "number") {
+          this.rooms.get(unknown.room)?.entry(unknown.seq, null);
+        }
+      }
     }
   }
 
-  private onErrorFrame(f: any): void {
-    const err = new ChorusError(f.code, f.message, { room: f.room, retryAfterMs: f.retry_after_ms });
-    if (f.ref) {
-      for (const r of this.rooms.values()) {
-        if (r.joinRef === f.ref) return this.joinFailed(r, withRoom(err, r.name));
-        const head = r.queue[0];
-        if (head && head.clientMsgId === f.ref) return this.sendFailed(r, head, withRoom(err, r.name));
+  /** An `error` answering our request `ref`: a join, an entry, or a read. */
+  private onRefused(ref: string, err: ChorusError): boolean {
+    for (const r of this.rooms.values()) {
+      if (r.joinRef === ref) {
+        this.joinFailed(r, withRoom(err, r.name));
+        return true;
       }
-      const w = this.reads.get(f.ref);
-      if (w) {
-        this.reads.delete(f.ref);
-        return w.reject(err);
-      }
-      if (f.ref === "hb") return;
+      if (r.failed(ref, withRoom(err, r.name))) return true;
     }
-    this.emit("error", err);
+    const w = this.reads.get(ref);
+    if (!w) return false;
+    this.reads.delete(ref);
+    w.reject(err);
+    return true;
   }
 
-  // ----- HTTP transports (SSE or long-poll for reads, REST for writes) -------------------------
+  private onRead(s: ReadState): void {
+    this.rooms.get(s.room)?.read(s);
+    this.emit("read", s);
+  }
+
+  // ----- REST ---------------------------------------------------------------------------------
 
   /** Whether the server answers and takes the token: `ok`, `auth` (401) or `down`. */
   private async probe(): Promise<"ok" | "auth" | "down"> {
@@ -524,144 +426,6 @@ export class Chorus extends Emitter<ChorusEvents> {
     } catch {
       return "down";
     }
-  }
-
-  private async dialHttp(id: number): Promise<void> {
-    const probe = await this.probe();
-    if (id !== this.connId || this.state === "closed") return;
-    if (probe === "auth") return this.authFailed();
-    if (probe === "down") return this.retry(0, "the server is unreachable");
-    this.opened();
-    for (const r of this.rooms.values()) this.startRoom(r);
-  }
-
-  /** A read or write over HTTP failed for want of a server: reconnect everything. */
-  private httpLost(id: number, reason: string): void {
-    if (id === this.connId && this.state === "open") this.retry(0, reason);
-  }
-
-  private async joinHttp(r: RoomState, id: number): Promise<void> {
-    let page: HistoryPage;
-    try {
-      const res = await this.fetch(`${this.roomUrl(r.name)}/messages?limit=1`, { headers: this.authHeaders() });
-      if (id !== this.connId || this.rooms.get(r.name) !== r) return;
-      if (res.status === 401) return this.authFailed();
-      if (!res.ok) {
-        const err = await responseError(res, r.name);
-        if (res.status >= 500) return this.httpLost(id, `joining ${r.name}: ${err.message}`);
-        return this.joinFailed(r, err);
-      }
-      page = await res.json();
-    } catch (e) {
-      return this.httpLost(id, `joining ${r.name}: ${errorText(e)}`);
-    }
-    if (id !== this.connId || this.rooms.get(r.name) !== r) return;
-    const resume = r.lastSeq !== null;
-    const recovered = !resume || ((r.epoch === undefined || r.epoch === page.epoch) && r.lastSeq! <= page.last_seq);
-    this.onJoined(r, { room: r.name, epoch: page.epoch, lastSeq: page.last_seq, recovered });
-    if (this.kind === "sse") this.streamSse(r, id);
-    else void this.streamPoll(r, id);
-    // Presence is live over WebSocket only; the HTTP transports read it once per join.
-    this.api<{ users: PresenceUser[] }>(`/api/rooms/${encodeURIComponent(r.name)}/presence`, {}, r.name).then(
-      (p) => {
-        if (id !== this.connId || this.rooms.get(r.name) !== r) return;
-        r.presence = new Map(p.users.map((u) => [u.user, u]));
-        this.emit("presence", { room: r.name, users: p.users });
-      },
-      () => {}, // presence is a nicety; the room works without it
-    );
-  }
-
-  private streamSse(r: RoomState, id: number): void {
-    const ES = (globalThis as any).EventSource;
-    const q = new URLSearchParams({ access_token: this.token ?? "", after: String(r.lastSeq ?? 0) });
-    const src = new ES(`${this.roomUrl(r.name)}/events?${q}`);
-    r.stopStream = () => src.close();
-    const entry = (ev: any) => {
-      if (id === this.connId) this.onEntry(JSON.parse(ev.data));
-    };
-    for (const type of ["message", "edit", "delete", "react"]) src.addEventListener(type, entry);
-    src.addEventListener("reset", (ev: any) => {
-      if (id === this.connId) this.onFrame(JSON.parse(ev.data));
-    });
-    src.onerror = () => {
-      // EventSource resumes by itself (Last-Event-ID) after a dropped stream; if it gave up (an
-      // HTTP error such as 401), find out why and start over.
-      if (id !== this.connId) return;
-      if (src.readyState === 2) {
-        src.close();
-        void this.probe().then((p) => {
-          if (id !== this.connId) return;
-          if (p === "auth") this.authFailed();
-          else this.retry(0, "the event stream was refused");
-        });
-      } else if (this.state === "open") {
-        this.retry(0, "the event stream dropped");
-      }
-    };
-  }
-
-  private async streamPoll(r: RoomState, id: number): Promise<void> {
-    let stopped = false;
-    const abort = typeof AbortController === "function" ? new AbortController() : null;
-    r.stopStream = () => {
-      stopped = true;
-      abort?.abort();
-    };
-    while (!stopped && id === this.connId) {
-      let body: { messages: Entry[]; last_seq: number };
-      try {
-        const q = new URLSearchParams({ after: String(r.lastSeq ?? 0), timeout: String(POLL_TIMEOUT_S) });
-        const res = await this.fetch(`${this.roomUrl(r.name)}/poll?${q}`, { headers: this.authHeaders(), signal: abort?.signal });
-        if (stopped || id !== this.connId) return;
-        if (res.status === 401) return this.authFailed();
-        if (!res.ok) {
-          const err = await responseError(res, r.name);
-          if (res.status >= 500 || res.status === 429) return this.httpLost(id, err.message);
-          this.emit("error", err);
-          return this.dropRoom(r, err);
-        }
-        body = await res.json();
-      } catch (e) {
-        if (!stopped) this.httpLost(id, `polling ${r.name}: ${errorText(e)}`);
-        return;
-      }
-      if (stopped || id !== this.connId) return;
-      for (const e of body.messages) this.onEntry({ ...e, room: r.name });
-    }
-  }
-
-  /** A send, edit, delete or react over REST, with its client_msg_id as the Idempotency-Key. */
-  private async restSend(r: RoomState, p: Pending, id: number): Promise<void> {
-    let res: Response;
-    try {
-      const init: RequestInit = {
-        method: p.rest.method,
-        headers: { ...this.authHeaders(), "content-type": "application/json", "idempotency-key": p.clientMsgId },
-      };
-      if (p.rest.body) init.body = JSON.stringify({ ...p.rest.body, client_msg_id: p.clientMsgId });
-      res = await this.fetch(`${this.roomUrl(r.name)}${p.rest.path}`, init);
-    } catch (e) {
-      if (r.queue[0] === p) this.sendFailed(r, p, new ChorusError("unavailable", errorText(e), { room: r.name }));
-      this.httpLost(id, `sending to ${r.name}: ${errorText(e)}`);
-      return;
-    }
-    if (r.queue[0] !== p) return;
-    if (res.ok) {
-      const m = await res.json().catch(() => ({}));
-      const duplicate = m.duplicate ?? res.status === 200;
-      return this.onAck(r.name, p.clientMsgId, { room: r.name, seq: m.seq, id: m.id, ts: m.ts, clientMsgId: p.clientMsgId, duplicate });
-    }
-    if (res.status === 401) {
-      r.busy = false;
-      p.status = "queued";
-      return this.authFailed();
-    }
-    this.sendFailed(r, p, await responseError(res, r.name));
-  }
-
-  private roomUrl(room: string): string {
-    return `${this.base}/api/rooms/${encodeURIComponent(room)}`;
   }
 
   private authHeaders(): Record<string, string> {
@@ -697,7 +461,7 @@ export class Chorus extends Emitter<ChorusEvents> {
     let r = this.rooms.get(room);
     if (r && r.last && !r.waiters.length && r.joined) return Promise.resolve(r.last);
     if (!r) {
-      r = newRoom(room, options.since ?? null);
+      r = new RoomSubscription(room, options.since ?? null, this.roomHost, () => this.user);
       this.rooms.set(room, r);
       if (this.state === "open") this.startRoom(r);
     }
@@ -709,70 +473,35 @@ export class Chorus extends Emitter<ChorusEvents> {
   leave(room: string): void {
     const r = this.rooms.get(room);
     if (!r) return;
-    this.wsSend({ type: "leave", room, ref: this.ref("leave") });
+    if (r.joined) this.current?.leave(room, this.ref("leave"));
     this.dropRoom(r, new ChorusError("not_joined", "left the room", { room }));
   }
 
   /** The rooms joined, with their cursor and unread count. */
   joinedRooms(): { room: string; lastSeq: number | null; unread: number }[] {
-    return [...this.rooms.values()].map((r) => ({ room: r.name, lastSeq: r.lastSeq, unread: unreadOf(r) }));
+    return [...this.rooms.values()].map((r) => ({ room: r.name, lastSeq: r.lastSeq, unread: r.unread }));
   }
 
   /** Unread messages in `room`: exact at each `joined`/`read` from the server, counted from live entries between. */
   unread(room: string): number {
-    const r = this.rooms.get(room);
-    return r ? unreadOf(r) : 0;
+    return this.rooms.get(room)?.unread ?? 0;
   }
 
   presence(room: string): PresenceUser[] {
     return [...(this.rooms.get(room)?.presence.values() ?? [])];
   }
 
-  private startRoom(r: RoomState): void {
-    if (this.kind === "websocket") {
-      r.joinRef = this.ref("join");
-      const frame: Record<string, unknown> = { type: "join", room: r.name, ref: r.joinRef };
-      if (r.lastSeq !== null) {
-        frame.since = r.lastSeq;
-        if (r.epoch !== undefined) frame.epoch = r.epoch;
-      }
-      this.wsSend(frame);
-    } else {
-      r.joinRef = this.ref("join");
-      void this.joinHttp(r, this.connId);
-    }
+  private startRoom(r: RoomSubscription): void {
+    if (!this.current) return;
+    r.joinRef = this.ref("join");
+    this.current.join(r.name, r.lastSeq, r.epoch, r.joinRef);
   }
 
-  private onJoined(r: RoomState, j: Joined): void {
-    const resume = r.lastSeq !== null;
-    if (resume && !j.recovered) {
-      r.lastSeq = j.lastSeq;
-      r.counted.clear();
-      this.emit("reset", { room: r.name, lastSeq: j.lastSeq });
-    } else if (!resume) {
-      r.lastSeq = j.lastSeq;
-    }
-    r.epoch = j.epoch;
-    r.joined = true;
-    r.last = j;
-    if (j.unread !== undefined && j.readSeq !== undefined) {
-      r.readSeq = j.readSeq;
-      r.unreadBase = j.unread;
-      r.unreadAt = j.lastSeq;
-      r.counted = new Set([...r.counted].filter((s) => s > j.lastSeq));
-    }
-    for (const w of r.waiters) w.resolve(j);
-    r.waiters = [];
-    this.emit("joined", j);
-    this.emit("unread", { room: r.name, unread: unreadOf(r) });
-    this.pump(r);
-  }
-
-  private joinFailed(r: RoomState, err: ChorusError): void {
+  private joinFailed(r: RoomSubscription, err: ChorusError): void {
     r.joinRef = undefined;
     if (err.retryable) {
       // The server could not join us just now (a dependency down): try again, keep the room.
-      this.later(backoffDelay(this.attempt, this.minMs, this.maxMs), () => {
+      this.later(backoffDelay(this.attempt, this.backoff.minMs, this.backoff.maxMs), () => {
         if (this.rooms.get(r.name) === r && this.state === "open" && !r.joined) this.startRoom(r);
       });
       return;
@@ -781,43 +510,10 @@ export class Chorus extends Emitter<ChorusEvents> {
     this.dropRoom(r, err);
   }
 
-  private dropRoom(r: RoomState, err: ChorusError): void {
+  private dropRoom(r: RoomSubscription, err: ChorusError): void {
     if (this.rooms.get(r.name) !== r) return;
-    this.unjoin(r);
     this.rooms.delete(r.name);
-    for (const w of r.waiters) w.reject(err);
-    r.waiters = [];
-    for (const p of r.queue) p.reject(err);
-    r.queue = [];
-    this.emitPending(r);
-  }
-
-  private onEntry(e: Entry): void {
-    const r = this.rooms.get(e.room);
-    if (!r) return;
-    if (r.lastSeq !== null && e.seq <= r.lastSeq) return; // seen already (a resume's overlap)
-    r.lastSeq = e.seq;
-    const before = unreadOf(r);
-    if (e.type === "message") {
-      if (e.user !== this.user && !e.deleted && e.seq > Math.max(r.readSeq ?? 0, r.unreadAt)) r.counted.add(e.seq);
-      this.emit("message", { room: e.room, message: e });
-    } else {
-      if (e.type === "delete") r.counted.delete(e.target);
-      this.emit("entry", { room: e.room, entry: e });
-    }
-    if (unreadOf(r) !== before) this.emit("unread", { room: r.name, unread: unreadOf(r) });
-  }
-
-  private onRead(s: ReadState): void {
-    const r = this.rooms.get(s.room);
-    if (r && (r.readSeq === undefined || s.seq >= r.readSeq)) {
-      r.readSeq = s.seq;
-      r.unreadBase = s.unread;
-      r.unreadAt = s.lastSeq ?? s.seq;
-      r.counted = new Set([...r.counted].filter((q) => q > r.unreadAt && q > s.seq));
-      this.emit("unread", { room: r.name, unread: unreadOf(r) });
-    }
-    this.emit("read", s);
+    r.end(err);
   }
 
   // ----- sending ------------------------------------------------------------------------------------
@@ -828,155 +524,104 @@ export class Chorus extends Emitter<ChorusEvents> {
    * across retries and reconnects); while offline they wait, listed by `pending()`.
    */
   send(room: string, body: string, options: { clientMsgId?: string } = {}): Promise<Ack> {
-    return this.enqueue(room, "send", { type: "send", room, body }, { method: "POST", path: "/messages", body: { body } }, options, { body });
+    return this.enqueue({ room, kind: "send", body }, options);
   }
 
   /** Replaces the body of your message `seq`. */
   edit(room: string, seq: number, body: string, options: { clientMsgId?: string } = {}): Promise<Ack> {
-    return this.enqueue(room, "edit", { type: "edit", room, target: seq, body }, { method: "PATCH", path: `/messages/${seq}`, body: { body } }, options, { body, target: seq });
+    return this.enqueue({ room, kind: "edit", target: seq, body }, options);
   }
 
   /** Deletes message `seq` (yours, or any as a moderator). */
   delete(room: string, seq: number, options: { clientMsgId?: string } = {}): Promise<Ack> {
-    return this.enqueue(room, "delete", { type: "delete", room, target: seq }, { method: "DELETE", path: `/messages/${seq}` }, options, { target: seq });
+    return this.enqueue({ room, kind: "delete", target: seq }, options);
   }
 
   /** Adds (`add`) or removes (`remove`) your reaction `key` on message `seq`. */
   react(room: string, seq: number, key: string, op: "add" | "remove" = "add", options: { clientMsgId?: string } = {}): Promise<Ack> {
-    const path = `/messages/${seq}/reactions/${encodeURIComponent(key)}`;
-    return this.enqueue(room, "react", { type: "react", room, target: seq, key, op }, { method: op === "add" ? "PUT" : "DELETE", path }, options, { target: seq });
+    return this.enqueue({ room, kind: "react", target: seq, key, op }, options);
   }
 
   /** Entries not yet acked, in the order they will be committed (all rooms, or one). */
   pending(room?: string): PendingEntry[] {
-    const rooms = room ? [this.rooms.get(room)].filter(Boolean) : [...this.rooms.values()];
-    return rooms.flatMap((r) => r!.queue.map(publicPending));
+    const rooms = room ? [this.rooms.get(room)].filter((r) => r !== undefined) : [...this.rooms.values()];
+    return rooms.flatMap((r) => r.pending());
   }
 
-  private enqueue(
-    room: string,
-    kind: PendingEntry["kind"],
-    frame: Record<string, unknown>,
-    rest: Pending["rest"],
-    options: { clientMsgId?: string },
-    shown: { body?: string; target?: number },
-  ): Promise<Ack> {
-    const r = this.rooms.get(room);
+  private enqueue(what: Omit<PostEntry, "clientMsgId">, options: { clientMsgId?: string }): Promise<Ack> {
+    const r = this.rooms.get(what.room);
+    const room = what.room;
     if (!r) return Promise.reject(new ChorusError("not_joined", "join the room before sending to it", { room }));
-    if (this.state === "closed" && !this.openWaiters.length && this.connId > 0) {
+    if (this.state === "closed" && !this.openWaiters.length && this.dials > 0) {
       return Promise.reject(new ChorusError("closed", "the client was closed", { room }));
     }
+    // One entry the server would refuse for its size fails alone, before it goes out.
+    if (what.body !== undefined && utf8Length(what.body) > this.maxBodyBytes) {
+      const limit = this.maxBodyBytes;
+      return Promise.reject(new ChorusError("body_too_large", `the body is over ${limit} bytes`, { room }));
+    }
+    const entry: PostEntry = { ...what, clientMsgId: options.clientMsgId ?? newId() };
     return new Promise<Ack>((resolve, reject) => {
       const p: Pending = {
-        clientMsgId: options.clientMsgId ?? newId(),
+        clientMsgId: entry.clientMsgId,
         room,
-        kind,
-        ...shown,
+        kind: entry.kind,
+        body: entry.body,
+        target: entry.target,
         status: "queued",
         attempts: 0,
-        frame,
-        rest,
+        entry,
         resolve,
         reject,
       };
-      r.queue.push(p);
-      this.emitPending(r);
-      this.pump(r);
+      r.enqueue(p);
     });
-  }
-
-  /** Puts the room's head entry on the wire if it may go now. Only the head is ever in flight. */
-  private pump(r: RoomState): void {
-    if (r.busy || !r.queue.length || this.state !== "open") return;
-    const p = r.queue[0];
-    if (this.kind === "websocket") {
-      if (!r.joined) return;
-      if (!this.wsSend({ ...p.frame, client_msg_id: p.clientMsgId, ref: p.clientMsgId })) return;
-    } else {
-      void this.restSend(r, p, this.connId);
-    }
-    r.busy = true;
-    p.status = "sending";
-    p.attempts++;
-    this.emitPending(r);
-  }
-
-  private onAck(room: string, clientMsgId: string, ack: Ack): void {
-    const r = this.rooms.get(room);
-    const p = r?.queue[0];
-    if (!r || !p || p.clientMsgId !== clientMsgId) return; // a late answer to an entry already settled
-    r.queue.shift();
-    r.busy = false;
-    p.resolve(ack);
-    this.emitPending(r);
-    this.pump(r);
-  }
-
-  private sendFailed(r: RoomState, p: Pending, err: ChorusError): void {
-    if (r.queue[0] !== p) return;
-    if (err.retryable) {
-      // Retry this entry, with the same id, before anything behind it.
-      p.status = "retrying";
-      p.retryReason = err.code;
-      const delay = err.code === "rate_limited" ? (err.retryAfterMs ?? 1000) : backoffDelay(p.attempts, this.minMs, this.maxMs);
-      r.retryTimer = setTimeout(() => {
-        r.retryTimer = undefined;
-        r.busy = false;
-        this.pump(r);
-      }, delay);
-      this.emitPending(r);
-      return;
-    }
-    if (err.code === "not_joined" && this.kind === "websocket") {
-      // The server lost our join (e.g. its room actor restarted): join again; the head goes after.
-      r.busy = false;
-      p.status = "queued";
-      r.joined = false;
-      this.startRoom(r);
-      return;
-    }
-    r.queue.shift();
-    r.busy = false;
-    p.reject(err);
-    this.emitPending(r);
-    this.pump(r);
-  }
-
-  private emitPending(r: RoomState): void {
-    this.emit("pending", { room: r.name, pending: r.queue.map(publicPending) });
   }
 
   // ----- the rest of the API ------------------------------------------------------------------------
 
   /** Moves your read cursor in `room` to `seq`; every one of your devices hears it. */
   async markRead(room: string, seq: number): Promise<ReadState> {
-    if (this.kind === "websocket" && this.ws && this.ws.readyState === 1 && this.rooms.get(room)?.joined) {
-      const ref = this.ref("read");
-      const done = new Promise<ReadState>((resolve, reject) => this.reads.set(ref, { resolve, reject }));
-      this.wsSend({ type: "read", room, seq, ref });
-      return done;
+    const ref = this.ref("read");
+    if (this.state === "open" && this.rooms.get(room)?.joined && this.current?.markRead(room, seq, ref)) {
+      return new Promise<ReadState>((resolve, reject) => this.reads.set(ref, { resolve, reject }));
     }
-    const r = await this.api<any>(`/api/rooms/${encodeURIComponent(room)}/read`, { method: "PUT", body: JSON.stringify({ seq }) }, room);
-    const state: ReadState = { room, seq: r.read_seq, unread: r.unread, lastSeq: r.last_seq };
+    const r = await this.api<{ read_seq: number; unread: number; last_seq: number }>(
+      `/api/rooms/${encodeURIComponent(room)}/read`,
+      { method: "PUT", body: JSON.stringify({ seq }) },
+      room,
+    );
+    const state = toReadState({ room, seq: r.read_seq, unread: r.unread, last_seq: r.last_seq });
     this.onRead(state);
     return state;
   }
 
   /** Tells the room you are typing (WebSocket only; ephemeral). */
   typing(room: string): void {
-    if (this.rooms.get(room)?.joined) this.wsSend({ type: "typing", room });
+    if (this.rooms.get(room)?.joined) this.current?.typing(room);
   }
 
   /** Messages before `before` (or the latest), ascending, in their current state. */
-  history(room: string, options: { before?: number; limit?: number } = {}): Promise<HistoryPage> {
+  async history(room: string, options: { before?: number; limit?: number } = {}): Promise<HistoryPage> {
     const q = new URLSearchParams({ limit: String(options.limit ?? 50) });
     if (options.before) q.set("before", String(options.before));
-    return this.api<HistoryPage>(`/api/rooms/${encodeURIComponent(room)}/messages?${q}`, {}, room);
+    const page = await this.api<WireHistoryPage>(`/api/rooms/${encodeURIComponent(room)}/messages?${q}`, {}, room);
+    return toHistoryPage(page);
   }
 
-  /** Your rooms, most recent first, with unread counts (rooms you posted in or read). */
-  myRooms(options: { limit?: number } = {}): Promise<MyRoom[]> {
-    return this.api<MyRoom[]>(`/api/me/rooms?limit=${options.limit ?? 100}`);
+  /** Your rooms, most recent first, with unread counts (the first `limit`, default 100). */
+  async myRooms(options: { limit?: number } = {}): Promise<MyRoom[]> {
+    const rooms = await this.api<WireMyRoom[]>(`/api/me/rooms?limit=${options.limit ?? 100}`);
+    return rooms.map(toMyRoom);
+  }
+
+  /** A page of your rooms; pass the page's `next` as `after` for the one after it. */
+  async myRoomsPage(options: { after?: string; limit?: number } = {}): Promise<MyRoomsPage> {
+    const q = new URLSearchParams({ after: options.after ?? "", limit: String(options.limit ?? 50) });
+    const page = await this.api<{ rooms: WireMyRoom[]; next?: string }>(`/api/me/rooms?${q}`);
+    const out: MyRoomsPage = { rooms: page.rooms.map(toMyRoom) };
+    if (page.next) out.next = page.next;
+    return out;
   }
 
   private ref(kind: string): string {
@@ -984,34 +629,8 @@ export class Chorus extends Emitter<ChorusEvents> {
   }
 }
 
-function newRoom(name: string, since: number | null): RoomState {
-  return {
-    name,
-    lastSeq: since,
-    joined: false,
-    waiters: [],
-    queue: [],
-    busy: false,
-    presence: new Map(),
-    unreadBase: 0,
-    unreadAt: 0,
-    counted: new Set(),
-  };
-}
-
-function unreadOf(r: RoomState): number {
-  return r.unreadBase + r.counted.size;
-}
-
-function publicPending(p: Pending): PendingEntry {
-  const { clientMsgId, room, kind, body, target, status, attempts } = p;
-  return status === "retrying"
-    ? { clientMsgId, room, kind, body, target, status, attempts, retryReason: p.retryReason }
-    : { clientMsgId, room, kind, body, target, status, attempts };
-}
-
 function withRoom(err: ChorusError, room: string): ChorusError {
-  return err.room ? err : new ChorusError(err.code, err.message, { room, retryAfterMs: err.retryAfterMs });
+  return err.room ? err : new ChorusError(err.code, err.message, { room, retryAfterMs: err.retryAfterMs, status: err.status });
 }
 
 function fallbackKind(): TransportKind {
@@ -1021,4 +640,3 @@ function fallbackKind(): TransportKind {
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
-

@@ -8,16 +8,24 @@ export interface EntryBase {
   user: string;
   name?: string;
   ts: string;
-  client_msg_id?: string;
+  clientMsgId?: string;
+}
+
+/** One reaction key on a message: how many hold it, and up to 20 of them. */
+export interface Reaction {
+  key: string;
+  count: number;
+  users: string[];
 }
 
 /** A chat message, in its current state when it came from the store (backfill, history). */
 export interface Message extends EntryBase {
   type: "message";
   body: string;
-  edited_ts?: string;
+  /** When it was last edited (history and backfill; live edits arrive as `edit` entries). */
+  editedTs?: string;
   deleted?: boolean;
-  reactions?: { key: string; count: number; users: string[] }[];
+  reactions?: Reaction[];
 }
 
 export interface EditEntry extends EntryBase {
@@ -54,10 +62,11 @@ export interface Ack {
 /** What `join` resolves with, and the `joined` event (also after every automatic re-join). */
 export interface Joined {
   room: string;
-  epoch?: string | number;
+  epoch?: string;
   /** The room's head when joined; entries after it (or after `since`) follow live. */
   lastSeq: number;
-  /** False: the gap since `since` could not be filled; reload with `history` (a `reset` event). */
+  /** True: every entry after `since` follows, gap-free. False without `since`, or when the gap
+   * since it could not be filled (then a `reset` event: reload with `history`). */
   recovered: boolean;
   /** This user's read cursor and unread count, when the server could tell. */
   readSeq?: number;
@@ -78,17 +87,23 @@ export interface PresenceUser {
 
 export interface HistoryPage {
   room: string;
-  epoch?: string | number;
-  last_seq: number;
+  epoch?: string;
+  lastSeq: number;
   messages: Message[];
 }
 
 export interface MyRoom {
   room: string;
-  last_seq: number;
-  read_seq: number;
+  lastSeq: number;
+  readSeq: number;
   unread: number;
-  last_message?: Message;
+  lastMessage?: Message;
+}
+
+/** A page of `myRoomsPage()`: pass `next` as `after` for the following one. */
+export interface MyRoomsPage {
+  rooms: MyRoom[];
+  next?: string;
 }
 
 /** A send, edit, delete or react the client holds until the server acks it. */
@@ -154,5 +169,5 @@ export interface ChorusEvents {
   reset: { room: string; lastSeq: number };
   pending: { room: string; pending: PendingEntry[] };
   token: { expiresAt?: number };
-  error: import("./errors").ChorusError;
+  error: import("./errors.js").ChorusError;
 }

@@ -67,3 +67,8 @@ export function refreshDelayMs(exp: number, now = Date.now()): number {
   const early = Math.min(60_000, Math.max(1_000, left / 10));
   return Math.max(0, left - early);
 }
+
+/** The length of `s` in UTF-8 bytes (what the server's byte limits count). */
+export function utf8Length(s: string): number {
+  return new TextEncoder().encode(s).length;
+}

@@ -1,8 +1,10 @@
-import type { Ack, ChorusEvents, ChorusOptions, ConnectionState, HistoryPage, Joined, MyRoom, PendingEntry, PresenceUser, ReadState, TransportKind } from "./types";
-import { Emitter } from "./util";
+import type { Ack, ChorusEvents, ChorusOptions, ConnectionState, HistoryPage, Joined, MyRoom, MyRoomsPage, PendingEntry, PresenceUser, ReadState, TransportKind } from "./types.js";
+import { Emitter } from "./util.js";
 /** Room ids the server accepts (PROTOCOL.md §2). */
 export declare const ROOM_PATTERN: RegExp;
 export declare const isValidRoom: (room: string) => boolean;
+/** The server's default `limits.max_body_bytes` (a node that says otherwise in `hello` wins). */
+export declare const DEFAULT_MAX_BODY_BYTES = 4096;
 export declare class Chorus extends Emitter<ChorusEvents> {
     /** The connection state; listen to `state` for changes. */
     state: ConnectionState;
@@ -14,25 +16,24 @@ export declare class Chorus extends Emitter<ChorusEvents> {
     private kind;
     private readonly WS?;
     private readonly fetch;
-    private readonly minMs;
-    private readonly maxMs;
+    private readonly backoff;
     private readonly connectTimeoutMs;
+    private maxBodyBytes;
     private rooms;
     private reads;
     private openWaiters;
+    /** The current connection's transport; a dropped one is never called back. */
+    private current;
     private ws;
-    /** Bumped whenever a connection is abandoned, so its late callbacks change nothing. */
-    private connId;
     private attempt;
     private authFailures;
-    private wsFailures;
-    private wsWorked;
+    private dials;
     private timers;
     private refreshTimer?;
-    private heartbeat?;
-    private lastHeard;
     private tokenRequest;
     private refCounter;
+    /** What every room is given of this client. */
+    private readonly roomHost;
     constructor(options?: ChorusOptions);
     /** The transport in use: `websocket`, or `sse` / `poll` (reads) with REST (writes). */
     get transport(): TransportKind;
@@ -41,10 +42,11 @@ export declare class Chorus extends Emitter<ChorusEvents> {
     /** Closes for good (not an error): unsent entries and unanswered joins are rejected with `closed`. */
     close(): void;
     private dial;
+    /** A transport of the current kind, with a host that goes quiet once it is not current. */
+    private newTransport;
     private retry;
     /** Forget everything tied to the current connection; rooms stay, to be joined again. */
     private dropConnection;
-    private unjoin;
     private shutdown;
     /** A refusal that reconnecting cannot cure: tell the app, then close. */
     private fatal;
@@ -55,25 +57,14 @@ export declare class Chorus extends Emitter<ChorusEvents> {
     private renewToken;
     /** The server refused the token (4001, 401): renew it and reconnect, or close if we cannot. */
     private authFailed;
-    /** Renew a little before expiry, then reconnect with the new token (resuming every room). */
+    /** Renew a little before expiry, then move to the new token (resuming every room). */
     private scheduleRefresh;
-    private dialWebSocket;
-    private onWebSocketClosed;
-    private wsSend;
-    private startHeartbeat;
     private onFrame;
-    private onErrorFrame;
+    /** An `error` answering our request `ref`: a join, an entry, or a read. */
+    private onRefused;
+    private onRead;
     /** Whether the server answers and takes the token: `ok`, `auth` (401) or `down`. */
     private probe;
-    private dialHttp;
-    /** A read or write over HTTP failed for want of a server: reconnect everything. */
-    private httpLost;
-    private joinHttp;
-    private streamSse;
-    private streamPoll;
-    /** A send, edit, delete or react over REST, with its client_msg_id as the Idempotency-Key. */
-    private restSend;
-    private roomUrl;
     private authHeaders;
     /** An authenticated REST call; a refused token is renewed once. */
     private api;
@@ -97,11 +88,8 @@ export declare class Chorus extends Emitter<ChorusEvents> {
     unread(room: string): number;
     presence(room: string): PresenceUser[];
     private startRoom;
-    private onJoined;
     private joinFailed;
     private dropRoom;
-    private onEntry;
-    private onRead;
     /**
      * Posts `body` to `room` and resolves with the ack once it is committed. Entries to one room are
      * committed in the order of these calls, each exactly once (the client keeps its client_msg_id
@@ -125,11 +113,6 @@ export declare class Chorus extends Emitter<ChorusEvents> {
     /** Entries not yet acked, in the order they will be committed (all rooms, or one). */
     pending(room?: string): PendingEntry[];
     private enqueue;
-    /** Puts the room's head entry on the wire if it may go now. Only the head is ever in flight. */
-    private pump;
-    private onAck;
-    private sendFailed;
-    private emitPending;
     /** Moves your read cursor in `room` to `seq`; every one of your devices hears it. */
     markRead(room: string, seq: number): Promise<ReadState>;
     /** Tells the room you are typing (WebSocket only; ephemeral). */
@@ -139,9 +122,14 @@ export declare class Chorus extends Emitter<ChorusEvents> {
         before?: number;
         limit?: number;
     }): Promise<HistoryPage>;
-    /** Your rooms, most recent first, with unread counts (rooms you posted in or read). */
+    /** Your rooms, most recent first, with unread counts (the first `limit`, default 100). */
     myRooms(options?: {
         limit?: number;
     }): Promise<MyRoom[]>;
+    /** A page of your rooms; pass the page's `next` as `after` for the one after it. */
+    myRoomsPage(options?: {
+        after?: string;
+        limit?: number;
+    }): Promise<MyRoomsPage>;
     private ref;
 }

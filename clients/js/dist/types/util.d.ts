@@ -16,3 +16,5 @@ export declare function tokenClaims(token: string | undefined): {
 } | null;
 /** When to renew a token expiring at `exp` (seconds): a tenth of what is left, between 1 s and 60 s early. */
 export declare function refreshDelayMs(exp: number, now?: number): number;
+/** The length of `s` in UTF-8 bytes (what the server's byte limits count). */
+export declare function utf8Length(s: string): number;

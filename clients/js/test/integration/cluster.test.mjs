@@ -115,7 +115,9 @@ test("the room log through the SDK on every transport: edit, react, delete, read
     const entries = [];
     bob.on("entry", (e) => entries.push(e.entry));
     await Promise.all([ann.connect(), bob.connect()]);
-    await Promise.all([ann.join(room), bob.join(room)]);
+    const joins = await Promise.all([ann.join(room), bob.join(room)]);
+    // One rule for every transport: a first join (no `since`) has nothing to recover.
+    assert.deepEqual(joins.map((j) => j.recovered), [false, false], `${transport}: ${JSON.stringify(joins)}`);
     const first = await ann.send(room, "frist");
     const second = await ann.send(room, "second");
     assert.equal((await ann.edit(room, first.seq, "first")).duplicate, false);

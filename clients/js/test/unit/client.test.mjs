@@ -284,3 +284,37 @@ test("without a WebSocket (Node 18-21) the client picks long-polling, not EventS
   }
   assert.throws(() => new Chorus({ url: "http://chorus.test" }), (e) => e.code === "bad_request");
 });
+
+test("a body over the server's limit fails alone before it goes out, and a 1009 close reconnects", async () => {
+  const server = new FakeServer();
+  const chat = client(server);
+  const ws = await inLobby(server, chat, 0);
+  const big = chat.send("lobby", "é".repeat(2049)); // 4098 bytes of UTF-8
+  const fine = chat.send("lobby", "fine");
+  await assert.rejects(big, (e) => e.code === "body_too_large" && e.room === "lobby");
+  const f = await ws.frame((f) => f.type === "send");
+  assert.equal(f.body, "fine", "only the entry that fits went out");
+  ws.push({ type: "ack", ref: f.ref, room: "lobby", seq: 1, id: "m1", ts: "t", client_msg_id: f.client_msg_id, duplicate: false });
+  await fine;
+  ws.drop(1009);
+  assert.equal(chat.state, "reconnecting", "1009 is not fatal: the rest of the queue lives on");
+  await server.accept(1);
+  await until(() => chat.state === "open", "open again");
+  chat.close();
+});
+
+test("the public API is camelCase and an entry type the client does not know still moves the cursor", async () => {
+  const server = new FakeServer();
+  const chat = client(server);
+  const ws = await inLobby(server, chat, 0);
+  const got = next(chat, "message");
+  ws.push({ type: "message", room: "lobby", seq: 1, id: "m1", user: "bob", body: "hi", ts: "t", client_msg_id: "c1", edited_ts: "t2" });
+  const { message } = await got;
+  assert.deepEqual(message, { type: "message", room: "lobby", seq: 1, id: "m1", user: "bob", body: "hi", ts: "t", clientMsgId: "c1", editedTs: "t2" });
+  ws.push({ type: "member", room: "lobby", seq: 2, id: "e2", user: "bob", target: "cy", op: "add", ts: "t" }); // v3, unknown here
+  await until(() => chat.joinedRooms()[0].lastSeq === 2, "the cursor past the unknown entry");
+  ws.drop(1012);
+  const ws2 = await server.accept(1);
+  assert.equal((await ws2.frame((f) => f.type === "join")).since, 2, "resumed after it");
+  chat.close();
+});
