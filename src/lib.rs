@@ -6,21 +6,31 @@
 //!
 //! ```text
 //! client ─text─▶ session/  decode ClientFrame, check limits and rights
-//!                   │ Post { message, reply }
+//!                   │ Post { entry, reply }
 //!                   ▼
-//!                room/  Room actor (one per active room per node)
-//!                   ├─▶ store/  append → seq        (one transaction per batch: group commit)
-//!                   ├─▶ members: ToSession::Frame(shared bytes) ─▶ session/ ─▶ socket
+//!                room/actor.rs  the Room actor: Input ─▶ room/core/ (decides) ─▶ Effects
+//!                   ├─▶ store/  append → seq        (one statement per batch: group commit)
+//!                   ├─▶ members: ToSession::Live(shared bytes) ─▶ session/ ─▶ socket
 //!                   └─▶ bridge/ RoomEnvelope { origin, room, seq, event } ─▶ Redis PUBLISH <prefix>:room:<id>
 //!    other node: bridge/ (drops origin == self) ─▶ room registry ─▶ Room (orders by seq, repairs gaps
 //!                from store/) ─▶ members
 //! ```
 //!
+//! **Where a room decides things: `room/core/`.** Every rule a room follows (ordering, gap
+//! repair, group commit, acks before delivery, a batch failing for one entry, an epoch reset,
+//! joins with backfill, presence, slow members, idling out) is a pure state machine there:
+//! `RoomCore::step(now, input) → effects`, with no actor, I/O or clock. Its tests
+//! (`room/core/tests/`, one file per part of the protocol, and a property test over any
+//! interleaving) are the room's behaviour. The actor (`room/actor.rs`) only carries out effects.
+//!
 //! ## Glossary
 //! - **Session**: one WebSocket connection (an actor). **Room**: one chat room's actor on one node.
-//! - **seq**: a message's position in its room, from 1, gap-free, assigned in the commit.
-//! - **epoch**: a room history's identity; a `since` from another epoch cannot be trusted.
-//! - **backfill**: the messages after a join's `since`, read from the store before going live.
+//! - **Room core**: the room's decisions as a state machine; **Input**, **Effect**: what goes in and
+//!   out of it; **Block**: a read the room waits for before anything else (inputs are kept).
+//! - **seq**: an entry's position in its room's log, from 1, gap-free, assigned in the commit.
+//! - **epoch**: a room history's identity ([`ids::Epoch`]); a `since` from another epoch cannot be trusted.
+//! - **backfill**: the entries after a join's `since`, read from the store before going live.
+//! - **Batcher**: group commit for anything a room writes (appends, read cursors).
 //! - **Store**: the durable history seam (Postgres, or in-memory for standalone mode and tests).
 //! - **Bus**: the pub/sub seam between nodes (Redis, or an in-process loopback); **Bridge**: the
 //!   per-node actor on it; **Cluster**: the handle rooms publish and subscribe through.
@@ -28,13 +38,16 @@
 //!   re-announce presence, publish its head.
 //!
 //! ## Modules
-//! - [`ids`]: validated identifiers; [`domain`]: messages and presence entries every layer shares.
-//! - [`config`]: typed, layered settings; [`auth`]: JWT identity.
+//! - [`ids`]: validated identifiers and the one random-id source; [`domain`]: log entries and
+//!   presence entries every layer shares.
+//! - [`config`]: settings parsed once into types (`settings.rs`), the layered loader, the rules
+//!   between keys; [`auth`]: JWT identity.
 //! - [`protocol`]: client and server frames, error and close codes.
 //! - [`edge`]: what each client connection holds (admission slot, socket).
-//! - [`http`]: routes (WebSocket upgrade, REST, SSE, long-poll, health, metrics).
-//! - [`session`]: the Session actor; [`room`]: the Room actor (glue around its two state machines,
-//!   `room::sequencer` and `room::presence`) and registry; [`store`]: the Store seam.
+//! - [`http`]: routes (WebSocket upgrade, REST, SSE, long-poll, health, metrics, admin).
+//! - [`session`]: the Session actor; [`room`]: the room core, its actor and registry;
+//!   [`store`]: the Store seam (`store/seam.rs`), Postgres (`store/postgres/`, one file per
+//!   concern: log appends, reads, cursors, outbox, partitions) and memory.
 //! - [`bridge`]: the cluster bridge (envelopes, heartbeats, presence) over the Bus seam.
 //! - [`webhook`]: the dispatcher that sends the outbox (written by the append) to the
 //!   application's endpoints, with retries, circuit breakers and dead letters.
@@ -43,8 +56,10 @@
 //!   (the Postgres and Redis clients, the node's own certificate).
 //!
 //! ## Layers
-//! A module uses only modules on the lines above its own: no import cycles, and each seam can be
-//! read without what sits on top of it. `src/layering.rs` checks this on every `cargo test`.
+//! A module uses only modules on the lines above its own, and no two files use each other's items
+//! (a `mod.rs` is an index: it declares and re-exports, its children define). Each seam can be
+//! read without what sits on top of it. `src/layering.rs` checks both on every `cargo test`,
+//! over every `use` form and every path in code (it parses the crate with `syn`).
 //!
 //! 0. `ids`: identifiers
 //! 1. `domain`: messages, presence entries, timestamps
