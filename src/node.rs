@@ -22,7 +22,7 @@ use crate::http::Shared;
 use crate::metrics::Metrics;
 use crate::room::{Registry, RoomDeps};
 use crate::session::reads::ReadRelay;
-use crate::session::{CloseSession, SessionDeps, Sessions};
+use crate::session::{SessionDeps, Sessions};
 use crate::store::postgres::{Outbox, Routes};
 use crate::store::{self, MemoryStore, Metered, PostgresStore, Store};
 use crate::tls::server::Certificate;
@@ -182,8 +182,7 @@ impl Node {
         let gap = drain / (sessions.len().max(1) as u32);
         let last = sessions.len().saturating_sub(1);
         for (i, addr) in sessions.into_iter().enumerate() {
-            addr.close
-                .do_send(CloseSession(crate::protocol::CloseCode::Draining));
+            addr.close(crate::protocol::CloseCode::Draining);
             if i < last {
                 tokio::time::sleep(gap).await;
             }

@@ -34,7 +34,7 @@ mod open;
 pub mod reads;
 mod requests;
 
-pub use open::{CloseSession, Handle, Kick, Sessions};
+pub use open::{CloseSession, Handle, Kick, SessionControl, Sessions};
 
 use frames::{Assembler, FrameStream, Inbound};
 
@@ -244,12 +244,7 @@ impl Actor for Session {
         ctx.run_later(self.identity.expires_in(), |act, ctx| {
             act.close(ctx, CloseCode::TokenExpired, "token expired");
         });
-        let addr = ctx.address();
-        let handle = Handle {
-            frames: addr.clone().recipient(),
-            kick: addr.clone().recipient(),
-            close: addr.recipient(),
-        };
+        let handle: Handle = Arc::new(ctx.address());
         self.deps
             .sessions
             .register(self.id.clone(), self.identity.user.clone(), handle);
@@ -401,5 +396,25 @@ impl Handler<CloseSession> for Session {
 
     fn handle(&mut self, msg: CloseSession, ctx: &mut Self::Context) {
         self.close(ctx, msg.0, "server closing");
+    }
+}
+
+/// How the node's open-session list reaches a session, through its address.
+impl SessionControl for Addr<Session> {
+    fn frame(&self, message: ToSession) {
+        self.do_send(message);
+    }
+
+    fn kick(&self, room: RoomId) -> futures_util::future::BoxFuture<'static, bool> {
+        let send = self.send(Kick(room));
+        Box::pin(async move { send.await.unwrap_or(false) })
+    }
+
+    fn kick_unanswered(&self, room: RoomId) {
+        self.do_send(Kick(room));
+    }
+
+    fn close(&self, code: CloseCode) {
+        self.do_send(CloseSession(code));
     }
 }

@@ -1,6 +1,7 @@
 //! The open WebSocket sessions of a node, and the messages that reach them from outside their
 //! rooms: a drain's close, an operator's kick, a `read` frame for the user's other devices. Each
-//! session registers a [`Handle`] (its recipients), so nothing here needs the Session type.
+//! session registers itself as a [`Handle`] (one shared reference to its address, behind the
+//! [`SessionControl`] trait), so nothing here needs the Session type.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,13 +24,19 @@ pub struct Kick(pub RoomId);
 #[rtype(result = "()")]
 pub struct CloseSession(pub CloseCode);
 
-/// How to reach one session.
-#[derive(Clone)]
-pub struct Handle {
-    pub frames: Recipient<ToSession>,
-    pub kick: Recipient<Kick>,
-    pub close: Recipient<CloseSession>,
+/// What can be done to an open session from outside its rooms.
+pub trait SessionControl: Send + Sync {
+    /// A frame for the session (a `read` for the user's other devices).
+    fn frame(&self, message: ToSession);
+    /// Closes it with 4003 if it joined `room`; resolves with whether it did.
+    fn kick(&self, room: RoomId) -> futures_util::future::BoxFuture<'static, bool>;
+    /// The same, without waiting for the answer (another node's kick).
+    fn kick_unanswered(&self, room: RoomId);
+    fn close(&self, code: CloseCode);
 }
+
+/// How to reach one session: one allocation, shared by both maps of [`Sessions`].
+pub type Handle = Arc<dyn SessionControl>;
 
 /// The open WebSocket sessions of a node, by id and by user: what a drain closes,
 /// `chorus_sessions` counts, and a user's `read` frames reach.
@@ -41,8 +48,8 @@ pub struct Sessions {
 
 #[derive(Default)]
 struct Open {
-    by_id: HashMap<SessionId, (UserId, Arc<Handle>)>,
-    by_user: HashMap<UserId, HashMap<SessionId, Arc<Handle>>>,
+    by_id: HashMap<SessionId, (UserId, Handle)>,
+    by_user: HashMap<UserId, HashMap<SessionId, Handle>>,
 }
 
 impl Sessions {
@@ -59,8 +66,6 @@ impl Sessions {
     }
 
     pub(super) fn register(&self, id: SessionId, user: UserId, addr: Handle) {
-        // One handle per session, shared by both maps (its recipients are allocations).
-        let addr = Arc::new(addr);
         self.metrics.sessions.inc();
         let mut open = self.lock();
         open.by_user
@@ -84,7 +89,7 @@ impl Sessions {
     }
 
     /// The open sessions of `user` on this node.
-    pub fn of_user(&self, user: &UserId) -> Vec<(SessionId, Arc<Handle>)> {
+    pub fn of_user(&self, user: &UserId) -> Vec<(SessionId, Handle)> {
         self.lock()
             .by_user
             .get(user)
@@ -101,7 +106,7 @@ impl Sessions {
     }
 
     /// Every open session.
-    pub fn all(&self) -> Vec<Arc<Handle>> {
+    pub fn all(&self) -> Vec<Handle> {
         self.lock().by_id.values().map(|(_, a)| a.clone()).collect()
     }
 }

@@ -22,7 +22,7 @@ use crate::protocol::ServerFrame;
 use crate::room::{ReadReceipt, Registry, ToSession};
 use crate::store::ReadState;
 
-use super::open::{Kick, Sessions};
+use super::open::Sessions;
 
 /// Announces moved read cursors; cheap to clone.
 #[derive(Clone)]
@@ -81,7 +81,7 @@ impl ReadRelay {
         .encode();
         for (id, addr) in self.sessions.of_user(&n.user) {
             if Some(&id) != skip {
-                addr.frames.do_send(ToSession::Reply(frame.clone()));
+                addr.frame(ToSession::Reply(frame.clone()));
             }
         }
         if self.receipts
@@ -110,11 +110,11 @@ impl ReadRelay {
             .sessions
             .of_user(user)
             .into_iter()
-            .map(|(_, addr)| addr.kick.send(Kick(room.clone())));
+            .map(|(_, addr)| addr.kick(room.clone()));
         futures_util::future::join_all(asks)
             .await
             .into_iter()
-            .filter(|closed| matches!(closed, Ok(true)))
+            .filter(|closed| *closed)
             .count()
     }
 }
@@ -126,7 +126,7 @@ impl crate::bridge::Users for ReadRelay {
 
     fn kick(&self, room: &RoomId, user: &UserId) {
         for (_, addr) in self.sessions.of_user(user) {
-            addr.kick.do_send(Kick(room.clone()));
+            addr.kick_unanswered(room.clone());
         }
     }
 }
