@@ -1,10 +1,12 @@
 //! Who is in a room, across the cluster, as a plain state machine: this node's sessions (visible or
 //! hidden), and per other node the users it announced. A user is present while any node has a
-//! visible session of theirs, and counts once however many sockets they have. No actor, no I/O:
+//! visible session of theirs, and counts once however many sockets they have. No actor, no I/O,
+//! and ordered maps, so the same inputs give the same outputs in the same order (the simulation
+//! replays a seed exactly):
 //! every input returns a [`Change`] that says what the room's members must be told (a
 //! `presence_diff`) and what the other nodes must be told (the shared hash and its announcements).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::domain::PresenceUser;
 use crate::ids::SessionId;
@@ -15,11 +17,11 @@ use crate::ids::{NodeId, UserId};
 pub struct Presence {
     /// This node's sessions: the user, and whether the session is shown (SSE and long-poll
     /// listeners are not).
-    local: HashMap<SessionId, (PresenceUser, bool)>,
+    local: BTreeMap<SessionId, (PresenceUser, bool)>,
     /// Visible sessions per user on this node.
-    sockets: HashMap<UserId, usize>,
+    sockets: BTreeMap<UserId, usize>,
     /// Users announced by other nodes, by node.
-    remote: HashMap<NodeId, HashMap<UserId, PresenceUser>>,
+    remote: BTreeMap<NodeId, BTreeMap<UserId, PresenceUser>>,
 }
 
 /// What one input changed.
@@ -165,7 +167,7 @@ impl Presence {
     /// `me` is this node: its entries for users no longer here are stale and forgotten.
     pub fn snapshot(&mut self, me: &NodeId, entries: Vec<(NodeId, PresenceUser)>) -> Change {
         let before = self.users();
-        let mut remote: HashMap<NodeId, HashMap<UserId, PresenceUser>> = HashMap::new();
+        let mut remote: BTreeMap<NodeId, BTreeMap<UserId, PresenceUser>> = BTreeMap::new();
         let mut change = Change::default();
         for (node, user) in entries {
             if node == *me {

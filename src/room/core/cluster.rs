@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{Effect, Handles, HeadWhy, Now, RoomCore};
+use super::{Effect, Handles, Now, RoomCore};
 use crate::bridge::FromCluster;
 use crate::bridge::envelope::{RoomEnvelope, RoomEvent};
 use crate::domain::{Message, PresenceUser};
@@ -17,7 +17,7 @@ use crate::store::{ReadState, RoomHead, StoreError};
 
 /// When an entry from another node was committed, as an instant of this node's clock (for
 /// `chorus_message_delivery_seconds`, which measures commit → socket across nodes too).
-fn committed_at(now: Now, ts: &DateTime<Utc>) -> std::time::Instant {
+pub(super) fn committed_at(now: Now, ts: &DateTime<Utc>) -> std::time::Instant {
     let age = (now.wall - *ts).to_std().unwrap_or_default();
     now.at.checked_sub(age).unwrap_or(now.at)
 }
@@ -29,6 +29,10 @@ impl<H: Handles> RoomCore<H> {
             FromCluster::NodeDown(node) => {
                 let change = self.presence.node_down(&node);
                 self.apply_presence(change);
+                // It may have died between a commit and its publish: what it committed unseen
+                // is in the store's head, and nobody else would read it before the room's next
+                // message.
+                self.catch_up();
             }
             FromCluster::Resync => {
                 if self.clustered() {
@@ -36,13 +40,15 @@ impl<H: Handles> RoomCore<H> {
                     self.emit(Effect::Resync { floor });
                 }
             }
-            FromCluster::CatchUp => {
-                // The bus may be losing envelopes: read the head and repair up to it.
-                if self.seq.delivered().is_some() && !self.members.is_empty() {
-                    let floor = self.seq.known_committed();
-                    self.emit(Effect::ReadHead(HeadWhy::CatchUp { floor }));
-                }
-            }
+            // The bus may be losing envelopes.
+            FromCluster::CatchUp => self.catch_up(),
+        }
+    }
+
+    /// Reads the head and repairs up to it, if anyone here is listening.
+    fn catch_up(&mut self) {
+        if self.seq.delivered().is_some() && !self.members.is_empty() {
+            self.catch_up_from(self.seq.known_committed());
         }
     }
 
@@ -116,6 +122,10 @@ impl<H: Handles> RoomCore<H> {
         }
         match head {
             Ok(h) => self.observe_head(h, floor),
+            Err(e) if self.seq.delivered().is_some() => {
+                tracing::debug!(room = %self.id, error = %e, "resync head read failed");
+                self.owe_catch_up(floor);
+            }
             other => self.set_head(other),
         }
         let Some(upto) = self.seq.delivered() else {

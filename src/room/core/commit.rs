@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::cluster::committed_at;
 use super::{Block, Count, Effect, Handles, HeadWhy, InCommit, REPAIR_MAX, RoomCore, Timer};
 use crate::bridge::envelope::RoomEvent;
 use crate::domain::{Message, NewMessage};
@@ -52,6 +53,11 @@ impl<H: Handles> RoomCore<H> {
                 for to in replies {
                     let outcome = Err(e.clone());
                     self.emit(Effect::Answer { to, outcome });
+                }
+                // It may have committed before the answer was lost: if nobody retried it, its
+                // entries would reach nobody until the room's next message.
+                if !matches!(e, StoreError::Invalid(_) | StoreError::Refused(_)) {
+                    self.catch_up_from(floor);
                 }
                 return;
             }
@@ -102,10 +108,13 @@ impl<H: Handles> RoomCore<H> {
     /// nodes through the bus (never waiting for it).
     fn deliver_committed(&mut self, outcome: AppendOutcome, replies: Vec<H::PostReply>) {
         let mut new: Vec<Arc<Message>> = Vec::with_capacity(outcome.appended.len());
+        let mut again: Vec<Arc<Message>> = Vec::new();
         for (appended, to) in outcome.appended.into_iter().zip(replies) {
             let outcome = match appended {
                 Ok(appended) => {
-                    if !appended.duplicate {
+                    if appended.duplicate {
+                        again.push(appended.message.clone());
+                    } else {
                         self.emit(Effect::Count(Count::Posted(appended.message.kind)));
                         new.push(appended.message.clone());
                     }
@@ -116,6 +125,15 @@ impl<H: Handles> RoomCore<H> {
             self.emit(Effect::Answer { to, outcome });
         }
         self.seq.committed(&outcome.epoch, &new, self.now.at);
+        // A retry of a post whose first answer was lost: its entry was committed then, and was
+        // perhaps never delivered nor published. Delivered here if it was not, and published
+        // again (the other nodes ignore what they have).
+        for m in &again {
+            let at = committed_at(self.now, &m.ts);
+            self.seq.offer(m.clone(), at);
+        }
+        new.extend(again);
+        new.sort_by_key(|m| m.seq);
         if let (true, Some(last)) = (self.clustered(), new.last()) {
             let seq = Some(last.seq);
             let event = RoomEvent::Messages { messages: new };
@@ -213,6 +231,43 @@ impl<H: Handles> RoomCore<H> {
             }
             Err(e) => tracing::warn!(room = %self.id, error = %e, "room head unavailable"),
         }
+    }
+
+    /// Reads the head to find what was committed beyond `floor` unseen; one read at a time (a
+    /// request during one is owed, and read after it: it may have committed after that read).
+    pub(super) fn catch_up_from(&mut self, floor: Seq) {
+        if self.catching.is_some() {
+            self.owed = Some(self.owed.map_or(floor, |f| f.min(floor)));
+        } else {
+            self.catching = Some(floor);
+            self.emit(Effect::ReadHead(HeadWhy::CatchUp { floor }));
+        }
+    }
+
+    /// Reads the head again later (the store is down): until it answers, entries committed
+    /// beyond `floor` may be unseen.
+    pub(super) fn owe_catch_up(&mut self, floor: Seq) {
+        self.owed = Some(self.owed.map_or(floor, |f| f.min(floor)));
+        let retry = self
+            .settings
+            .gap_repair
+            .max(std::time::Duration::from_millis(100));
+        self.schedule(Timer::Recheck, retry);
+    }
+
+    /// A catch-up's head: entries beyond what the room knew were committed unseen (a lost
+    /// answer, a node that died before publishing, envelopes the bus lost): repaired here, and
+    /// the other nodes told the head, since they missed them too.
+    pub(super) fn caught_up_head(&mut self, h: RoomHead, floor: Seq) {
+        let known = self.seq.known_committed();
+        if self.clustered() && h.last_seq > known && self.seq.epoch() == Some(&h.epoch) {
+            let event = RoomEvent::Head;
+            self.emit(Effect::Publish {
+                seq: Some(h.last_seq),
+                event,
+            });
+        }
+        self.observe_head(h, floor);
     }
 
     /// What a read of the store's head says, for a read sent when the room knew `floor` was

@@ -161,8 +161,11 @@ pub enum HeadWhy {
     Joins,
     /// A commit came back under another epoch. Blocking.
     Confirm,
-    /// The bridge asked for a catch-up (its own heartbeats stopped coming back); `floor` is what
-    /// the room knew was committed when it asked.
+    /// Something may have committed unseen: the bridge asked for a catch-up (its own heartbeats
+    /// stopped coming back), a node died (perhaps between a commit and its publish), an append
+    /// failed (perhaps after its commit, the answer lost on the way back). `floor` is what the
+    /// room knew was committed when it asked; what the head shows beyond it is repaired here and
+    /// announced to the other nodes. Read again later until the store answers.
     CatchUp { floor: Seq },
 }
 
@@ -175,4 +178,6 @@ pub enum Timer {
     Idle,
     /// An epoch reset failed: try again.
     ResetRetry,
+    /// A catch-up's head read (or a resync's) failed: read it again.
+    Recheck,
 }

@@ -32,7 +32,7 @@
 //! the read's result comes in. (The actor also holds its mailbox meanwhile, which keeps posters
 //! waiting instead of queueing without bound.)
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,7 +117,8 @@ pub struct RoomCore<H: Handles> {
     settings: Settings,
     seq: Sequencer,
     presence: Presence,
-    members: HashMap<SessionId, Member<H::Member>>,
+    /// Ordered: the same inputs give the same effects in the same order (simulations replay).
+    members: BTreeMap<SessionId, Member<H::Member>>,
     posts: Batcher<(NewMessage, H::PostReply)>,
     commit: Option<InCommit<H::PostReply>>,
     reads: Batcher<(UserId, Seq, H::ReadReply)>,
@@ -127,6 +128,11 @@ pub struct RoomCore<H: Handles> {
     joins: HashMap<u64, JoinInFlight>,
     next_join: u64,
     block: Option<Block<H>>,
+    /// A catch-up's head read in flight, with its floor (see [`HeadWhy::CatchUp`]).
+    catching: Option<Seq>,
+    /// A catch-up still owed (its read failed, or was asked for while one was in flight): the
+    /// lowest floor it was asked with. The room does not stop while one is owed.
+    owed: Option<Seq>,
     kept: VecDeque<Kept<H>>,
     timers: HashSet<Timer>,
     stopped: bool,
@@ -147,7 +153,7 @@ impl<H: Handles> RoomCore<H> {
             settings,
             seq: Sequencer::new(),
             presence: Presence::new(),
-            members: HashMap::new(),
+            members: BTreeMap::new(),
             posts: Batcher::new(batch_max),
             commit: None,
             reads: Batcher::new(batch_max),
@@ -156,6 +162,8 @@ impl<H: Handles> RoomCore<H> {
             joins: HashMap::new(),
             next_join: 0,
             block: None,
+            catching: None,
+            owed: None,
             kept: VecDeque::new(),
             timers: HashSet::new(),
             stopped: false,
@@ -226,9 +234,9 @@ impl<H: Handles> RoomCore<H> {
     /// is told where its stream ended, so it joins a fresh room and resumes without a gap.
     pub fn abandon(&mut self) -> Vec<(H::Member, ToSession)> {
         let (epoch, delivered) = (self.seq.epoch().cloned(), self.seq.delivered());
-        self.members
-            .drain()
-            .map(|(_, m)| {
+        std::mem::take(&mut self.members)
+            .into_values()
+            .map(|m| {
                 let why = DropReason::Lost {
                     epoch: epoch.clone(),
                     last_seq: delivered.filter(|_| m.backlog.is_none()),
@@ -321,10 +329,21 @@ impl<H: Handles> RoomCore<H> {
             Done::Head {
                 why: HeadWhy::CatchUp { floor },
                 result,
-            } => match result {
-                Ok(h) => self.observe_head(h, floor),
-                Err(e) => tracing::debug!(room = %self.id, error = %e, "catch-up head read failed"),
-            },
+            } => {
+                self.catching = None;
+                match result {
+                    Ok(h) => {
+                        self.caught_up_head(h, floor);
+                        if let Some(floor) = self.owed.take() {
+                            self.catch_up_from(floor);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(room = %self.id, error = %e, "catch-up head read failed");
+                        self.owe_catch_up(floor);
+                    }
+                }
+            }
             Done::Appended { batch, result } => self.appended(batch, result),
             Done::Repaired { result } => self.repaired(result),
             Done::CaughtUp { result } => self.caught_up(result),
@@ -358,6 +377,11 @@ impl<H: Handles> RoomCore<H> {
                 if let Some(Block::Resetting { old, .. }) = &self.block {
                     let old = old.clone();
                     self.emit(Effect::ResetEpoch { old });
+                }
+            }
+            Timer::Recheck => {
+                if let Some(floor) = self.owed.take() {
+                    self.catch_up_from(floor);
                 }
             }
         }
@@ -398,6 +422,8 @@ impl<H: Handles> RoomCore<H> {
             || !self.reads.is_idle()
             || !self.waiting.is_empty()
             || self.block.is_some()
+            || self.catching.is_some()
+            || self.owed.is_some()
             || !self.kept.is_empty()
     }
 

@@ -50,6 +50,37 @@ fn a_dead_nodes_users_leave_the_room() {
 }
 
 #[test]
+fn a_dead_node_may_have_committed_without_publishing_so_the_head_is_read() {
+    let mut sim = Sim::started(true, 3);
+    sim.member("s1", "bob");
+    let fx = sim.step(Input::Cluster(FromCluster::NodeDown(NodeId::from("n2"))));
+    assert!(head_reads(&fx) == [q(3)]);
+    let fx = sim.done(Done::Head {
+        why: HeadWhy::CatchUp { floor: q(3) },
+        result: Ok(head("e1", 4)),
+    });
+    assert!(
+        scheduled(&fx, Timer::Repair),
+        "4 was committed and never published"
+    );
+}
+
+#[test]
+fn a_resync_whose_head_read_fails_reads_it_again() {
+    let mut sim = Sim::started(true, 4);
+    sim.member("s1", "bob");
+    sim.step(Input::Cluster(FromCluster::Resync));
+    let fx = sim.done(Done::Resynced {
+        floor: q(4),
+        head: Err(StoreError::Unavailable("down".into())),
+        presence: Some(vec![]),
+    });
+    assert!(scheduled(&fx, Timer::Recheck));
+    let fx = sim.step(Input::Timer(Timer::Recheck));
+    assert!(head_reads(&fx) == [q(4)]);
+}
+
+#[test]
 fn a_resync_tells_the_others_this_rooms_head_repairs_and_reads_cursors_again() {
     let mut sim = Sim::started(true, 4);
     sim.member("s1", "bob");
@@ -87,9 +118,7 @@ fn a_catch_up_request_reads_the_head_only_when_someone_listens() {
     assert!(sim.step(Input::Cluster(FromCluster::CatchUp)).is_empty());
     sim.member("s1", "bob");
     let fx = sim.step(Input::Cluster(FromCluster::CatchUp));
-    assert!(
-        matches!(io(&fx)[..], [Effect::ReadHead(HeadWhy::CatchUp { floor })] if *floor == q(4))
-    );
+    assert!(head_reads(&fx) == [q(4)]);
     let fx = sim.done(Done::Head {
         why: HeadWhy::CatchUp { floor: q(4) },
         result: Ok(head("e1", 5)),

@@ -129,6 +129,74 @@ fn a_store_outage_answers_every_post_of_the_batch_and_delivers_nothing() {
 }
 
 #[test]
+fn a_failed_append_is_followed_by_a_head_read_that_finds_what_committed_unseen() {
+    // The append committed and its answer was lost, and nobody sends it again: without the
+    // head read its entry would reach nobody until the room's next message.
+    let mut sim = Sim::started(true, 0);
+    sim.member("s1", "bob");
+    let fx = sim.post(1, "a");
+    let batch = appends(&fx).remove(0);
+    let fx = sim.done(Done::Appended {
+        batch,
+        result: Err(StoreError::Unavailable("connection reset".into())),
+    });
+    assert!(head_reads(&fx) == [q(0)]);
+    // The store is still down: read again later, and the room does not idle out meanwhile.
+    let fx = sim.done(Done::Head {
+        why: HeadWhy::CatchUp { floor: q(0) },
+        result: Err(StoreError::Unavailable("down".into())),
+    });
+    assert!(scheduled(&fx, Timer::Recheck));
+    let fx = sim.step(Input::Timer(Timer::Recheck));
+    assert!(head_reads(&fx) == [q(0)]);
+    let fx = sim.done(Done::Head {
+        why: HeadWhy::CatchUp { floor: q(0) },
+        result: Ok(head("e1", 1)),
+    });
+    assert!(
+        matches!(published(&fx)[..], [(Some(s), RoomEvent::Head)] if s == q(1)),
+        "the other nodes missed it too"
+    );
+    assert!(scheduled(&fx, Timer::Repair));
+    sim.advance(100);
+    let fx = sim.step(Input::Timer(Timer::Repair));
+    assert_eq!(repairs(&fx), vec![(0, 1)]);
+    let fx = sim.done(Done::Repaired {
+        result: Ok(vec![entry(1)]),
+    });
+    assert_eq!(seqs_to(&fx, "s1"), vec![1]);
+}
+
+#[test]
+fn a_retry_of_a_commit_whose_answer_was_lost_delivers_and_publishes_it() {
+    let mut sim = Sim::started(true, 0);
+    sim.member("s1", "bob");
+    let fx = sim.post(9, "lost answer");
+    let batch = appends(&fx).remove(0);
+    sim.done(Done::Appended {
+        batch,
+        result: Err(StoreError::Unavailable("connection reset".into())),
+    });
+    // The client sends it again before the head read is back: the store knows the id.
+    let fx = sim.post(9, "lost answer");
+    let batch = appends(&fx).remove(0);
+    let mut outcome = appended("e1", 1, 1);
+    if let Ok(a) = &mut outcome.appended[0] {
+        a.duplicate = true;
+    }
+    let fx = sim.done(Done::Appended {
+        batch,
+        result: Ok(outcome),
+    });
+    assert_eq!(answers(&fx), vec![(9, Ok((1, true)))]);
+    assert_eq!(seqs_to(&fx, "s1"), vec![1], "delivered here once");
+    assert!(
+        matches!(&published(&fx)[..], [(Some(s), RoomEvent::Messages { messages })] if *s == q(1) && messages.len() == 1),
+        "and to the other nodes"
+    );
+}
+
+#[test]
 fn a_duplicate_is_answered_with_the_original_and_not_delivered_again() {
     let mut sim = Sim::started(false, 0);
     sim.member("s1", "bob");

@@ -27,6 +27,7 @@ mod lifecycle;
 mod members;
 mod properties;
 mod reads;
+mod simulation;
 
 /// Members are their session's name; answers are numbered.
 pub(super) struct Probe;
@@ -326,6 +327,16 @@ pub(super) fn io(fx: &Fx) -> Vec<&Effect<Probe>> {
                 e,
                 Effect::Schedule { .. } | Effect::Cancel(_) | Effect::Count(_)
             )
+        })
+        .collect()
+}
+
+/// The floors of the catch-up head reads among `fx`.
+pub(super) fn head_reads(fx: &Fx) -> Vec<Seq> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::ReadHead(HeadWhy::CatchUp { floor }) => Some(*floor),
+            _ => None,
         })
         .collect()
 }
