@@ -242,7 +242,7 @@ impl Signals {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
                 _ = self.hup.recv() => match node.reload_tls() {
-                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Some(Ok(())) => {} // logged with what it serves now
                     Some(Err(e)) => tracing::error!(error = %e,
                         "SIGHUP: TLS certificate NOT reloaded; still serving the previous one"),
                     None => tracing::info!("SIGHUP: nothing to reload (no http.tls_cert)"),

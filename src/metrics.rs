@@ -12,6 +12,11 @@ use prometheus::{
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Arc<Registry>,
+    /// `chorus_tls_cert_expiry_seconds`, registered once the node serves TLS (absent otherwise,
+    /// so an alarm on it never fires on a plain-HTTP node), and the served certificate's
+    /// `notAfter` (Unix seconds) it is computed from at every scrape.
+    tls_expiry: Arc<std::sync::OnceLock<IntGauge>>,
+    tls_not_after: Arc<std::sync::atomic::AtomicI64>,
     pub sessions: IntGauge,
     pub rooms_active: IntGauge,
     /// Log entries committed by this node, by `type` (message, edit, delete, react).
@@ -256,11 +261,35 @@ impl Metrics {
             ),
             webhook_seconds,
             registry: Arc::new(registry),
+            tls_expiry: Default::default(),
+            tls_not_after: Default::default(),
         }
+    }
+
+    /// The served certificate expires at `not_after` (Unix seconds): from now on the metrics show
+    /// `chorus_tls_cert_expiry_seconds`.
+    pub fn tls_certificate(&self, not_after: i64) {
+        self.tls_not_after
+            .store(not_after, std::sync::atomic::Ordering::Relaxed);
+        self.tls_expiry.get_or_init(|| {
+            let g = IntGauge::new(
+                "chorus_tls_cert_expiry_seconds",
+                "Seconds until the served TLS certificate expires (negative: expired)",
+            )
+            .expect("valid metric");
+            let _ = self.registry.register(Box::new(g.clone()));
+            g
+        });
     }
 
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
+        if let Some(g) = self.tls_expiry.get() {
+            let not_after = self
+                .tls_not_after
+                .load(std::sync::atomic::Ordering::Relaxed);
+            g.set(not_after - chrono::Utc::now().timestamp());
+        }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
@@ -270,5 +299,31 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_expiry_is_shown_only_when_serving_tls_and_counts_down() {
+        let m = Metrics::new();
+        assert!(
+            !m.render().contains("chorus_tls_cert_expiry_seconds"),
+            "a plain-HTTP node has no expiry (an alarm on it must not fire)"
+        );
+        let in_a_day = chrono::Utc::now().timestamp() + 86_400;
+        m.tls_certificate(in_a_day);
+        let line = m
+            .render()
+            .lines()
+            .find(|l| l.starts_with("chorus_tls_cert_expiry_seconds "))
+            .map(str::to_owned)
+            .expect("shown once serving TLS");
+        let left: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((86_300..=86_400).contains(&left), "{line}");
+        m.tls_certificate(in_a_day - 2 * 86_400); // one that has expired since it was loaded
+        assert!(m.render().contains("chorus_tls_cert_expiry_seconds -"));
     }
 }

@@ -136,7 +136,7 @@ impl Node {
             rooms: registry,
             metrics,
             auth,
-            draining: Default::default(),
+            drain: Default::default(),
             session,
             rest_limiter: RateLimiter::keyed(quota),
             health,
@@ -164,15 +164,24 @@ impl Node {
     /// Re-reads `http.tls_cert`/`http.tls_key` (SIGHUP): new connections get the new certificate,
     /// open ones keep theirs. `None` when the node serves plain HTTP.
     pub fn reload_tls(&self) -> Option<Result<(), String>> {
-        self.tls.as_ref().map(Certificate::reload)
+        let tls = self.tls.as_ref()?;
+        Some(tls.reload().map(|leaf| {
+            self.shared.metrics.tls_certificate(leaf.not_after);
+            leaf.log(
+                "SIGHUP: TLS certificate reloaded",
+                self.shared.settings.http.tls_warn_days,
+            );
+        }))
     }
 
     /// Graceful drain (PROTOCOL.md §6): readiness turns 503 and new sockets are refused at once, then
     /// every session is closed with 1012, spread evenly over `drain_ms`, and the node waits for
     /// them to end: a client that answers its close ends at once, one that does not is hung up
-    /// after `conn::LINGER`. The drain ends as soon as no session is left.
+    /// after `conn::LINGER`. SSE streams and waiting long-polls end at random moments of the
+    /// window (`http::drain`). The drain ends as soon as no session or stream is left.
     pub async fn drain(&self, drain: Duration) {
-        self.shared.start_draining();
+        let start = tokio::time::Instant::now();
+        self.shared.start_draining(drain);
         let sessions = self.shared.session.sessions.all();
         tracing::info!(
             sessions = sessions.len(),
@@ -187,9 +196,10 @@ impl Node {
                 tokio::time::sleep(gap).await;
             }
         }
-        let deadline =
-            tokio::time::Instant::now() + crate::edge::conn::LINGER + Duration::from_secs(1);
-        while !self.shared.session.sessions.is_empty() && tokio::time::Instant::now() < deadline {
+        let deadline = (tokio::time::Instant::now() + crate::edge::conn::LINGER).max(start + drain)
+            + Duration::from_secs(1);
+        let open = || !self.shared.session.sessions.is_empty() || self.shared.drain.streams() > 0;
+        while open() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -336,6 +346,11 @@ fn serve(
                 .map_err(|e| anyhow::anyhow!("http.tls_cert: {e}"))?,
         ),
     };
+    if let Some(cert) = &tls {
+        let leaf = cert.leaf();
+        shared.metrics.tls_certificate(leaf.not_after);
+        leaf.log("serving TLS", http.tls_warn_days);
+    }
     let listener =
         TcpListener::bind(http.bind).with_context(|| format!("binding http.bind {}", http.bind))?;
     let addr = listener.local_addr()?;

@@ -49,6 +49,8 @@ pub struct Http {
     /// PEM certificate chain and key for in-process HTTPS/WSS (empty = plain HTTP).
     pub tls_cert: String,
     pub tls_key: String,
+    /// Warn (at start and on every reload) when the certificate expires within this many days.
+    pub tls_warn_days: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +116,9 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     #[serde(deserialize_with = "de::positive")]
     pub max_body_bytes: usize,
+    /// A request whose line and headers are larger gets 431 (a load balancer's limit).
+    #[serde(deserialize_with = "de::positive")]
+    pub max_header_bytes: usize,
     pub msgs_per_sec: NonZeroU32,
     pub burst: NonZeroU32,
     #[serde(deserialize_with = "de::positive")]

@@ -79,6 +79,13 @@ fn errors_name_the_key() {
     let e = env(&[("CHORUS__HTTP__BIND", "nowhere")]);
     assert_eq!(Settings::load(None, &e, &[]).unwrap_err().key, "http.bind");
 
+    // Above the HTTP parser's own 128 KiB buffer the limit could never be reached.
+    for bytes in ["200000", "100"] {
+        let e = env(&[("CHORUS__LIMITS__MAX_HEADER_BYTES", bytes)]);
+        let err = Settings::load(None, &e, &[]).unwrap_err();
+        assert_eq!(err.key, "limits.max_header_bytes", "{err}");
+    }
+
     // The secret is a serving node's need, not a migration job's.
     let e = env(&[("CHORUS__DATABASE__URL", "postgres://localhost/x")]);
     let s = Settings::load(None, &e, &[]).expect("loads without the secret");

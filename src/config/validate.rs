@@ -22,6 +22,7 @@ const RULES: &[Rule] = &[
     handshake_timeout,
     tls_pair,
     body_below_frame,
+    header_limit,
     session_timeout_above_heartbeat,
     dead_after_above_heartbeat,
     webhook_dispatch,
@@ -182,6 +183,20 @@ fn body_below_frame(s: &Settings) -> Result<(), ConfigError> {
         return Err(ConfigError::new(
             "limits.max_body_bytes",
             "must be smaller than limits.max_frame_bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// actix-http buffers at most 128 KiB of request head and answers 431 itself above it.
+const HEAD_BUFFER: usize = 131_072;
+
+fn header_limit(s: &Settings) -> Result<(), ConfigError> {
+    let n = s.limits.max_header_bytes;
+    if !(1024..=HEAD_BUFFER).contains(&n) {
+        return Err(ConfigError::new(
+            "limits.max_header_bytes",
+            format!("must be between 1024 and {HEAD_BUFFER} (the HTTP parser's buffer), not {n}"),
         ));
     }
     Ok(())

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod admission;
 pub mod demo;
+pub mod drain;
 mod error;
 pub mod health;
 pub mod listener;

@@ -6,8 +6,10 @@
 use std::time::Instant;
 
 use actix_cors::Cors;
-use actix_web::dev::Service;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
+use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use futures_util::FutureExt;
 
@@ -35,6 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
     )
     .service(
         web::scope("")
+            .wrap(actix_web::middleware::from_fn(head_limit))
             .wrap_fn(|req, srv| {
                 let (start, method, path) =
                     (Instant::now(), req.method().clone(), req.path().to_owned());
@@ -152,5 +155,44 @@ fn cors(origins: &[String]) -> Cors {
         base.allow_any_origin().send_wildcard()
     } else {
         origins.iter().fold(base, |c, o| c.allowed_origin(o))
+    }
+}
+
+/// The size of a request's head as it came on the wire: the request line and every header line.
+fn head_bytes(req: &ServiceRequest) -> usize {
+    // `GET /path?query HTTP/1.1\r\n`, then `name: value\r\n` per header, then `\r\n`.
+    let line = req.method().as_str().len() + 1 + req.uri().to_string().len() + 11;
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + headers + 2
+}
+
+/// `limits.max_header_bytes`: a larger request head gets 431, as the load balancer in front
+/// would answer it (the HTTP parser itself buffers up to 128 KiB).
+async fn head_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let max = req
+        .app_data::<web::Data<Shared>>()
+        .map(|s| s.settings.limits.max_header_bytes);
+    let size = head_bytes(&req);
+    match max {
+        Some(max) if size > max => {
+            let message = format!(
+                "the request line and headers are {size} bytes; at most {max} are accepted \
+                 (limits.max_header_bytes)"
+            );
+            let res = HttpResponse::build(actix_web::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+                .json(serde_json::json!({"error": {"code": ErrorCode::BadRequest.as_str(), "message": message}}));
+            Ok(req.into_response(res).map_into_right_body())
+        }
+        _ => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
     }
 }

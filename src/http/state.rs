@@ -2,7 +2,7 @@
 //! as app data. Sessions get their own, smaller [`SessionDeps`] from it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use governor::DefaultKeyedRateLimiter;
 
@@ -29,7 +29,8 @@ pub struct Shared {
     pub allowed_origins: Vec<String>,
     /// Standalone without a configured secret: `POST /api/demo/login` hands out tokens.
     pub demo_login: bool,
-    pub draining: AtomicBool,
+    /// SIGTERM's drain, as the HTTP streams follow it.
+    pub drain: Arc<super::drain::Drain>,
     /// What the WebSocket sessions started here share (and the list of them).
     pub session: Arc<SessionDeps>,
     /// REST sends: the same token bucket as a WebSocket connection, per user on this node.
@@ -44,11 +45,12 @@ pub struct Shared {
 
 impl Shared {
     pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        self.drain.is_draining()
     }
 
-    /// From now on `/readyz` answers 503 and new sockets are refused.
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+    /// From now on `/readyz` answers 503, new sockets and streams are refused, and SSE streams
+    /// and waiting long-polls end within `window`.
+    pub fn start_draining(&self, window: Duration) {
+        self.drain.start(window);
     }
 }

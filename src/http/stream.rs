@@ -9,6 +9,12 @@
 //! `event: reset` (data: the `reset` frame: the history was reset, reload), and `: heartbeat`
 //! comments every `http.sse_heartbeat_ms`.
 //!
+//! When the node drains (SIGTERM), each stream ends at its own moment inside `shutdown.drain_ms`
+//! ([`super::drain`]): an SSE stream with `event: draining` (and a `retry:` for EventSource), a
+//! waiting long-poll with its answer so far; both with `Connection: close`, so the client's next
+//! request opens a new connection, which the load balancer sends to a node that is ready. New
+//! streams on a draining node get 503; a long-poll is answered at once.
+//!
 //! Both count against the connection limits like a WebSocket (429 past them), and both notice a
 //! client that hung up within a second ([`ConnSocket::gone`]), freeing the slot and the listener.
 
@@ -23,6 +29,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::Shared;
+use super::drain::StreamGuard;
 use super::listener::{Event, Listener};
 use super::rest::authorize;
 use super::{ApiError, admission};
@@ -34,6 +41,30 @@ use crate::protocol::{ErrorCode, PresenceUser};
 
 /// Most messages one long-poll returns.
 const POLL_PAGE: usize = 200;
+/// The `retry:` a draining SSE stream ends with: how long EventSource waits to reconnect.
+const DRAIN_RETRY_MS: u64 = 1000;
+
+fn refuse_while_draining(shared: &Shared) -> Result<(), ApiError> {
+    match shared.draining() {
+        true => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "node is draining; connect to another",
+        )),
+        false => Ok(()),
+    }
+}
+
+/// What an SSE stream holds while it is open.
+struct SseStream {
+    rx: mpsc::Receiver<Event>,
+    room: RoomId,
+    conn: Option<ConnSocket>,
+    /// Resolves when the drain wants this stream to end.
+    ending: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+    ended: bool,
+    _permit: crate::edge::admission::Permit,
+    _open: StreamGuard,
+}
 
 #[derive(Deserialize)]
 pub struct EventsQuery {
@@ -99,17 +130,38 @@ pub async fn events(
         None => None,
     };
     let since = cursor(last_event_id.or(query.after))?;
+    refuse_while_draining(&shared)?;
     let permit = admission::admit(&shared.admission, &req, &identity.user)?;
     let conn = ConnSocket::of(&req);
     let heartbeat = shared.settings.http.sse_heartbeat;
     let rx = listen(&shared, &room, identity, since, Some(heartbeat));
+    let drain = shared.drain.clone();
     // The permit lives as long as the stream: a client that hangs up frees it within a check.
-    let state = (rx, room, permit, conn);
-    let body = futures_util::stream::unfold(state, |(mut rx, room, permit, conn)| async move {
+    let state = SseStream {
+        rx,
+        room,
+        conn,
+        _open: drain.open(),
+        ending: Box::pin(async move { drain.turn().await }),
+        ended: false,
+        _permit: permit,
+    };
+    let body = futures_util::stream::unfold(state, |mut st| async move {
+        if st.ended {
+            return None;
+        }
         let event = tokio::select! {
-            event = rx.recv() => event?,
-            () = ConnSocket::gone(conn.as_ref()) => return None,
+            event = st.rx.recv() => Some(event?),
+            () = ConnSocket::gone(st.conn.as_ref()) => return None,
+            () = &mut st.ending => None,
         };
+        let Some(event) = event else {
+            st.ended = true;
+            let data = json!({"code": 1012, "reason": "node draining; reconnect"});
+            let text = format!("event: draining\nretry: {DRAIN_RETRY_MS}\ndata: {data}\n\n");
+            return Some((Ok::<_, Infallible>(Bytes::from(text)), st));
+        };
+        let room = &st.room;
         let text = match event {
             Event::Message { seq, kind, frame } => {
                 let kind = kind.as_str();
@@ -126,12 +178,12 @@ pub async fn events(
             Event::Reset { frame } => format!("event: reset\ndata: {frame}\n\n"),
             Event::Heartbeat => ": heartbeat\n\n".to_owned(),
         };
-        Some((
-            Ok::<_, Infallible>(Bytes::from(text)),
-            (rx, room, permit, conn),
-        ))
+        Some((Ok(Bytes::from(text)), st))
     });
     Ok(HttpResponse::Ok()
+        // A stream ends only when the node drains or the client leaves: the connection is not
+        // worth keeping, and the reconnect must be free to reach another node.
+        .force_close()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
@@ -146,6 +198,7 @@ pub async fn poll(
 ) -> Result<HttpResponse, ApiError> {
     let (room, identity) = authorize(&req, &shared, &path)?;
     let _permit = admission::admit(&shared.admission, &req, &identity.user)?;
+    let _open = shared.drain.open();
     let conn = ConnSocket::of(&req);
     let timeout = Duration::from_secs(query.timeout.unwrap_or(30).min(60));
     let after = match cursor(query.after)? {
@@ -154,10 +207,14 @@ pub async fn poll(
     };
     let reply = |messages: Vec<crate::store::Message>| {
         let last_seq = messages.last().map(|m| m.seq).unwrap_or(after);
-        HttpResponse::Ok().json(json!({"messages": messages, "last_seq": last_seq}))
+        let mut res = HttpResponse::Ok();
+        if shared.draining() {
+            res.force_close(); // the next poll should reach another node
+        }
+        res.json(json!({"messages": messages, "last_seq": last_seq}))
     };
     let messages = shared.store.after(&room, after, POLL_PAGE).await?;
-    if !messages.is_empty() || timeout.is_zero() {
+    if !messages.is_empty() || timeout.is_zero() || shared.draining() {
         return Ok(reply(messages));
     }
     // Nothing yet: wait for the room to deliver something after the cursor. The listener joins with
@@ -175,6 +232,8 @@ pub async fn poll(
     });
     let woken = tokio::select! {
         woken = wait => woken.unwrap_or(false),
+        // The node drains: answer what there is (nothing yet), so the client polls elsewhere.
+        () = shared.drain.turn() => false,
         // The client left: free its slot and the listener now, not at the timeout.
         () = ConnSocket::gone(conn.as_ref()) => return Ok(HttpResponse::NoContent().finish()),
     };

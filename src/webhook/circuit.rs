@@ -41,6 +41,15 @@ pub struct Circuit {
     cooldown: Duration,
 }
 
+/// A change of the circuit worth a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Closed → open: too many failures in a row.
+    Opened,
+    /// Open or half-open → closed: a probe succeeded.
+    Closed,
+}
+
 impl Circuit {
     pub fn new(threshold: u32, cooldown: Duration) -> Circuit {
         Circuit {
@@ -74,8 +83,10 @@ impl Circuit {
         }
     }
 
-    /// The outcome of an admitted request.
-    pub fn record(&mut self, ok: bool, now: Instant) {
+    /// The outcome of an admitted request, and the change it made, if it opened or closed the
+    /// circuit (to be logged once).
+    pub fn record(&mut self, ok: bool, now: Instant) -> Option<Change> {
+        let was_closed = self.is_closed();
         self.state = match (self.state, ok) {
             (_, true) => State::Closed { failures: 0 },
             (State::Closed { failures }, false) if failures + 1 < self.threshold => State::Closed {
@@ -85,6 +96,11 @@ impl Circuit {
                 until: now + self.cooldown,
             },
         };
+        match (was_closed, self.is_closed()) {
+            (true, false) => Some(Change::Opened),
+            (false, true) => Some(Change::Closed),
+            _ => None,
+        }
     }
 
     /// "closed", "open" or "half_open" (the admin API's word).
@@ -120,14 +136,12 @@ mod tests {
     fn failures_in_a_row_open_it_and_a_success_resets_the_count() {
         let t = Instant::now();
         let mut c = Circuit::new(3, COOL);
-        c.record(false, t);
-        c.record(false, t);
-        c.record(true, t);
-        c.record(false, t);
-        c.record(false, t);
+        for ok in [false, false, true, false, false] {
+            assert_eq!(c.record(ok, t), None, "nothing changed");
+        }
         assert!(c.is_closed(), "four failures, but never three in a row");
         assert_eq!(c.capacity(t, 8), 8);
-        c.record(false, t);
+        assert_eq!(c.record(false, t), Some(Change::Opened));
         assert_eq!(c.state(), "open");
         assert_eq!(c.capacity(t, 8), 0);
         assert_eq!(c.admit(t + COOL / 2), Admit::No);
@@ -143,7 +157,7 @@ mod tests {
         assert_eq!(c.state(), "half_open");
         assert_eq!(c.capacity(t + COOL, 8), 0, "one probe at a time");
         assert_eq!(c.admit(t + COOL), Admit::No);
-        c.record(true, t + COOL);
+        assert_eq!(c.record(true, t + COOL), Some(Change::Closed));
         assert!(c.is_closed());
         assert_eq!(c.admit(t + COOL), Admit::Yes);
     }
@@ -156,7 +170,11 @@ mod tests {
             c.record(false, t);
         }
         assert_eq!(c.admit(t + COOL), Admit::Probe);
-        c.record(false, t + COOL);
+        assert_eq!(
+            c.record(false, t + COOL),
+            None,
+            "still open: logged once, when it opened"
+        );
         assert_eq!(c.state(), "open");
         assert_eq!(c.admit(t + COOL + COOL / 2), Admit::No);
         assert_eq!(c.admit(t + COOL * 2), Admit::Probe);

@@ -230,6 +230,10 @@ async fn fill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) {
                 tracing::info!(endpoint = ep.config.id(), "webhook outbox reachable again");
             }
             for lease in leases {
+                if lease.taken_over {
+                    tracing::info!(endpoint = ep.config.id(), room = %lease.room,
+                        "webhook queue taken over: its lease expired unreleased (the node holding it stopped or stalled); resending from its head");
+                }
                 ep.in_flight.fetch_add(1, Ordering::AcqRel);
                 tokio::spawn(work(inner.clone(), ep.clone(), lease));
             }
@@ -315,7 +319,22 @@ async fn drive(inner: &Inner, ep: &Endpoint, lease: &Lease) -> Result<(), StoreE
                 .metrics
                 .webhook_seconds
                 .observe(started.elapsed().as_secs_f64());
-            ep.circuit().record(result.is_ok(), Instant::now());
+            let change = ep.circuit().record(result.is_ok(), Instant::now());
+            match change {
+                Some(circuit::Change::Opened) => tracing::warn!(
+                    endpoint = ep.config.id(),
+                    failures = inner.settings.circuit_failures,
+                    cooldown_ms = inner.settings.circuit_cooldown.as_millis() as u64,
+                    "webhook circuit opened: the endpoint keeps failing; only a probe goes until it answers"
+                ),
+                Some(circuit::Change::Closed) => {
+                    tracing::info!(
+                        endpoint = ep.config.id(),
+                        "webhook circuit closed: the endpoint answers again"
+                    )
+                }
+                None => {}
+            }
             publish_circuits(inner);
             let error = match result {
                 Ok(()) => {
@@ -334,6 +353,9 @@ async fn drive(inner: &Inner, ep: &Endpoint, lease: &Lease) -> Result<(), StoreE
                 }
                 Err(error) => error,
             };
+            // Once per failed request, never with the body (the endpoint's answer is in `error`).
+            tracing::warn!(endpoint = ep.config.id(), room = %lease.room, seq = %event.seq, attempt = attempts + 1, error,
+                "webhook request failed");
             // A failure: first settle what went before it, so the queue's head is this event.
             if !delivered.settle(inner, lease).await? {
                 return Ok(());

@@ -97,7 +97,8 @@ impl Sender {
                 } else if e.is_connect() {
                     "cannot connect".to_owned()
                 } else {
-                    format!("request failed: {e}")
+                    // Without the url: it may hold credentials, and `endpoint` names it.
+                    format!("request failed: {}", e.without_url())
                 }
             })?;
         let status = response.status();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
@@ -548,5 +548,53 @@ async fn a_barrage_of_bad_input_gets_its_reactions_while_a_calm_pair_misses_noth
         recv_seqs(&mut reader, n as usize).await,
         (1..=n).collect::<Vec<i64>>()
     );
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn a_request_head_over_max_header_bytes_gets_431_with_a_clear_error() {
+    let node = TestNode::start(&fresh_db().await, &[]).await;
+    let get = |extra: Option<(&'static str, String)>, path: String| {
+        let mut req = http().get(node.http(&path)).bearer_auth(token("big"));
+        if let Some((name, value)) = extra {
+            req = req.header(name, value);
+        }
+        req.send()
+    };
+    let history = "/api/rooms/h/messages".to_owned();
+    // Under the default 16 KiB: served.
+    let fine = get(Some(("x-trace", "a".repeat(12_000))), history.clone())
+        .await
+        .unwrap();
+    assert_eq!(fine.status(), 200);
+    // A 20 KB header, or a 20 KB URL: refused with the limit named, as a load balancer would.
+    for res in [
+        get(Some(("x-trace", "a".repeat(20_000))), history.clone())
+            .await
+            .unwrap(),
+        get(None, format!("{history}?pad={}", "b".repeat(20_000)))
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(res.status(), 431);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_request");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("limits.max_header_bytes") && message.contains("16384"),
+            "{message}"
+        );
+    }
+    // The same request on a node with a larger limit is served.
+    let roomy = TestNode::start(&fresh_db().await, &[("limits.max_header_bytes", "32768")]).await;
+    let res = http()
+        .get(roomy.http(&history))
+        .bearer_auth(token("big"))
+        .header("x-trace", "a".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    roomy.stop().await;
     node.stop().await;
 }

@@ -3,7 +3,8 @@
 //! process exits 0, and clients resume on another node with `since` without losing an acked
 //! message; unacked sends retried with the same client_msg_id land exactly once. Run once on
 //! Postgres alone and once in a cluster, where a member on the surviving node hears everything live
-//! and the survivor drops the drained node and its users.
+//! and the survivor drops the drained node and its users. SSE streams and waiting long-polls end
+//! inside the drain too, with a signal their clients understand.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -78,6 +79,132 @@ async fn in_a_cluster_a_drained_node_loses_nothing_and_its_peers_see_it_go() {
     other.stop().await;
 }
 
+#[actix_web::test]
+async fn sigterm_ends_sse_streams_and_answers_waiting_long_polls_inside_the_drain() {
+    let db = fresh_db().await;
+    let mut env = DRAIN_ENV.to_vec();
+    // One stream per user: a second poll of the same user gets 429 while the first waits.
+    env.push(("CHORUS__LIMITS__MAX_CONNECTIONS_PER_USER", "1"));
+    let (mut child, addr) = spawn_node(&db, &env);
+    let url = |path: &str| format!("http://{addr}{path}");
+    wait_for_readyz(&addr, 200).await; // else the poll below may be answered `unavailable`
+    let sse = http()
+        .get(url("/api/rooms/d/events"))
+        .bearer_auth(token("sse"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    assert_eq!(
+        sse.headers()["connection"],
+        "close",
+        "the reconnect must be free to go elsewhere"
+    );
+    let mut sse = sse.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("event: joined") {
+        let chunk = tokio::time::timeout(DEADLINE, sse.next())
+            .await
+            .expect("joined");
+        text.push_str(std::str::from_utf8(&chunk.unwrap().unwrap()).unwrap());
+    }
+    // A long-poll waiting for the room's first message (it would wait 60 s).
+    let start_poll = || {
+        tokio::spawn(
+            http()
+                .get(url("/api/rooms/d/poll?after=0&timeout=60"))
+                .bearer_auth(token("poller"))
+                .send(),
+        )
+    };
+    let mut poll = start_poll();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let probe = http()
+            .get(url("/api/rooms/d/poll?after=0&timeout=0"))
+            .bearer_auth(token("poller"))
+            .send()
+            .await
+            .unwrap();
+        if probe.status() == 429 {
+            break; // the first poll holds the user's slot: it is waiting
+        }
+        if poll.is_finished() {
+            // It came while a probe held the slot (429): send it again.
+            let first = (&mut poll).await.unwrap().unwrap();
+            assert_eq!(first.status(), 429, "the long-poll returned at once");
+            poll = start_poll();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the long-poll never started (last probe: {})",
+            probe.status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sigterm(&child);
+    wait_for_503(&addr).await;
+
+    // A new stream is refused; the open one ends with `event: draining`, then the stream ends.
+    let late = http()
+        .get(url("/api/rooms/d/events"))
+        .bearer_auth(token("late"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 503);
+    loop {
+        let chunk = tokio::time::timeout(DEADLINE, sse.next())
+            .await
+            .expect("the SSE stream ends inside the drain");
+        match chunk {
+            Some(c) => text.push_str(std::str::from_utf8(&c.unwrap()).unwrap()),
+            None => break,
+        }
+    }
+    let last = text.rsplit("\n\n").find(|b| !b.trim().is_empty()).unwrap();
+    assert!(
+        last.contains("event: draining") && last.contains("retry: ") && last.contains("1012"),
+        "the stream's last event says why: {last:?}"
+    );
+    // The long-poll is answered (nothing yet), telling the client to open a new connection.
+    let res = tokio::time::timeout(DEADLINE, poll)
+        .await
+        .expect("the long-poll is answered inside the drain")
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["connection"], "close");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"messages": [], "last_seq": 0}));
+    let status = exit_status(&mut child).await;
+    assert!(status.success(), "exit status {status}");
+}
+
+/// Asks `/readyz` until it answers 503 (the signal is handled asynchronously), bounded.
+async fn wait_for_503(addr: &str) {
+    wait_for_readyz(addr, 503).await;
+}
+
+async fn wait_for_readyz(addr: &str, status: u16) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let ready = http()
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        if ready.status() == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Starts readers and a pacing writer in room `drain` on the spawned node at `addr`, SIGTERMs it
 /// and checks the drain, then resumes everyone on `other` and checks nothing acked was lost and
 /// nothing was stored twice. With `watcher` (a member on `other`, in a cluster) it also checks that
@@ -134,24 +261,8 @@ async fn drain_and_resume(
     seen[0].extend(recv_seqs(&mut readers[0], 20).await);
     sigterm(&child);
 
-    // Not ready as soon as the signal is handled (delivery is asynchronous: ask until it flips,
-    // bounded), and from then on no new sockets.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let ready = http()
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .unwrap();
-        if ready.status() == 503 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "readyz never turned 503 after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Not ready as soon as the signal is handled, and from then on no new sockets.
+    wait_for_503(&addr).await;
     let refused =
         tokio_tungstenite::connect_async(format!("ws://{addr}/ws?access_token={}", token("late")))
             .await;

@@ -202,9 +202,29 @@ fn logged_addr(log: &Log) -> String {
 
 /// As [`spawn_node`], with more command-line arguments (e.g. `--config-dir`).
 pub fn spawn_node_args(db_url: &str, extra: &[(&str, &str)], args: &[&str]) -> (Child, String) {
+    let (child, addr, _) = spawn_node_args_logged(db_url, extra, args);
+    (child, addr)
+}
+
+/// [`spawn_node_args`], with what the node prints.
+pub fn spawn_node_args_logged(
+    db_url: &str,
+    extra: &[(&str, &str)],
+    args: &[&str],
+) -> (Child, String, Log) {
     let (child, log) = spawn_logged_args(db_url, extra, args);
     let addr = logged_addr(&log);
-    (child, addr)
+    (child, addr, log)
+}
+
+/// The lines of `log` that contain every one of `parts`.
+pub fn lines_with(log: &Log, parts: &[&str]) -> Vec<String> {
+    let lines = log.lock().expect("log");
+    lines
+        .iter()
+        .filter(|l| parts.iter().all(|p| l.contains(p)))
+        .cloned()
+        .collect()
 }
 
 /// Kills a node at once (SIGKILL: no drain, nothing given back) and reaps it.

@@ -35,8 +35,22 @@ impl TestCa {
 
     /// A server certificate for `names` (DNS names), as (certificate PEM, key PEM).
     fn server(&self, names: &[&str]) -> (String, String) {
+        self.server_valid(names, None)
+    }
+
+    /// The same, valid from `valid.0` to `valid.1` days from now (rcgen's default without).
+    fn server_valid(&self, names: &[&str], valid: Option<(i64, i64)>) -> (String, String) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let params = CertificateParams::new(names).expect("params");
+        let mut params = CertificateParams::new(names).expect("params");
+        if let Some((from, to)) = valid {
+            let day = |d: i64| {
+                let t = chrono::Utc::now() + chrono::Duration::days(d);
+                use chrono::Datelike;
+                rcgen::date_time_ymd(t.year(), t.month() as u8, t.day() as u8)
+            };
+            params.not_before = day(from);
+            params.not_after = day(to);
+        }
         let key = KeyPair::generate().expect("server key");
         let cert = params
             .signed_by(&key, &self.issuer)
@@ -462,4 +476,100 @@ fn sigterm_like(child: &std::process::Child, sig: &str) {
         .status()
         .expect("run kill");
     assert!(sent.success(), "kill {sig} failed");
+}
+
+/// The serial of the certificate in `pem`, as the node logs it.
+fn serial_of(pem: &str) -> String {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("a PEM certificate");
+    chorus::tls::server::Leaf::of(&der).expect("parses").serial
+}
+
+#[actix_web::test]
+async fn an_expired_or_not_yet_valid_certificate_is_refused_at_start_by_check_config_and_on_sighup()
+{
+    use std::process::Command;
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "chorus-expiry-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let ca = TestCa::new("Expiry CA");
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    let install = |valid: (i64, i64)| {
+        let (c, k) = ca.server_valid(&["localhost"], Some(valid));
+        std::fs::write(&cert, &c).unwrap();
+        std::fs::write(&key, k).unwrap();
+        serial_of(&c)
+    };
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let tls_env = [
+        ("CHORUS__HTTP__TLS_CERT", cert_s.as_str()),
+        ("CHORUS__HTTP__TLS_KEY", key_s.as_str()),
+    ];
+
+    // Expired (a year ago) or not valid yet (from tomorrow): check-config fails naming why.
+    for (valid, why) in [((-400, -1), "expired"), ((2, 30), "not valid before")] {
+        install(valid);
+        let out = Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .arg("check-config")
+            .env_clear()
+            .envs(tls_env)
+            .output()
+            .expect("run check-config");
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success(),
+            "check-config accepted a certificate that is {why}"
+        );
+        assert!(
+            text.contains("http.tls_cert") && text.contains(why),
+            "{text}"
+        );
+    }
+    // And serve refuses to start on one.
+    install((-400, -1));
+    let (mut refused, refused_log) = crate::processes::spawn_logged(&fresh_db().await, &tls_env);
+    let status = crate::support::exit_status(&mut refused).await;
+    assert!(!status.success(), "serve started on an expired certificate");
+    wait_for_line(&refused_log, "saying it expired", |l| l.contains("expired")).await;
+
+    // Valid, but for 5 more days: served, with a warning naming its serial.
+    let soon = install((-1, 5));
+    let db = fresh_db().await;
+    let (mut child, addr, log) = crate::processes::spawn_node_logged(&db, &tls_env);
+    wait_for_line(&log, "warning that it expires soon", |l| {
+        l.contains("WARN") && l.contains("http.tls_warn_days") && l.contains(&soon)
+    })
+    .await;
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let ca_file = dir.0.join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    wss(port, &ca_file, "early").await.expect("served");
+
+    // SIGHUP onto an expired one: refused, and the one in use stays.
+    install((-400, -1));
+    sigterm_like(&child, "-HUP");
+    wait_for_line(&log, "refusing the expired certificate", |l| {
+        l.contains("NOT reloaded") && l.contains("expired")
+    })
+    .await;
+    wss(port, &ca_file, "still")
+        .await
+        .expect("the previous certificate is still served");
+
+    // SIGHUP onto a good one: reloaded, and the log names the new serial and fingerprint.
+    let fresh = install((-1, 90));
+    sigterm_like(&child, "-HUP");
+    wait_for_line(&log, "naming the new certificate", |l| {
+        l.contains("TLS certificate reloaded") && l.contains(&fresh) && l.contains("sha256")
+    })
+    .await;
+    wss(port, &ca_file, "late")
+        .await
+        .expect("the new certificate is served");
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -422,6 +422,11 @@ var HttpTransport = class {
     src.addEventListener("reset", (ev) => {
       if (!this.dead && this.streams.get(room) === stream) this.host.frame(JSON.parse(ev.data));
     });
+    src.addEventListener("draining", () => {
+      if (this.dead || this.streams.get(room) !== stream) return;
+      src.close();
+      this.lost("the node is draining");
+    });
     src.onerror = () => {
       if (this.dead || this.streams.get(room) !== stream) return;
       if (src.readyState === 2) {

@@ -32,6 +32,8 @@ pub struct Lease {
     pub room: RoomId,
     /// Failed attempts of the queue's head so far.
     pub attempts: i32,
+    /// Its last lease expired without being released: the node that held it stopped or stalled.
+    pub taken_over: bool,
     token: String,
 }
 
@@ -117,12 +119,12 @@ impl Outbox {
                 .prepare_cached(
                     "UPDATE webhook_queues q \
                      SET lease_until = now() + $3 * interval '1 millisecond', lease_token = $4 \
-                     FROM (SELECT endpoint, room FROM webhook_queues \
+                     FROM (SELECT endpoint, room, lease_token FROM webhook_queues \
                            WHERE endpoint = $1 AND pending > 0 AND next_at <= now() \
                              AND lease_until < now() \
                            ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED) due \
                      WHERE q.endpoint = due.endpoint AND q.room = due.room \
-                     RETURNING q.room, q.attempts",
+                     RETURNING q.room, q.attempts, due.lease_token IS NOT NULL",
                 )
                 .await
                 .map_err(pg_error)?;
@@ -147,6 +149,7 @@ impl Outbox {
                     room: RoomId::parse(&room)
                         .ok_or_else(|| StoreError::Internal(format!("bad room {room:?}")))?,
                     attempts: row.try_get(1).map_err(get)?,
+                    taken_over: row.try_get(2).map_err(get)?,
                     token: token.clone(),
                 });
             }

@@ -7,6 +7,7 @@
 
 mod connections;
 mod data;
+mod failover;
 mod rooms;
 mod startup;
 

@@ -1,7 +1,6 @@
 //! The happy path and the crash: every acked entry reaches its endpoints, signed, in room order,
 //! checked against the log; a node SIGKILLed mid-dispatch loses nothing.
 
-use std::io::Write;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -10,7 +9,7 @@ use serde_json::json;
 
 use super::receiver::{Mode, Receiver, SECRET as HOOK_SECRET};
 use super::*;
-use crate::processes::{RedisServer, sigkill, spawn_node_args};
+use crate::processes::{RedisServer, lines_with, sigkill, spawn_node_args, spawn_node_args_logged};
 use crate::room_log::call;
 
 /// Posts `n` messages to each room, alternating over `nodes`, rooms concurrently.
@@ -136,48 +135,6 @@ async fn every_acked_entry_reaches_its_endpoints_signed_and_in_room_order() {
     b.stop().await;
 }
 
-/// Runs `chorus serve` with `hooks` in a config folder of its own (the only way to give the
-/// binary `[[webhooks]]`).
-fn config_dir(hooks: &str) -> tempdir::Dir {
-    let dir = tempdir::Dir::new("chorus-webhooks");
-    let mut f = std::fs::File::create(dir.path().join("default.toml")).expect("config file");
-    f.write_all(hooks.as_bytes()).expect("write config");
-    dir
-}
-
-/// A node process that dies with the test.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        sigkill(&mut self.0);
-    }
-}
-
-mod tempdir {
-    /// A folder under the system's temp dir, removed on drop.
-    pub struct Dir(std::path::PathBuf);
-
-    impl Dir {
-        pub fn new(name: &str) -> Dir {
-            let path =
-                std::env::temp_dir().join(format!("{name}-{}", uuid::Uuid::new_v4().simple()));
-            std::fs::create_dir_all(&path).expect("temp dir");
-            Dir(path)
-        }
-
-        pub fn path(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 #[actix_web::test]
 async fn a_node_killed_mid_dispatch_loses_nothing_and_repeats_only_with_the_same_id() {
     // Slow enough that the kill lands while requests are in flight.
@@ -229,13 +186,13 @@ async fn a_node_killed_mid_dispatch_loses_nothing_and_repeats_only_with_the_same
     let acked = posting.await.expect("posting task");
     assert!(acked > 0, "posts were acked before the kill");
 
-    // Another node takes over once the dead node's leases (1 s + 2 × 1 s) expire.
-    let node = hook_node(
+    // Another node takes over once the dead node's leases (1 s + 2 × 1 s) expire, and says so.
+    let (survivor, _, survivor_log) = spawn_node_args_logged(
         &db,
-        vec![hook("rx", &rx.url(), ALL, &["*"])],
-        &[("database.timeout_ms", "1000")],
-    )
-    .await;
+        &[("CHORUS__DATABASE__TIMEOUT_MS", "1000")],
+        &["--config-dir", &dir_arg],
+    );
+    let survivor = KillOnDrop(survivor);
     let log = log_of(&db, "k-").await;
     let committed = log.values().map(Vec::len).sum::<usize>();
     assert!(committed >= acked, "every acked post is in the log");
@@ -255,5 +212,14 @@ async fn a_node_killed_mid_dispatch_loses_nothing_and_repeats_only_with_the_same
     println!(
         "killed after {at_kill} requests ({acked} acked, {committed} committed); {repeats} repeated (same ids)"
     );
-    node.stop().await;
+    let taken = lines_with(&survivor_log, &["webhook queue taken over", "rx"]);
+    assert!(
+        !taken.is_empty(),
+        "the takeover of the dead node's leases is logged"
+    );
+    assert!(
+        taken.iter().all(|l| rooms.iter().any(|r| l.contains(r))),
+        "each line names its room: {taken:?}"
+    );
+    drop(survivor);
 }

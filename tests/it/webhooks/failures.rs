@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::receiver::{Mode, Receiver};
 use super::*;
+use crate::processes::{lines_with, spawn_node_args_logged};
 use crate::room_log::call;
 
 const ROOMS: [&str; 3] = ["down-a", "down-b", "down-c"];
@@ -196,6 +197,18 @@ async fn events_refused_forever_are_dead_lettered_the_room_goes_on_and_replay_de
     )
     .await;
     assert_eq!(s, 404, "replayed once");
+    let (s, err) = admin(
+        &node,
+        Method::POST,
+        "/api/admin/webhooks/dead/abc/replay",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, &err["error"]["code"]),
+        (400, &Value::from("bad_request")),
+        "{err}"
+    );
     eventually("the replayed event arrived", || bodies(&rx).len() == 4).await;
     assert_eq!(bodies(&rx)[3], "poison pill");
     assert_eq!(
@@ -267,4 +280,64 @@ async fn a_slow_receiver_gets_at_most_the_configured_requests_at_once_and_everyt
     })
     .await;
     node.stop().await;
+}
+
+#[actix_web::test]
+async fn webhook_failures_and_the_circuit_are_logged_once_each_without_bodies() {
+    let rx = Receiver::start(Mode::Ok).await;
+    let proxy = FaultProxy::start(rx.addr).await;
+    proxy.cut();
+    let db = fresh_db().await;
+    let dir = config_dir(&format!(
+        "[webhook]\npoll_ms = 200\nretry_min_ms = 100\nretry_max_ms = 400\ncircuit_failures = 2\ncircuit_cooldown_ms = 300\n\n[[webhooks]]\nname = \"logged\"\nurl = \"http://{}/hook\"\nsecret = \"{}\"\ntimeout_ms = 1000\n",
+        proxy.addr,
+        super::receiver::SECRET
+    ));
+    let dir_arg = dir.path().to_str().expect("utf-8 path").to_owned();
+    let (child, addr, log) = spawn_node_args_logged(&db, &[], &["--config-dir", &dir_arg]);
+    let _child = KillOnDrop(child);
+    const BODY: &str = "a body that must never be logged";
+    for _ in 0..3 {
+        let res = http()
+            .post(format!("http://{addr}/api/rooms/log-a/messages"))
+            .bearer_auth(token("poster"))
+            .json(&serde_json::json!({ "body": BODY }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    let logged = |parts: &'static [&'static str]| {
+        let log = log.clone();
+        move || !lines_with(&log, parts).is_empty()
+    };
+    eventually(
+        "a failed request is logged with endpoint, room, seq, attempt and cause",
+        logged(&[
+            "webhook request failed",
+            "logged",
+            "log-a",
+            "seq=1",
+            "attempt=1",
+            "error=",
+        ]),
+    )
+    .await;
+    eventually(
+        "the circuit's opening is logged",
+        logged(&["webhook circuit opened", "logged"]),
+    )
+    .await;
+    proxy.restore();
+    eventually(
+        "the circuit's closing is logged",
+        logged(&["webhook circuit closed", "logged"]),
+    )
+    .await;
+    eventually("everything arrives", || rx.accepted().len() >= 3).await;
+    // Opened once (failed probes while open add nothing), and no line carries a body.
+    assert_eq!(lines_with(&log, &["webhook circuit opened"]).len(), 1);
+    let failed = lines_with(&log, &["webhook request failed"]);
+    assert!(failed.len() >= 2, "{failed:?}");
+    assert!(lines_with(&log, &[BODY]).is_empty(), "a body was logged");
 }

@@ -9,9 +9,11 @@ mod outbox;
 pub mod receiver;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 
 use chorus::config::{Settings, Webhook};
 
+use crate::processes::sigkill;
 use crate::support::*;
 use receiver::Got;
 
@@ -175,4 +177,46 @@ pub fn check_delivery(
         expected.len()
     );
     repeats
+}
+
+/// Runs `chorus serve` with `hooks` in a config folder of its own (the only way to give the
+/// binary `[[webhooks]]`).
+pub fn config_dir(hooks: &str) -> tempdir::Dir {
+    let dir = tempdir::Dir::new("chorus-webhooks");
+    let mut f = std::fs::File::create(dir.path().join("default.toml")).expect("config file");
+    f.write_all(hooks.as_bytes()).expect("write config");
+    dir
+}
+
+/// A node process that dies with the test.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        sigkill(&mut self.0);
+    }
+}
+
+mod tempdir {
+    /// A folder under the system's temp dir, removed on drop.
+    pub struct Dir(std::path::PathBuf);
+
+    impl Dir {
+        pub fn new(name: &str) -> Dir {
+            let path =
+                std::env::temp_dir().join(format!("{name}-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }

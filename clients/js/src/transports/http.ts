@@ -115,6 +115,13 @@ export class HttpTransport implements Transport {
     src.addEventListener("reset", (ev: any) => {
       if (!this.dead && this.streams.get(room) === stream) this.host.frame(JSON.parse(ev.data) as ServerFrame);
     });
+    // The node drains (PROTOCOL §6): the stream ends next. Reconnect as after a 1012, with jitter,
+    // through the load balancer to a node that is ready, resuming from the cursor.
+    src.addEventListener("draining", () => {
+      if (this.dead || this.streams.get(room) !== stream) return;
+      src.close();
+      this.lost("the node is draining");
+    });
     src.onerror = () => {
       // EventSource resumes by itself (Last-Event-ID) after a dropped stream; if it gave up (an
       // HTTP error such as 401), find out why and start over.
