@@ -23,5 +23,6 @@ mod store_conformance;
 mod support;
 mod tls;
 mod transports;
+mod upgrade;
 mod webhooks;
 mod ws_protocol;

@@ -239,7 +239,26 @@ pub fn spawn_logged(db_url: &str, extra: &[(&str, &str)]) -> (Child, Log) {
 }
 
 fn spawn_logged_args(db_url: &str, extra: &[(&str, &str)], args: &[&str]) -> (Child, Log) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+    spawn_bin(env!("CARGO_BIN_EXE_chorus"), db_url, extra, args)
+}
+
+/// A node of the previous release (`tests/upgrade/run` builds it and names it in
+/// `CHORUS_PREVIOUS_BIN`), with its own configuration folder (`CHORUS_PREVIOUS_CONFIG`: its
+/// defaults, not this release's, as its image would ship them); returns it and its address.
+pub fn spawn_previous(db_url: &str, extra: &[(&str, &str)]) -> (Child, String, Log) {
+    let need = |key: &str| {
+        std::env::var(key).unwrap_or_else(|_| {
+            panic!("{key} is not set: run tests/upgrade/run, which builds the previous release and runs this test")
+        })
+    };
+    let (bin, config) = (need("CHORUS_PREVIOUS_BIN"), need("CHORUS_PREVIOUS_CONFIG"));
+    let (child, log) = spawn_bin(&bin, db_url, extra, &["--config-dir", &config]);
+    let addr = logged_addr(&log);
+    (child, addr, log)
+}
+
+fn spawn_bin(bin: &str, db_url: &str, extra: &[(&str, &str)], args: &[&str]) -> (Child, Log) {
+    let mut cmd = Command::new(bin);
     cmd.args(["serve", "--bind", "127.0.0.1:0"])
         .args(args)
         .env_clear()
