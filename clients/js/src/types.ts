@@ -130,9 +130,13 @@ export interface WebSocketLike {
   readonly readyState: number;
   send(data: string): void;
   close(code?: number, reason?: string): void;
+  // The handlers' events are `any` on purpose: each platform types them its own way (the DOM's
+  // MessageEvent and CloseEvent, ws's own classes), and a narrower parameter here would make their
+  // constructors unassignable to `WebSocket` under strictFunctionTypes. The SDK reads only
+  // `data`, `code` and `reason` (see transports/websocket.ts).
   onopen: ((ev: any) => void) | null;
-  onmessage: ((ev: { data: any }) => void) | null;
-  onclose: ((ev: { code: number; reason?: string }) => void) | null;
+  onmessage: ((ev: any) => void) | null;
+  onclose: ((ev: any) => void) | null;
   onerror: ((ev: any) => void) | null;
 }
 export type WebSocketConstructor = new (url: string) => WebSocketLike;

@@ -112,13 +112,8 @@ export interface WebSocketLike {
     send(data: string): void;
     close(code?: number, reason?: string): void;
     onopen: ((ev: any) => void) | null;
-    onmessage: ((ev: {
-        data: any;
-    }) => void) | null;
-    onclose: ((ev: {
-        code: number;
-        reason?: string;
-    }) => void) | null;
+    onmessage: ((ev: any) => void) | null;
+    onclose: ((ev: any) => void) | null;
     onerror: ((ev: any) => void) | null;
 }
 export type WebSocketConstructor = new (url: string) => WebSocketLike;

@@ -63,7 +63,7 @@ export class WebSocketTransport implements Transport {
     this.timeout = this.host.later(this.connectTimeoutMs, () => {
       if (!this.dead && !this.hello) this.host.lost("the server did not answer in time");
     });
-    ws.onmessage = (ev) => {
+    ws.onmessage = (ev: { data: unknown }) => {
       if (this.dead) return;
       this.lastHeard = Date.now();
       const frame = parseFrame(String(ev.data));
@@ -81,7 +81,7 @@ export class WebSocketTransport implements Transport {
       this.host.frame(frame);
     };
     ws.onerror = () => {}; // onclose follows with the code
-    ws.onclose = (ev) => {
+    ws.onclose = (ev: { code: number }) => {
       if (this.dead) return;
       this.ws = null;
       void this.closed(ev.code);
