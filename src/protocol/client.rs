@@ -219,8 +219,12 @@ pub fn validate_reaction_key(key: &str) -> Result<(), (ErrorCode, String)> {
 /// Body rules shared by WebSocket and REST: a non-empty string of at most `max` bytes that the
 /// store can take (no U+0000: Postgres refuses it, and it would fail the whole group commit).
 pub fn validate_body(body: &str, max: usize) -> Result<(), (ErrorCode, String)> {
-    if body.is_empty() {
-        return Err((ErrorCode::InvalidBody, "`body` must not be empty".into()));
+    if body.trim().is_empty() {
+        // A message of spaces or newlines shows as nothing: refused like an empty one.
+        return Err((
+            ErrorCode::InvalidBody,
+            "`body` must not be empty or only whitespace".into(),
+        ));
     }
     if !storable(body) {
         return Err((
@@ -327,11 +331,13 @@ mod tests {
     }
 
     #[test]
-    fn nothing_the_store_cannot_take_passes_the_send_validation() {
+    fn nothing_the_store_cannot_take_and_no_blank_body_passes_the_send_validation() {
         for frame in [
             r#"{"type":"send","room":"a","body":"\u0000"}"#,
             r#"{"type":"send","room":"a","body":"before\u0000after"}"#,
             r#"{"type":"send","room":"a","body":"ok","client_msg_id":"c\u0000"}"#,
+            r#"{"type":"send","room":"a","body":""}"#,
+            r#"{"type":"send","room":"a","body":" \n\t "}"#,
         ] {
             assert_eq!(code(frame), ErrorCode::InvalidBody, "{frame}");
         }

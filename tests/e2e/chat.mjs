@@ -237,10 +237,14 @@ await part("demo app: rooms, unread, log entries, restart and sign-in again, pen
     // The node restarts: a new secret (standalone), an empty in-memory store.
     await stopStandalone(node);
     await waitFor(ann, "ann's indicator leaves open", () => document.getElementById("conn").dataset.state !== "open");
+    await waitFor(ann, "ann is offered a retry and told that presence is stale", () =>
+      !document.getElementById("retry").hidden && document.getElementById("here-h").textContent === "Here when last connected");
     await say(ann, "typed while the node was down");
     await waitFor(ann, "ann's message shows as waiting", () => document.querySelector("#log .pending .state")?.textContent.startsWith("Waiting"));
     await ann.screenshot({ path: `${ARTIFACTS}/demo-desktop-offline.png` });
     node = await startStandalone();
+    // The user does not wait out the backoff: "Retry now" (still shown while reconnecting).
+    await ann.evaluate(() => { const b = document.getElementById("retry"); if (!b.hidden) b.click(); });
     for (const [who, page] of [["ann", ann], ["bob", bob]]) {
       await waitFor(page, `${who} is asked to sign in again`, () => !document.getElementById("login").hidden
         && document.getElementById("conn").dataset.state === "signin");
@@ -256,6 +260,8 @@ await part("demo app: rooms, unread, log entries, restart and sign-in again, pen
       const got = (await bodies(page)).filter((b) => b === "typed while the node was down");
       if (got.length !== 1) throw new Error(`${who} shows the message ${got.length} times`);
     }
+    await waitFor(ann, "connected again: no retry button, presence is live", () =>
+      document.getElementById("retry").hidden && document.getElementById("here-h").textContent === "Here now");
     await say(bob, "back from the phone");
     await seesBody(ann, "ann", "back from the phone");
     if (problems.length) throw new Error(problems.join("\n"));

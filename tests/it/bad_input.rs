@@ -73,6 +73,12 @@ async fn malformed_frames_get_error_replies_and_the_connection_stays_open() {
         "invalid_body",
     )
     .await;
+    expect_error(
+        &mut ws,
+        r#"{"type":"send","room":"a","body":" \n\t "}"#,
+        "invalid_body",
+    )
+    .await;
     let big = json!({"type":"send","room":"a","body":"x".repeat(33)}).to_string();
     expect_error(&mut ws, &big, "body_too_large").await;
     // The error echoes the ref so clients can match it.

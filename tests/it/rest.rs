@@ -103,6 +103,11 @@ async fn rest_send_rejects_bad_requests_with_clear_codes() {
             "invalid_body",
         ),
         (
+            post(&node, "r", "u").json(&json!({"body":"  \n\t"})),
+            400,
+            "invalid_body",
+        ),
+        (
             post(&node, "bad%20room", "u").json(&json!({"body":"x"})),
             400,
             "invalid_room",

@@ -425,7 +425,7 @@ var HttpTransport = class {
     src.addEventListener("draining", () => {
       if (this.dead || this.streams.get(room) !== stream) return;
       src.close();
-      this.lost("the node is draining");
+      if (!this.dead) this.host.lost("the node is draining", 0, true);
     });
     src.onerror = () => {
       if (this.dead || this.streams.get(room) !== stream) return;
@@ -615,7 +615,7 @@ var WebSocketTransport = class {
     if (code === 4001) return this.host.authFailed();
     const fatal = FATAL_CLOSE[code];
     if (fatal) return this.host.fatal(new ChorusError(fatal, `the server closed the connection (${code})`));
-    this.host.lost(`connection closed (${code})`, code === 4029 ? 1e4 : 0);
+    this.host.lost(`connection closed (${code})`, code === 4029 ? 1e4 : 0, code === 1012);
   }
   send(frame) {
     if (!this.ws || this.ws.readyState !== 1) return false;
@@ -663,6 +663,7 @@ var WebSocketTransport = class {
 var ROOM_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
 var isValidRoom = (room) => ROOM_PATTERN.test(room);
 var DEFAULT_MAX_BODY_BYTES = 4096;
+var DRAIN_BACKOFF_MAX_MS = 2e3;
 var NEXT = {
   closed: ["connecting"],
   connecting: ["open", "reconnecting", "closed"],
@@ -681,6 +682,8 @@ var Chorus = class extends Emitter {
     /** The current connection's transport; a dropped one is never called back. */
     this.current = null;
     this.attempt = 0;
+    /** The last connection ended with a drain: reconnect within DRAIN_BACKOFF_MAX_MS. */
+    this.draining = false;
     this.authFailures = 0;
     this.dials = 0;
     this.timers = /* @__PURE__ */ new Set();
@@ -729,6 +732,13 @@ var Chorus = class extends Emitter {
     }
     return opened;
   }
+  /** While `reconnecting`: try now instead of waiting out the backoff (a "retry now" button). */
+  reconnectNow() {
+    if (this.state !== "reconnecting") return;
+    this.dropConnection();
+    this.attempt = 0;
+    void this.dial();
+  }
   /** Closes for good (not an error): unsent entries and unanswered joins are rejected with `closed`. */
   close() {
     if (this.state === "closed") return;
@@ -762,7 +772,11 @@ var Chorus = class extends Emitter {
         this.opened();
         for (const r of this.rooms.values()) this.startRoom(r);
       },
-      lost: (reason, floorMs) => live() && this.state !== "closed" && this.retry(floorMs ?? 0, reason),
+      lost: (reason, floorMs, draining) => {
+        if (!live() || this.state === "closed") return;
+        if (draining) this.draining = true;
+        this.retry(floorMs ?? 0, reason);
+      },
       authFailed: () => live() && this.authFailed(),
       fatal: (err) => live() && this.fatal(err),
       fallBack: () => {
@@ -789,7 +803,8 @@ var Chorus = class extends Emitter {
     this.dropConnection();
     this.setState("reconnecting", reason);
     const dial = this.dials;
-    const delay = backoffDelay(this.attempt++, this.backoff.minMs, this.backoff.maxMs, floorMs);
+    const max = this.draining ? Math.min(this.backoff.maxMs, DRAIN_BACKOFF_MAX_MS) : this.backoff.maxMs;
+    const delay = backoffDelay(this.attempt++, Math.min(this.backoff.minMs, max), max, floorMs);
     this.later(delay, () => {
       if (dial === this.dials) void this.dial();
     });
@@ -820,6 +835,7 @@ var Chorus = class extends Emitter {
   }
   opened() {
     this.attempt = 0;
+    this.draining = false;
     this.authFailures = 0;
     this.setState("open");
     for (const w of this.openWaiters) w.resolve();

@@ -44,6 +44,9 @@ export const isValidRoom = (room: string): boolean => ROOM_PATTERN.test(room);
 /** The server's default `limits.max_body_bytes` (a node that says otherwise in `hello` wins). */
 export const DEFAULT_MAX_BODY_BYTES = 4096;
 
+/** The longest wait before reconnecting after a node drained (the others are up). */
+const DRAIN_BACKOFF_MAX_MS = 2000;
+
 /** Which state may follow which; anything else is a bug in this file. */
 const NEXT: Record<ConnectionState, ConnectionState[]> = {
   closed: ["connecting"],
@@ -78,6 +81,8 @@ export class Chorus extends Emitter<ChorusEvents> {
   private current: Transport | null = null;
   private ws: WebSocketRecord;
   private attempt = 0;
+  /** The last connection ended with a drain: reconnect within DRAIN_BACKOFF_MAX_MS. */
+  private draining = false;
   private authFailures = 0;
   private dials = 0;
   private timers = new Set<ReturnType<typeof setTimeout>>();
@@ -136,6 +141,14 @@ export class Chorus extends Emitter<ChorusEvents> {
     return opened;
   }
 
+  /** While `reconnecting`: try now instead of waiting out the backoff (a "retry now" button). */
+  reconnectNow(): void {
+    if (this.state !== "reconnecting") return;
+    this.dropConnection(); // the pending attempt is void; nothing half-open is left behind
+    this.attempt = 0;
+    void this.dial();
+  }
+
   /** Closes for good (not an error): unsent entries and unanswered joins are rejected with `closed`. */
   close(): void {
     if (this.state === "closed") return;
@@ -171,7 +184,11 @@ export class Chorus extends Emitter<ChorusEvents> {
         this.opened();
         for (const r of this.rooms.values()) this.startRoom(r);
       },
-      lost: (reason, floorMs) => live() && this.state !== "closed" && this.retry(floorMs ?? 0, reason),
+      lost: (reason, floorMs, draining) => {
+        if (!live() || this.state === "closed") return;
+        if (draining) this.draining = true;
+        this.retry(floorMs ?? 0, reason);
+      },
       authFailed: () => live() && this.authFailed(),
       fatal: (err) => live() && this.fatal(err),
       fallBack: () => {
@@ -203,7 +220,10 @@ export class Chorus extends Emitter<ChorusEvents> {
     this.dropConnection();
     this.setState("reconnecting", reason);
     const dial = this.dials;
-    const delay = backoffDelay(this.attempt++, this.backoff.minMs, this.backoff.maxMs, floorMs);
+    // After a drain (1012, or SSE's `draining`) the other nodes are up: the backoff is capped until
+    // the next open, so a drain that outlasted many attempts does not leave the page waiting 30 s.
+    const max = this.draining ? Math.min(this.backoff.maxMs, DRAIN_BACKOFF_MAX_MS) : this.backoff.maxMs;
+    const delay = backoffDelay(this.attempt++, Math.min(this.backoff.minMs, max), max, floorMs);
     this.later(delay, () => {
       if (dial === this.dials) void this.dial();
     });
@@ -238,6 +258,7 @@ export class Chorus extends Emitter<ChorusEvents> {
 
   private opened(): void {
     this.attempt = 0;
+    this.draining = false;
     this.authFailures = 0;
     this.setState("open");
     for (const w of this.openWaiters) w.resolve();

@@ -17,7 +17,7 @@ export interface TransportHost {
   /** The connection is usable (WebSocket: `hello` arrived). */
   opened(hello?: HelloFrame): void;
   /** It broke: reconnect, waiting at least `floorMs`. */
-  lost(reason: string, floorMs?: number): void;
+  lost(reason: string, floorMs?: number, draining?: boolean): void;
   /** The server refused the token (4001, 401). */
   authFailed(): void;
   /** A refusal reconnecting cannot cure. */

@@ -5,6 +5,7 @@
 import { spawn, execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { createServer } from "node:net";
+import { existsSync } from "node:fs";
 
 const SECRET = "sdk-cluster-secret-0123456789abcdef";
 const PG = process.env.TEST_DATABASE_URL || "postgres://postgres@127.0.0.1:5432/test";
@@ -72,6 +73,9 @@ export function waitReady(url, child, what) {
 export class Cluster {
   /** Starts `n` nodes sharing a fresh database and a fresh Redis prefix. */
   static async start({ n = 2, bin = process.env.CHORUS_BIN || "../../target/debug/chorus", env = {} } = {}) {
+    if (!existsSync(bin)) {
+      throw new Error(`no chorus binary at ${bin}: build it (cargo build --bin chorus, at the repository's root) or point CHORUS_BIN at one`);
+    }
     const c = new Cluster();
     c.bin = bin;
     c.db = `chorus_sdk_${process.pid}_${Date.now() % 100000}`;

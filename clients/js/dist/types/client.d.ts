@@ -26,6 +26,8 @@ export declare class Chorus extends Emitter<ChorusEvents> {
     private current;
     private ws;
     private attempt;
+    /** The last connection ended with a drain: reconnect within DRAIN_BACKOFF_MAX_MS. */
+    private draining;
     private authFailures;
     private dials;
     private timers;
@@ -39,6 +41,8 @@ export declare class Chorus extends Emitter<ChorusEvents> {
     get transport(): TransportKind;
     /** Connects (if not already) and resolves once open; rejects if the client closes for good first. */
     connect(): Promise<void>;
+    /** While `reconnecting`: try now instead of waiting out the backoff (a "retry now" button). */
+    reconnectNow(): void;
     /** Closes for good (not an error): unsent entries and unanswered joins are rejected with `closed`. */
     close(): void;
     private dial;

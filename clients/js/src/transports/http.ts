@@ -120,7 +120,7 @@ export class HttpTransport implements Transport {
     src.addEventListener("draining", () => {
       if (this.dead || this.streams.get(room) !== stream) return;
       src.close();
-      this.lost("the node is draining");
+      if (!this.dead) this.host.lost("the node is draining", 0, true);
     });
     src.onerror = () => {
       // EventSource resumes by itself (Last-Event-ID) after a dropped stream; if it gave up (an

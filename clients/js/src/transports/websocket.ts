@@ -117,7 +117,8 @@ export class WebSocketTransport implements Transport {
     if (code === 4001) return this.host.authFailed();
     const fatal = FATAL_CLOSE[code];
     if (fatal) return this.host.fatal(new ChorusError(fatal, `the server closed the connection (${code})`));
-    this.host.lost(`connection closed (${code})`, code === 4029 ? 10_000 : 0);
+    // 1012: the node drains and its peers are up, so come back soon whatever the backoff grew to.
+    this.host.lost(`connection closed (${code})`, code === 4029 ? 10_000 : 0, code === 1012);
   }
 
   private send(frame: Record<string, unknown>): boolean {

@@ -318,3 +318,23 @@ test("the public API is camelCase and an entry type the client does not know sti
   assert.equal((await ws2.frame((f) => f.type === "join")).since, 2, "resumed after it");
   chat.close();
 });
+
+test("after a drain (1012) the client comes back within 2 s however long its backoff grew; reconnectNow() skips the wait", async () => {
+  const server = new FakeServer();
+  // A backoff so long that only the drain cap or reconnectNow() can bring the client back in time.
+  const chat = client(server, { backoff: { minMs: 60_000, maxMs: 120_000 } });
+  chat.connect();
+  await server.accept(0);
+  await until(() => chat.state === "open", "open");
+  server.sockets[0].drop(1012);
+  assert.equal(chat.state, "reconnecting");
+  await server.accept(1); // well inside the test's 10 s, never a minute
+  await until(() => chat.state === "open", "open after the drain");
+  // Another outage (1011) waits out the backoff, unless the user asks to retry now.
+  server.sockets[1].drop(1011);
+  assert.equal(chat.state, "reconnecting");
+  chat.reconnectNow();
+  await server.accept(2);
+  await until(() => chat.state === "open", "open after retry now");
+  assert.equal(server.sockets.length, 3, "one attempt each, nothing half-open left behind");
+});
