@@ -132,7 +132,9 @@ fn token(
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
         !settings.auth.jwt_secret.is_empty(),
-        "auth.jwt_secret is empty: set CHORUS__AUTH__JWT_SECRET (standalone nodes print their own demo token)"
+        "auth.jwt_secret is empty. A standalone node makes a new random secret every run, so only it can \
+         sign its tokens: its banner prints one, and POST /api/demo/login {{\"name\":\"bob\"}} gives one \
+         for any name. For tokens from this command, set CHORUS__AUTH__JWT_SECRET here and on the node."
     );
     anyhow::ensure!(
         chorus::ids::valid_user_id(user),
@@ -264,6 +266,9 @@ fn print_standalone_banner(node: &Node, token: &str) {
          \x20   then type: {{\"type\":\"join\",\"room\":\"lobby\"}}\n\
          \x20              {{\"type\":\"send\",\"room\":\"lobby\",\"body\":\"hello\"}}\n\
          \n  Or REST:\n    curl -H \"Authorization: Bearer {token}\" -H 'content-type: application/json' \\\n\
-         \x20        -d '{{\"body\":\"hello\"}}' http://{addr}/api/rooms/lobby/messages\n"
+         \x20        -d '{{\"body\":\"hello\"}}' http://{addr}/api/rooms/lobby/messages\n\
+         \n  Two people chatting: open http://{addr} in two browser tabs and sign in with two names.\n\
+         \x20 A token for another user (any name), from this node:\n\
+         \x20   curl -H 'content-type: application/json' -d '{{\"name\":\"bob\"}}' http://{addr}/api/demo/login\n"
     );
 }

@@ -52,7 +52,8 @@ pub async fn demo_login(
     if !shared.demo_login {
         return Err(ApiError::new(
             ErrorCode::NotFound,
-            "demo login is only available in standalone mode",
+            "demo login is off: this node has a configured auth.jwt_secret, so its tokens come from \
+             your backend (or `chorus token`); it exists only while the node makes its own secret",
         ));
     }
     let name = body.name.trim();

@@ -183,8 +183,12 @@ async fn standalone_serve_prints_a_working_token_and_exits_0_on_sigterm() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let (mut addr, mut token, mut next_is_token) = (None, None, false);
+        let mut login = None;
         for line in BufReader::new(stdout).lines() {
             let line = line.unwrap();
+            if line.contains("/api/demo/login") {
+                login = line.split_whitespace().last().map(str::to_owned);
+            }
             if let Some(rest) = line.split("listening addr=").nth(1) {
                 addr = rest.split_whitespace().next().map(str::to_owned);
             }
@@ -193,15 +197,15 @@ async fn standalone_serve_prints_a_working_token_and_exits_0_on_sigterm() {
                 next_is_token = false;
             }
             next_is_token |= line.contains("Demo token");
-            if let (Some(a), Some(t)) = (&addr, &token) {
-                tx.send((a.clone(), t.clone())).unwrap();
+            if let (Some(a), Some(t), Some(l)) = (&addr, &token, &login) {
+                tx.send((a.clone(), t.clone(), l.clone())).unwrap();
                 addr = None;
             }
         }
     });
-    let (addr, token) = rx
+    let (addr, token, login) = rx
         .recv_timeout(DEADLINE)
-        .expect("banner with address and token");
+        .expect("banner with address, token and the second user's login");
     let res = http()
         .post(format!("http://{addr}/api/rooms/lobby/messages"))
         .bearer_auth(&token)
@@ -214,6 +218,36 @@ async fn standalone_serve_prints_a_working_token_and_exits_0_on_sigterm() {
     assert_eq!(
         (m["user"].as_str(), m["seq"].as_i64()),
         (Some("demo"), Some(1))
+    );
+    // The second user, as the banner says.
+    let bob: Value = http()
+        .post(&login)
+        .json(&json!({"name":"bob"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = http()
+        .post(format!("http://{addr}/api/rooms/lobby/messages"))
+        .bearer_auth(bob["token"].as_str().expect("a token for bob"))
+        .json(&json!({"body":"hi demo"}))
+        .send()
+        .await
+        .unwrap();
+    let m: Value = res.json().await.unwrap();
+    assert_eq!(
+        (m["user"].as_str(), m["seq"].as_i64()),
+        (Some("bob"), Some(2))
+    );
+    // `chorus token` cannot sign for it, and says where tokens come from instead.
+    let out = chorus().args(["token", "--user", "bob"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/api/demo/login") && err.contains("CHORUS__AUTH__JWT_SECRET"),
+        "{err}"
     );
 
     sigterm(&child);

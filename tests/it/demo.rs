@@ -37,6 +37,9 @@ async fn the_demo_page_and_client_are_served() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+    let body: Value = res.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("auth.jwt_secret"), "says why: {message}");
     node.stop().await;
 }
 
