@@ -4,9 +4,10 @@
 //     token renewals: nothing lost, nothing repeated, each user's order kept.
 //  B. The demo app on a standalone node: Ann on a desktop page (WebSocket), Bob on a phone-sized
 //     page (SSE + REST). Sign in, chat, HTML shown as text, several rooms with unread badges, a
-//     friendly error for a bad room name, reactions / inline edit / delete, then the node restarts
-//     with a new secret: both pages ask to sign in again, a message typed meanwhile is shown
-//     pending and is delivered once after signing in. Accessibility basics are checked (every
+//     friendly error for a bad room name, reactions / inline edit / delete, a reload that keeps
+//     the sign-in and the draft, then the node restarts with a new secret: "Retry now" and stale
+//     presence while it is down, a reload that keeps the unsent message, both pages ask to sign in
+//     again, and the message typed meanwhile is delivered once after signing in. Accessibility basics are checked (every
 //     control has a name, new messages are announced) and screenshots are saved.
 // Usage: node chat.mjs (env: CHORUS_BIN, TEST_DATABASE_URL, E2E_ARTIFACTS). Exits non-zero on failure.
 import { spawn } from "node:child_process";
@@ -234,6 +235,15 @@ await part("demo app: rooms, unread, log entries, restart and sign-in again, pen
     await bob.screenshot({ path: `${ARTIFACTS}/demo-phone-rooms.png` });
     await bob.keyboard.press("Escape");
 
+    // A reload keeps the sign-in and the typed draft.
+    await ann.fill("#body", "half a thought");
+    await ann.reload();
+    await waitFor(ann, "ann is back in after a reload, without signing in", () =>
+      document.getElementById("login").hidden && document.getElementById("conn").dataset.state === "open");
+    if ((await ann.inputValue("#body")) !== "half a thought") throw new Error("the draft did not survive the reload");
+    await ann.fill("#body", "");
+    await ann.dispatchEvent("#body", "input");
+
     // The node restarts: a new secret (standalone), an empty in-memory store.
     await stopStandalone(node);
     await waitFor(ann, "ann's indicator leaves open", () => document.getElementById("conn").dataset.state !== "open");
@@ -245,6 +255,10 @@ await part("demo app: rooms, unread, log entries, restart and sign-in again, pen
     node = await startStandalone();
     // The user does not wait out the backoff: "Retry now" (still shown while reconnecting).
     await ann.evaluate(() => { const b = document.getElementById("retry"); if (!b.hidden) b.click(); });
+    // And reloads while the message is unsent: it is kept (and the old token is refused).
+    await ann.reload();
+    await waitFor(ann, "after the reload, ann's unsent message is still there", () =>
+      [...document.querySelectorAll("#log .pending .body")].some((b) => b.textContent === "typed while the node was down"));
     for (const [who, page] of [["ann", ann], ["bob", bob]]) {
       await waitFor(page, `${who} is asked to sign in again`, () => !document.getElementById("login").hidden
         && document.getElementById("conn").dataset.state === "signin");
