@@ -880,7 +880,11 @@ var Chorus = class extends Emitter {
   /** The server refused the token (4001, 401): renew it and reconnect, or close if we cannot. */
   authFailed() {
     if (!this.opts.getToken) {
-      this.fatal(new ChorusError("token_expired", "the server refused the token"));
+      const exp = tokenClaims(this.token)?.exp;
+      const expired = typeof exp === "number" && exp * 1e3 <= Date.now();
+      this.fatal(
+        expired ? new ChorusError("token_expired", "the server refused the token: it has expired") : new ChorusError("token_invalid", "the server refused the token, which has not expired: it is malformed, signed with another secret, or meant for another server")
+      );
       return;
     }
     this.token = void 0;

@@ -308,7 +308,14 @@ export class Chorus extends Emitter<ChorusEvents> {
   /** The server refused the token (4001, 401): renew it and reconnect, or close if we cannot. */
   private authFailed(): void {
     if (!this.opts.getToken) {
-      this.fatal(new ChorusError("token_expired", "the server refused the token"));
+      // The server says only "refused"; the token's own expiry tells the two cases apart.
+      const exp = tokenClaims(this.token)?.exp;
+      const expired = typeof exp === "number" && exp * 1000 <= Date.now();
+      this.fatal(
+        expired
+          ? new ChorusError("token_expired", "the server refused the token: it has expired")
+          : new ChorusError("token_invalid", "the server refused the token, which has not expired: it is malformed, signed with another secret, or meant for another server"),
+      );
       return;
     }
     this.token = undefined; // dial() asks getToken for a new one

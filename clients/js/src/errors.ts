@@ -4,7 +4,7 @@
 import type { ServerErrorCode } from "./protocol.js";
 
 /** Codes the client itself gives: closed by the app, a token it cannot renew, the network, a close code that reconnecting cannot cure. */
-export type ClientErrorCode = "closed" | "token_expired" | "network" | "protocol_error" | "policy_violation" | "frame_too_large";
+export type ClientErrorCode = "closed" | "token_expired" | "token_invalid" | "network" | "protocol_error" | "policy_violation" | "frame_too_large";
 
 /** Every code a `ChorusError` can carry; `http_<status>` for a REST answer that was not JSON. */
 export type ErrorCode = ServerErrorCode | ClientErrorCode | `http_${number}`;
