@@ -228,7 +228,8 @@ async fn every_devices_folded_view_and_unread_count_equal_postgres() {
             let op_name = if rng.next(3) == 0 { "remove" } else { "add" };
             json!({"type":"react","room":ROOM,"target":pick(&mut rng),"key":KEYS[rng.next(3)],"op":op_name})
         } else if roll < 93 {
-            json!({"type":"read","room":ROOM,"seq":d.cursor - rng.next(3) as i64})
+            // At or a little behind what it has seen, never below 0 (a negative seq is refused).
+            json!({"type":"read","room":ROOM,"seq":(d.cursor - rng.next(3) as i64).max(0)})
         } else {
             d.ws = None; // dropped; it resumes with `since` on a random node later
             *outcomes.entry("dropped".into()).or_default() += 1;
