@@ -161,7 +161,8 @@ fn cors(origins: &[String]) -> Cors {
 /// The size of a request's head as it came on the wire: the request line and every header line.
 fn head_bytes(req: &ServiceRequest) -> usize {
     // `GET /path?query HTTP/1.1\r\n`, then `name: value\r\n` per header, then `\r\n`.
-    let line = req.method().as_str().len() + 1 + req.uri().to_string().len() + 11;
+    let target = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + 11;
     let headers: usize = req
         .headers()
         .iter()

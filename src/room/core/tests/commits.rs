@@ -115,12 +115,7 @@ fn a_batch_refused_for_one_entrys_data_is_retried_one_by_one_and_only_that_one_f
 fn a_store_outage_answers_every_post_of_the_batch_and_delivers_nothing() {
     let mut sim = Sim::started(false, 0);
     sim.member("s1", "bob");
-    let fx = sim.post(1, "a");
-    let batch = appends(&fx).remove(0);
-    let fx = sim.done(Done::Appended {
-        batch,
-        result: Err(StoreError::Unavailable("down".into())),
-    });
+    let fx = sim.failed_post(1, "a");
     assert!(matches!(
         answers(&fx)[..],
         [(1, Err(StoreError::Unavailable(_)))]
@@ -134,12 +129,7 @@ fn a_failed_append_is_followed_by_a_head_read_that_finds_what_committed_unseen()
     // head read its entry would reach nobody until the room's next message.
     let mut sim = Sim::started(true, 0);
     sim.member("s1", "bob");
-    let fx = sim.post(1, "a");
-    let batch = appends(&fx).remove(0);
-    let fx = sim.done(Done::Appended {
-        batch,
-        result: Err(StoreError::Unavailable("connection reset".into())),
-    });
+    let fx = sim.failed_post(1, "a");
     assert!(head_reads(&fx) == [q(0)]);
     // The store is still down: read again later, and the room does not idle out meanwhile.
     let fx = sim.done(Done::Head {
@@ -171,12 +161,7 @@ fn a_failed_append_is_followed_by_a_head_read_that_finds_what_committed_unseen()
 fn a_retry_of_a_commit_whose_answer_was_lost_delivers_and_publishes_it() {
     let mut sim = Sim::started(true, 0);
     sim.member("s1", "bob");
-    let fx = sim.post(9, "lost answer");
-    let batch = appends(&fx).remove(0);
-    sim.done(Done::Appended {
-        batch,
-        result: Err(StoreError::Unavailable("connection reset".into())),
-    });
+    sim.failed_post(9, "lost answer");
     // The client sends it again before the head read is back: the store knows the id.
     let fx = sim.post(9, "lost answer");
     let batch = appends(&fx).remove(0);

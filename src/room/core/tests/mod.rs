@@ -226,6 +226,17 @@ impl Sim {
         fx
     }
 
+    /// Posts `body` (answered to `reply`) and fails its append: the store did not answer (it
+    /// may have committed all the same).
+    pub fn failed_post(&mut self, reply: u32, body: &str) -> Fx {
+        let fx = self.post(reply, body);
+        let batch = appends(&fx).remove(0);
+        self.done(Done::Appended {
+            batch,
+            result: Err(StoreError::Unavailable("connection reset".into())),
+        })
+    }
+
     pub fn envelope(&mut self, seq: Option<i64>, event: RoomEvent) -> Fx {
         let env = crate::bridge::envelope::RoomEnvelope {
             v: 1,
