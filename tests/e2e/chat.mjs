@@ -1,7 +1,8 @@
 // Browser end-to-end test, in headless Debian Chromium:
 //  A. The SDK's scripted chat (clients/js/test/scenario.mjs, the same script the Node integration
 //     test runs) in a page, against a 2-node cluster (Postgres + Redis) through a node restart and
-//     token renewals: nothing lost, nothing repeated, each user's order kept.
+//     token renewals: nothing lost, nothing repeated, each user's order kept, no renewal seen as a
+//     reconnect; then the demo page with a pasted token whose display name differs from its user id.
 //  B. The demo app on a standalone node: Ann on a desktop page (WebSocket), Bob on a phone-sized
 //     page (SSE + REST). Sign in, chat, HTML shown as text, several rooms with unread badges, a
 //     friendly error for a bad room name, reactions / inline edit / delete, a reload that keeps
@@ -37,6 +38,22 @@ async function part(name, fn) {
   }
 }
 
+const waitFor = (page, what, fn, arg) => within(page.waitForFunction(fn, arg, { timeout: 0, polling: 50 }), 20000, what);
+const rowText = (page, seq, sel = ".body") => page.textContent(`#log .msg[data-seq='${seq}'] ${sel}`);
+async function signIn(page, name) {
+  await waitFor(page, `${name}: the sign-in form`, () => !document.getElementById("login").hidden);
+  await page.fill("#name", name);
+  await page.press("#name", "Enter");
+  await waitFor(page, `${name}: connected`, () => document.getElementById("conn").dataset.state === "open");
+}
+async function say(page, text) {
+  await page.fill("#body", text);
+  await page.press("#body", "Enter");
+}
+const bodies = (page) => page.$$eval("#log .msg:not(.pending) .body", (b) => b.map((x) => x.textContent));
+const seesBody = (page, who, text) => waitFor(page, `${who} sees ${JSON.stringify(text)}`,
+  (t) => [...document.querySelectorAll("#log .msg:not(.pending) .body")].some((b) => b.textContent === t), text);
+
 // ----- A. the SDK's scripted chat in Chromium ---------------------------------------------------
 await part("sdk scripted chat in Chromium on a 2-node cluster", async () => {
   const cluster = await Cluster.start({ n: 2, bin: BIN });
@@ -62,6 +79,21 @@ await part("sdk scripted chat in Chromium on a 2-node cluster", async () => {
     if (result.transport !== "websocket" || result.messages !== 120) throw new Error(`unexpected run: ${JSON.stringify(result)}`);
     if (!result.rateLimitedRetries) throw new Error("the burst never hit the rate limit");
     await page.close();
+
+    // The demo signed in with a token whose user id and display name differ: the page shows the
+    // name (in the header, on a pending message and on the message once sent), never the id.
+    const demo = await browser.newPage();
+    demo.on("pageerror", (e) => problems.push(`demo page: ${e}`));
+    await demo.goto(`${cluster.url(0)}/`);
+    await waitFor(demo, "the sign-in form", () => !document.getElementById("login").hidden);
+    await demo.fill("#token", token("u-4711", { name: "Ann Lee" }));
+    await demo.press("#token", "Enter");
+    await waitFor(demo, "connected with a pasted token", () => document.getElementById("conn").dataset.state === "open");
+    if ((await demo.textContent("#me")) !== "Signed in as Ann Lee") throw new Error(`header: ${await demo.textContent("#me")}`);
+    await demo.evaluate(() => window.chorus.close()); // offline, so the message stays pending
+    await say(demo, "named");
+    await waitFor(demo, "the pending message names Ann Lee", () => document.querySelector("#log .pending .who")?.textContent === "Ann Lee");
+    await demo.close();
   } finally {
     await cluster.stop();
   }
@@ -83,22 +115,6 @@ async function stopStandalone(child) {
   child.kill("SIGTERM");
   await within(exited, 15000, "standalone node exit");
 }
-
-const waitFor = (page, what, fn, arg) => within(page.waitForFunction(fn, arg, { timeout: 0, polling: 50 }), 20000, what);
-const rowText = (page, seq, sel = ".body") => page.textContent(`#log .msg[data-seq='${seq}'] ${sel}`);
-async function signIn(page, name) {
-  await waitFor(page, `${name}: the sign-in form`, () => !document.getElementById("login").hidden);
-  await page.fill("#name", name);
-  await page.press("#name", "Enter");
-  await waitFor(page, `${name}: connected`, () => document.getElementById("conn").dataset.state === "open");
-}
-async function say(page, text) {
-  await page.fill("#body", text);
-  await page.press("#body", "Enter");
-}
-const bodies = (page) => page.$$eval("#log .msg:not(.pending) .body", (b) => b.map((x) => x.textContent));
-const seesBody = (page, who, text) => waitFor(page, `${who} sees ${JSON.stringify(text)}`,
-  (t) => [...document.querySelectorAll("#log .msg:not(.pending) .body")].some((b) => b.textContent === t), text);
 
 await part("demo app: rooms, unread, log entries, restart and sign-in again, pending, phone layout", async () => {
   let node = await startStandalone();

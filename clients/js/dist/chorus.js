@@ -681,6 +681,8 @@ var Chorus = class extends Emitter {
     this.openWaiters = [];
     /** The current connection's transport; a dropped one is never called back. */
     this.current = null;
+    /** A connection opening with a renewed token; it replaces `current` once the node says hello. */
+    this.next = null;
     this.attempt = 0;
     /** The last connection ended with a drain: reconnect within DRAIN_BACKOFF_MAX_MS. */
     this.draining = false;
@@ -697,6 +699,7 @@ var Chorus = class extends Emitter {
     this.base = String(url).replace(/\/$/, "");
     this.token = options.token;
     this.user = tokenClaims(options.token)?.sub ?? null;
+    this.displayName = displayNameOf(options.token) ?? this.user;
     this.WS = options.WebSocket ?? globalThis.WebSocket;
     const f = options.fetch ?? globalThis.fetch;
     this.fetch = (...args) => f(...args);
@@ -762,9 +765,16 @@ var Chorus = class extends Emitter {
   newTransport() {
     let t;
     const live = () => this.current === t;
+    const abandon = () => {
+      if (this.next !== t) return false;
+      this.next = null;
+      t.close();
+      return true;
+    };
     const host = {
       frame: (f) => live() && this.onFrame(f),
       opened: (hello) => {
+        if (this.next === t) this.moveTo(t);
         if (!live()) return;
         if (hello) this.user = hello.user ?? this.user;
         const limit = hello?.max_body_bytes;
@@ -773,14 +783,14 @@ var Chorus = class extends Emitter {
         for (const r of this.rooms.values()) this.startRoom(r);
       },
       lost: (reason, floorMs, draining) => {
-        if (!live() || this.state === "closed") return;
+        if (abandon() || !live() || this.state === "closed") return;
         if (draining) this.draining = true;
         this.retry(floorMs ?? 0, reason);
       },
-      authFailed: () => live() && this.authFailed(),
-      fatal: (err) => live() && this.fatal(err),
+      authFailed: () => abandon() || live() && this.authFailed(),
+      fatal: (err) => abandon() || live() && this.fatal(err),
       fallBack: () => {
-        if (!live()) return;
+        if (abandon() || !live()) return;
         this.kind = fallbackKind();
         this.dropConnection();
         void this.dial();
@@ -812,6 +822,8 @@ var Chorus = class extends Emitter {
   /** Forget everything tied to the current connection; rooms stay, to be joined again. */
   dropConnection() {
     this.dials++;
+    this.next?.close();
+    this.next = null;
     this.current?.close();
     this.current = null;
     for (const r of this.rooms.values()) r.unjoin();
@@ -832,6 +844,23 @@ var Chorus = class extends Emitter {
   fatal(err) {
     this.emit("error", err);
     this.shutdown(err, err.message);
+  }
+  /**
+   * Token renewal without a visible reconnect: the connection with the new token said hello, so it
+   * becomes the current one (the state stays `open`). Every room is joined on it with `since`, so
+   * nothing is missed or repeated across the switch; unacked entries go again with their
+   * client_msg_id, and reads waiting for an answer are asked again on it.
+   */
+  moveTo(t) {
+    const reads = [...this.reads];
+    this.reads.clear();
+    this.next = null;
+    this.dropConnection();
+    this.current = t;
+    for (const [ref, w] of reads) {
+      if (t.markRead(w.room, w.seq, ref)) this.reads.set(ref, w);
+      else w.reject(new ChorusError("unavailable", "connection changed before the reply"));
+    }
   }
   opened() {
     this.attempt = 0;
@@ -868,6 +897,7 @@ var Chorus = class extends Emitter {
         if (typeof token !== "string" || !token) throw new ChorusError("token_expired", "getToken returned no token");
         this.token = token;
         this.user = tokenClaims(token)?.sub ?? this.user;
+        this.displayName = displayNameOf(token) ?? this.user;
         const exp = tokenClaims(token)?.exp;
         this.emit("token", exp ? { expiresAt: exp * 1e3 } : {});
         return token;
@@ -905,11 +935,11 @@ var Chorus = class extends Emitter {
         this.emit("error", new ChorusError("token_expired", `getToken failed: ${errorText(e)}`));
         return;
       }
-      if (this.state !== "open" || !this.current) return;
+      if (this.state !== "open" || !this.current || !this.token) return;
       if (this.current.renewal === "reconnect") {
-        this.dropConnection();
-        this.setState("reconnecting", "renewing the token");
-        void this.dial();
+        this.next?.close();
+        this.next = this.newTransport();
+        this.next.open(this.token);
       } else {
         for (const r of this.rooms.values()) r.unjoin();
         for (const r of this.rooms.values()) this.startRoom(r);
@@ -1147,7 +1177,7 @@ var Chorus = class extends Emitter {
   async markRead(room, seq) {
     const ref = this.ref("read");
     if (this.state === "open" && this.rooms.get(room)?.joined && this.current?.markRead(room, seq, ref)) {
-      return new Promise((resolve, reject) => this.reads.set(ref, { resolve, reject }));
+      return new Promise((resolve, reject) => this.reads.set(ref, { resolve, reject, room, seq }));
     }
     const r = await this.api(
       `/api/rooms/${encodeURIComponent(room)}/read`,
@@ -1188,6 +1218,10 @@ var Chorus = class extends Emitter {
 };
 function withRoom(err, room) {
   return err.room ? err : new ChorusError(err.code, err.message, { room, retryAfterMs: err.retryAfterMs, status: err.status });
+}
+function displayNameOf(token) {
+  const name = tokenClaims(token)?.name;
+  return typeof name === "string" && name ? name : null;
 }
 function fallbackKind() {
   return typeof globalThis.EventSource === "undefined" ? "poll" : "sse";

@@ -65,6 +65,8 @@ export class Chorus extends Emitter<ChorusEvents> {
   state: ConnectionState = "closed";
   /** The user id the server knows this client as (the token's `sub`). */
   user: string | null;
+  /** The name others see on this user's entries: the token's `name` claim, else the user id. */
+  displayName: string | null;
   private token?: string;
   private readonly base: string;
   private readonly opts: ChorusOptions;
@@ -75,10 +77,12 @@ export class Chorus extends Emitter<ChorusEvents> {
   private readonly connectTimeoutMs: number;
   private maxBodyBytes = DEFAULT_MAX_BODY_BYTES;
   private rooms = new Map<string, RoomSubscription>();
-  private reads = new Map<string, Waiter<ReadState>>();
+  private reads = new Map<string, Waiter<ReadState> & { room: string; seq: number }>();
   private openWaiters: Waiter<void>[] = [];
   /** The current connection's transport; a dropped one is never called back. */
   private current: Transport | null = null;
+  /** A connection opening with a renewed token; it replaces `current` once the node says hello. */
+  private next: Transport | null = null;
   private ws: WebSocketRecord;
   private attempt = 0;
   /** The last connection ended with a drain: reconnect within DRAIN_BACKOFF_MAX_MS. */
@@ -102,6 +106,7 @@ export class Chorus extends Emitter<ChorusEvents> {
     this.base = String(url).replace(/\/$/, "");
     this.token = options.token;
     this.user = tokenClaims(options.token)?.sub ?? null;
+    this.displayName = displayNameOf(options.token) ?? this.user;
     this.WS = options.WebSocket ?? (globalThis as any).WebSocket;
     const f = options.fetch ?? (globalThis as any).fetch;
     this.fetch = (...args: Parameters<typeof fetch>) => f(...args);
@@ -174,9 +179,18 @@ export class Chorus extends Emitter<ChorusEvents> {
   private newTransport(): Transport {
     let t: Transport;
     const live = () => this.current === t;
+    // A connection opening beside a live one (token renewal): if it fails, the live one carries on
+    // (its token is still good until it expires, and then the 4001 path renews again).
+    const abandon = () => {
+      if (this.next !== t) return false;
+      this.next = null;
+      t.close();
+      return true;
+    };
     const host: TransportHost = {
       frame: (f) => live() && this.onFrame(f),
       opened: (hello) => {
+        if (this.next === t) this.moveTo(t);
         if (!live()) return;
         if (hello) this.user = hello.user ?? this.user;
         const limit = (hello as { max_body_bytes?: number } | undefined)?.max_body_bytes;
@@ -185,14 +199,14 @@ export class Chorus extends Emitter<ChorusEvents> {
         for (const r of this.rooms.values()) this.startRoom(r);
       },
       lost: (reason, floorMs, draining) => {
-        if (!live() || this.state === "closed") return;
+        if (abandon() || !live() || this.state === "closed") return;
         if (draining) this.draining = true;
         this.retry(floorMs ?? 0, reason);
       },
-      authFailed: () => live() && this.authFailed(),
-      fatal: (err) => live() && this.fatal(err),
+      authFailed: () => abandon() || (live() && this.authFailed()),
+      fatal: (err) => abandon() || (live() && this.fatal(err)),
       fallBack: () => {
-        if (!live()) return;
+        if (abandon() || !live()) return;
         // The node answers HTTP but WebSocket never got through (a proxy): HTTP for good.
         this.kind = fallbackKind();
         this.dropConnection();
@@ -232,6 +246,8 @@ export class Chorus extends Emitter<ChorusEvents> {
   /** Forget everything tied to the current connection; rooms stay, to be joined again. */
   private dropConnection(): void {
     this.dials++;
+    this.next?.close();
+    this.next = null;
     this.current?.close();
     this.current = null;
     for (const r of this.rooms.values()) r.unjoin();
@@ -254,6 +270,24 @@ export class Chorus extends Emitter<ChorusEvents> {
   private fatal(err: ChorusError): void {
     this.emit("error", err);
     this.shutdown(err, err.message);
+  }
+
+  /**
+   * Token renewal without a visible reconnect: the connection with the new token said hello, so it
+   * becomes the current one (the state stays `open`). Every room is joined on it with `since`, so
+   * nothing is missed or repeated across the switch; unacked entries go again with their
+   * client_msg_id, and reads waiting for an answer are asked again on it.
+   */
+  private moveTo(t: Transport): void {
+    const reads = [...this.reads];
+    this.reads.clear(); // dropConnection must not reject these: they move too
+    this.next = null;
+    this.dropConnection();
+    this.current = t;
+    for (const [ref, w] of reads) {
+      if (t.markRead(w.room, w.seq, ref)) this.reads.set(ref, w);
+      else w.reject(new ChorusError("unavailable", "connection changed before the reply"));
+    }
   }
 
   private opened(): void {
@@ -295,6 +329,7 @@ export class Chorus extends Emitter<ChorusEvents> {
         if (typeof token !== "string" || !token) throw new ChorusError("token_expired", "getToken returned no token");
         this.token = token;
         this.user = tokenClaims(token)?.sub ?? this.user;
+        this.displayName = displayNameOf(token) ?? this.user;
         const exp = tokenClaims(token)?.exp;
         this.emit("token", exp ? { expiresAt: exp * 1000 } : {});
         return token;
@@ -338,12 +373,13 @@ export class Chorus extends Emitter<ChorusEvents> {
         this.emit("error", new ChorusError("token_expired", `getToken failed: ${errorText(e)}`));
         return; // the server's 4001 / 401 will bring us back here
       }
-      if (this.state !== "open" || !this.current) return;
+      if (this.state !== "open" || !this.current || !this.token) return;
       if (this.current.renewal === "reconnect") {
-        // The server holds a socket to its token's expiry, so move to a new one now.
-        this.dropConnection();
-        this.setState("reconnecting", "renewing the token");
-        void this.dial();
+        // The server holds a socket to its token's expiry, so open another with the new token
+        // beside it and move over once that one is open (moveTo): the app sees no reconnect.
+        this.next?.close();
+        this.next = this.newTransport();
+        this.next.open(this.token);
       } else {
         for (const r of this.rooms.values()) r.unjoin();
         for (const r of this.rooms.values()) this.startRoom(r);
@@ -612,7 +648,7 @@ export class Chorus extends Emitter<ChorusEvents> {
   async markRead(room: string, seq: number): Promise<ReadState> {
     const ref = this.ref("read");
     if (this.state === "open" && this.rooms.get(room)?.joined && this.current?.markRead(room, seq, ref)) {
-      return new Promise<ReadState>((resolve, reject) => this.reads.set(ref, { resolve, reject }));
+      return new Promise<ReadState>((resolve, reject) => this.reads.set(ref, { resolve, reject, room, seq }));
     }
     const r = await this.api<{ read_seq: number; unread: number; last_seq: number }>(
       `/api/rooms/${encodeURIComponent(room)}/read`,
@@ -659,6 +695,11 @@ export class Chorus extends Emitter<ChorusEvents> {
 
 function withRoom(err: ChorusError, room: string): ChorusError {
   return err.room ? err : new ChorusError(err.code, err.message, { room, retryAfterMs: err.retryAfterMs, status: err.status });
+}
+
+function displayNameOf(token: string | undefined): string | null {
+  const name = (tokenClaims(token) as { name?: unknown } | null)?.name;
+  return typeof name === "string" && name ? name : null;
 }
 
 function fallbackKind(): TransportKind {

@@ -89,6 +89,8 @@ export async function scriptedChat(env) {
     for (const p of people) for (let i = 0; i < 5; i++) after.push(send(p, rooms[0], `${p.user} ${rooms[0]} ${100 + i}`));
     await Promise.all(after);
     log("after renewal acked");
+    // Bob's node never stopped: his renewals moved connections without the app seeing a reconnect.
+    if (bob.states.includes("reconnecting")) problems.push(`bob's renewals showed as reconnects: ${JSON.stringify(bob.states)}`);
 
     // 4. Everyone sees everything.
     const total = (room) => sent.filter((s) => s.room === room).length;

@@ -10,6 +10,8 @@ export declare class Chorus extends Emitter<ChorusEvents> {
     state: ConnectionState;
     /** The user id the server knows this client as (the token's `sub`). */
     user: string | null;
+    /** The name others see on this user's entries: the token's `name` claim, else the user id. */
+    displayName: string | null;
     private token?;
     private readonly base;
     private readonly opts;
@@ -24,6 +26,8 @@ export declare class Chorus extends Emitter<ChorusEvents> {
     private openWaiters;
     /** The current connection's transport; a dropped one is never called back. */
     private current;
+    /** A connection opening with a renewed token; it replaces `current` once the node says hello. */
+    private next;
     private ws;
     private attempt;
     /** The last connection ended with a drain: reconnect within DRAIN_BACKOFF_MAX_MS. */
@@ -54,6 +58,13 @@ export declare class Chorus extends Emitter<ChorusEvents> {
     private shutdown;
     /** A refusal that reconnecting cannot cure: tell the app, then close. */
     private fatal;
+    /**
+     * Token renewal without a visible reconnect: the connection with the new token said hello, so it
+     * becomes the current one (the state stays `open`). Every room is joined on it with `since`, so
+     * nothing is missed or repeated across the switch; unacked entries go again with their
+     * client_msg_id, and reads waiting for an answer are asked again on it.
+     */
+    private moveTo;
     private opened;
     private setState;
     private later;

@@ -184,18 +184,59 @@ test("a refused token (4001) is renewed through getToken and the rooms resume", 
   }
 });
 
-test("a token is renewed before it expires, and the connection moves to it", async () => {
+test("a token is renewed before it expires, and the connection moves to it without a visible reconnect", async () => {
   const server = new FakeServer();
   let n = 0;
   const chat = client(server, { token: jwt("ann", 2), getToken: () => jwt("ann", 3600) + `#${++n}` });
+  const states = [];
+  chat.on("state", (e) => states.push(e.state));
   const renewed = next(chat, "token");
   chat.connect();
-  await server.accept(0);
+  const ws = await server.accept(0);
+  chat.join("lobby");
+  ws.push(joinedFrame(await ws.frame((f) => f.type === "join"), 3));
+  const seen = [];
+  chat.on("message", ({ message }) => seen.push(message.seq));
+  ws.push({ type: "message", room: "lobby", seq: 4, id: "m4", ts: "t", user: "bob", body: "hi" });
+  const sent = chat.send("lobby", "in flight");
+  const post = await ws.frame((f) => f.type === "send");
   await renewed; // 2 s before expiry minus the 1 s margin
-  const ws2 = await server.accept(1);
+  // The new socket opens beside the old one; until it says hello the old one carries everything.
+  const ws2 = await server.socket(1);
   assert.ok(ws2.token.endsWith("#1"));
-  assert.equal(server.sockets[0].closedByClient, 1000);
+  assert.equal(ws.closedByClient, null, "the old socket stays until the new one is open");
+  ws.push({ type: "message", room: "lobby", seq: 5, id: "m5", ts: "t", user: "bob", body: "still here" });
+  await server.accept(1);
+  assert.equal(ws.closedByClient, 1000);
+  // The room resumes after the last entry it delivered, and the unacked send goes again, same id.
+  const join = await ws2.frame((f) => f.type === "join");
+  assert.equal(join.since, 5);
+  ws2.push(joinedFrame(join, 6));
+  const again = await ws2.frame((f) => f.type === "send");
+  assert.equal(again.client_msg_id, post.client_msg_id);
+  ws2.push({ type: "message", room: "lobby", seq: 6, id: "m6", ts: "t", user: "bob", body: "after" });
+  ws2.push({ type: "ack", ref: again.ref, room: "lobby", seq: 7, id: "m7", ts: "t", client_msg_id: again.client_msg_id });
+  assert.equal((await sent).seq, 7);
+  assert.deepEqual(seen, [4, 5, 6]);
+  assert.deepEqual(states, ["connecting", "open"], "no reconnecting state for a renewal");
   chat.close();
+
+  // A renewed connection that fails to open is dropped; the old one carries on.
+  const server2 = new FakeServer();
+  const chat2 = client(server2, { token: jwt("ann", 2), getToken: () => jwt("ann", 3600) });
+  chat2.connect();
+  const old = await server2.accept(0);
+  (await server2.socket(1)).drop(1006);
+  assert.equal(chat2.state, "open");
+  assert.equal(old.closedByClient, null);
+  chat2.close();
+});
+
+test("the display name comes from the token's name claim, else the user id", () => {
+  const server = new FakeServer();
+  const named = `${jwt("ann").split(".")[0]}.${Buffer.from(JSON.stringify({ sub: "u-17", name: "Ann", exp: 9e9 })).toString("base64url")}.sig`;
+  assert.equal(client(server, { token: named }).displayName, "Ann");
+  assert.equal(client(server, { token: jwt("ann") }).displayName, "ann");
 });
 
 test("a WebSocket that does not open is told apart: a refused token is renewed, an outage backs off", async () => {
