@@ -19,7 +19,7 @@ const LOCK_KEY: i64 = 0x63686f727573;
 const FUNCTIONS: &str = include_str!("../../migrations/functions.sql");
 /// Raised with every change to `functions.sql`: a database never takes an older copy than it has
 /// (an older node starting during a rolling upgrade leaves the newer functions alone).
-pub const FUNCTIONS_VERSION: i32 = 1;
+pub const FUNCTIONS_VERSION: i32 = 2;
 
 pub async fn run(url: &str) -> anyhow::Result<usize> {
     run_to(url, None).await
