@@ -8,11 +8,12 @@
 //! Other scenarios: `--protocol socketio` measures the Socket.IO comparison server the same way
 //! (`proto.rs`); `--idle` only connects and joins, then reports RSS per socket; `--stalled N` adds
 //! N sockets to the first room that never read; `--storm-missed M` is the reconnect storm
-//! (`storm.rs`); `--sink ADDR` is the webhook receiver of `WEBHOOKS=… loadtest/run` (`sink.rs`).
+//! (`storm.rs`); `--jitter-s J` the jitter benchmark (`jitter.rs`); `--sink ADDR` is the webhook receiver of `WEBHOOKS=… loadtest/run` (`sink.rs`).
 //!
 //! Run against a node started by `loadtest/run` (or any node sharing the JWT secret):
 //! `cargo run --release --example bench -- --url ws://127.0.0.1:8080 --secret S --sockets 1000 --rooms 10`
 
+mod jitter;
 mod proto;
 mod sink;
 mod storm;
@@ -72,6 +73,10 @@ struct Args {
     /// edits and deletes) instead of messages only; acks and read replies count as acked.
     #[arg(long)]
     mix: bool,
+    /// Run the jitter benchmark instead: readers dropped and reconnected every ~this many
+    /// seconds while one writer per room posts --rate msgs/s (see jitter.rs).
+    #[arg(long, default_value_t = 0.0)]
+    jitter_s: f64,
     /// Connections being opened at once while setting up (the storm's reconnect is not limited).
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
@@ -144,6 +149,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         &chorus::config::Settings::load(None, &Default::default(), &[])?.auth,
     );
     let token = |user: &str| auth.issue(user, None, Duration::from_secs(3600), None, None);
+    if args.jitter_s > 0.0 {
+        let summary = jitter::run(&args, token).await?;
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
     if args.storm_missed > 0 {
         let summary = storm::run(&args, token).await?;
         println!("{}", serde_json::to_string_pretty(&summary)?);
