@@ -29,12 +29,7 @@ async fn join_since(ws: &mut Ws, room: &str, since: i64, backfill: usize) -> (Va
 /// Seqs of the room's history over REST.
 async fn history(node: &TestNode, room: &str) -> Vec<i64> {
     let page = get_json(node, &format!("/api/rooms/{room}/messages?after=0"), "ann").await;
-    page["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["seq"].as_i64().expect("seq"))
-        .collect()
+    page_seqs(&page)
 }
 
 /// Which partition holds each of the room's rows, by seq.

@@ -212,14 +212,7 @@ async fn rest_history_pages_with_after_and_before() {
             .bearer_auth(token("u"))
             .send()
     };
-    let seqs = |v: &Value| {
-        v["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["seq"].as_i64().unwrap())
-            .collect::<Vec<_>>()
-    };
+    let seqs = page_seqs;
     let page: Value = get("?after=5&limit=3").await.unwrap().json().await.unwrap();
     assert_eq!(seqs(&page), vec![6, 7, 8]);
     assert_eq!(

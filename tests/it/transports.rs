@@ -137,22 +137,16 @@ async fn poll(node: &TestNode, room: &str, query: &str) -> Value {
     res.json().await.unwrap()
 }
 
-fn seqs(v: &Value) -> Vec<i64> {
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect()
-}
-
 #[actix_web::test]
 async fn long_poll_returns_at_once_waits_for_a_post_and_times_out_empty() {
     let node = TestNode::start(&fresh_db().await, &[]).await;
     rest_post(&node, "lp", "one").await;
     rest_post(&node, "lp", "two").await;
     let v = poll(&node, "lp", "?after=0&timeout=30").await;
-    assert_eq!((seqs(&v), v["last_seq"].as_i64()), (vec![1, 2], Some(2)));
+    assert_eq!(
+        (page_seqs(&v), v["last_seq"].as_i64()),
+        (vec![1, 2], Some(2))
+    );
 
     // Nothing after 2 yet: the poll waits until a post wakes it (no matter whether the post lands
     // before or after the poll joined the room).
@@ -175,11 +169,11 @@ async fn long_poll_returns_at_once_waits_for_a_post_and_times_out_empty() {
         .await
         .expect("poll woke")
         .unwrap();
-    assert_eq!((seqs(&v), v["last_seq"].as_i64()), (vec![3], Some(3)));
+    assert_eq!((page_seqs(&v), v["last_seq"].as_i64()), (vec![3], Some(3)));
 
     let started = Instant::now();
     let v = poll(&node, "lp", "?after=3&timeout=1").await;
-    assert!(seqs(&v).is_empty());
+    assert!(page_seqs(&v).is_empty());
     assert_eq!(v["last_seq"], 3);
     assert!(
         started.elapsed() >= Duration::from_millis(900),
@@ -206,7 +200,7 @@ async fn switching_ws_to_sse_to_long_poll_to_ws_loses_and_repeats_nothing() {
     drop(sse);
     rest_post(&node, "sw", "c1").await;
     let v = poll(&node, "sw", &format!("?after={}", seen.last().unwrap())).await;
-    seen.extend(seqs(&v));
+    seen.extend(page_seqs(&v));
     rest_post(&node, "sw", "d1").await;
     let mut ws = node.ws("c").await;
     ws.send(json!({"type":"join","room":"sw","since":seen.last().unwrap()}))

@@ -125,22 +125,12 @@ async fn history_pages_backwards_in_ascending_order() {
         .await;
     let page = ann.recv_type("history").await;
     assert_eq!(page["ref"], "p1");
-    let seqs: Vec<i64> = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
+    let seqs = page_seqs(&page);
     assert_eq!(seqs, vec![8, 9, 10, 11, 12]);
     ann.send(json!({"type":"history","room":"h","before":8,"limit":5}))
         .await;
     let page = ann.recv_type("history").await;
-    let seqs: Vec<i64> = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
+    let seqs = page_seqs(&page);
     assert_eq!(seqs, vec![3, 4, 5, 6, 7]);
     node.stop().await;
 }

@@ -8,7 +8,23 @@ use deadpool_postgres::Pool;
 use super::super::{Kind, Message, Reaction, StoreError};
 use super::errors::{pg_error, pool_error};
 use super::rows::{COLUMNS, get, to_message};
-use crate::ids::{RoomId, Seq, UserId};
+use crate::ids::{Epoch, RoomId, Seq, UserId};
+
+/// The room's epoch and last seq as this server has them (`None`: no such room here). On a
+/// replica, every entry up to that seq is applied: the head and the entries commit together.
+pub async fn applied(pool: &Pool, room: &RoomId) -> Result<Option<(Epoch, Seq)>, StoreError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let stmt = client
+        .prepare_cached("SELECT epoch, last_seq FROM rooms WHERE id = $1")
+        .await
+        .map_err(pg_error)?;
+    let row = client
+        .query_opt(&stmt, &[&room.as_str()])
+        .await
+        .map_err(pg_error)?;
+    row.map(|r| Ok((r.try_get(0).map_err(get)?, r.try_get(1).map_err(get)?)))
+        .transpose()
+}
 
 /// Up to `limit` entries with `seq > after`, ascending.
 pub async fn after(

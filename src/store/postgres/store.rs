@@ -93,6 +93,28 @@ impl PostgresStore {
     fn read_pool(&self) -> &Pool {
         self.reader.as_ref().unwrap_or(&self.writer)
     }
+
+    /// Where to read a page of `room` that must hold every entry up to `need(the writer's last
+    /// seq)`: the replica if it has applied that much (under the same epoch), else the writer. So
+    /// a replica that lags, or is down, never answers with less than the writer had committed
+    /// when the read began, and so with less than a client was acked (PROTOCOL §12). The replica
+    /// is asked for its head before the page, so the page's snapshot is at least as new.
+    async fn page_pool(&self, room: &RoomId, need: impl FnOnce(Seq) -> Seq) -> &Pool {
+        let Some(reader) = &self.reader else {
+            return &self.writer;
+        };
+        let Ok(Some((epoch, last))) = self.bounded(reads::applied(&self.writer, room)).await else {
+            // No such room (nothing to miss), or the writer did not answer: the replica's page
+            // is the best there is, as before a replica was checked.
+            return reader;
+        };
+        let need = need(last);
+        match self.bounded(reads::applied(reader, room)).await {
+            Ok(Some((e, applied))) if e == epoch && applied >= need => reader,
+            _ if need <= Seq::ZERO => reader,
+            _ => &self.writer,
+        }
+    }
 }
 
 fn pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, StoreError> {
@@ -146,8 +168,9 @@ impl Store for PostgresStore {
         after: Seq,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        self.bounded(reads::after(self.read_pool(), room, after, limit))
-            .await
+        let upto = |last: Seq| last.min(after + limit as i64);
+        let pool = self.page_pool(room, upto).await;
+        self.bounded(reads::after(pool, room, after, limit)).await
     }
 
     async fn before(
@@ -156,8 +179,9 @@ impl Store for PostgresStore {
         before: Option<Seq>,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        self.bounded(reads::before(self.read_pool(), room, before, limit))
-            .await
+        let top = |last: Seq| before.map_or(last, |b| last.min(b - 1));
+        let pool = self.page_pool(room, top).await;
+        self.bounded(reads::before(pool, room, before, limit)).await
     }
 
     async fn range(

@@ -4,7 +4,8 @@
 //! primary SIGKILLed while writers post, the standby promoted. Every acked message is in the
 //! promoted database with the seq it was acked with, nothing is stored twice, sends in the gap are
 //! answered `unavailable` and succeed when retried with the same key, and both nodes serve again
-//! without a restart.
+//! without a restart. And a read replica that applies 4 s late: history pages, long-polls and
+//! joins with `since` still answer with everything the writer acked.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,11 @@ fn pg(tool: &str, args: &[&str]) {
 
 impl Replicated {
     fn start() -> Replicated {
+        Replicated::start_with("")
+    }
+
+    /// As [`Replicated::start`], with `standby_conf` added to the standby's configuration.
+    fn start_with(standby_conf: &str) -> Replicated {
         let dir = std::env::temp_dir().join(format!(
             "chorus-failover-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -91,10 +97,22 @@ impl Replicated {
         // configuration would make every commit wait for one that does not exist).
         append(
             &Path::new(&s).join("postgresql.auto.conf"),
-            &format!("port = {}\nsynchronous_standby_names = ''\n", r.standby),
+            &format!(
+                "port = {}\nsynchronous_standby_names = ''\n{standby_conf}",
+                r.standby
+            ),
         );
         r.ctl(&["-D", &s, "-l", &format!("{s}.log"), "-w", "start"]);
         r
+    }
+
+    /// Creates database `name` on the primary (the standby replays it).
+    async fn create_database(&self, name: &str) {
+        let client = connect(self.primary, "postgres").await;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
     }
 
     fn data(&self, name: &str) -> String {
@@ -196,12 +214,7 @@ async fn post_until_acked(node: &TestNode, room: &str, key: &str, gaps: &mut u32
 #[actix_web::test]
 async fn a_writer_failover_to_a_synchronous_standby_loses_no_acked_message_and_needs_no_restart() {
     let pair = Replicated::start();
-    let client = connect(pair.primary, "postgres").await;
-    client
-        .batch_execute("CREATE DATABASE chorus")
-        .await
-        .unwrap();
-    drop(client);
+    pair.create_database("chorus").await;
     let url = pair.url("chorus");
     let keys = [("database.timeout_ms", "1000")];
     let a = TestNode::start(&url, &keys).await;
@@ -277,4 +290,100 @@ async fn a_writer_failover_to_a_synchronous_standby_loses_no_acked_message_and_n
     }
     a.stop().await;
     b.stop().await;
+}
+
+/// Rows of `room` the server on `port` has applied (`None` while it cannot answer, e.g. a
+/// replica that has not replayed the database's creation yet).
+async fn applied_rows(port: u16, db: &str, room: &str) -> Option<i64> {
+    let url = format!("postgres://postgres@127.0.0.1:{port}/{db}");
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .ok()?;
+    actix_web::rt::spawn(conn);
+    let row = client
+        .query_one("SELECT count(*) FROM messages WHERE room = $1", &[&room])
+        .await
+        .ok()?;
+    Some(row.get(0))
+}
+
+#[actix_web::test]
+async fn a_read_replica_that_lags_never_answers_with_less_than_the_writer_acked() {
+    // The standby applies every commit 4 s after it is flushed (a synchronous standby confirms
+    // the flush, so the writer's commits do not wait for the delay).
+    let pair = Replicated::start_with("recovery_min_apply_delay = '4s'\n");
+    pair.create_database("chorus").await;
+    let writer = format!("postgres://postgres@127.0.0.1:{}/chorus", pair.primary);
+    let reader = format!("postgres://postgres@127.0.0.1:{}/chorus", pair.standby);
+    let node = TestNode::start(&writer, &[("database.read_url", &reader)]).await;
+    wait_ready(&node, true).await;
+    // The replica must have the schema before it can answer at all: wait (with a deadline) until
+    // it has replayed the migrations.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while applied_rows(pair.standby, "chorus", "lag").await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the standby never replayed the schema"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling the replica's state
+    }
+
+    let mut gaps = 0;
+    for i in 1..=5 {
+        let seq = post_until_acked(&node, "lag", &format!("m-{i}"), &mut gaps).await;
+        assert_eq!(seq, i, "acked in order");
+    }
+    let lagging = |what: &str| {
+        let what = what.to_owned();
+        let port = pair.standby;
+        async move {
+            let rows = applied_rows(port, "chorus", "lag").await.unwrap_or(0);
+            assert!(
+                rows < 5,
+                "the replica caught up ({rows} rows) before {what}: the test proves nothing"
+            );
+        }
+    };
+    lagging("the reads").await;
+
+    let get = |path: &str| {
+        let url = node.http(path);
+        async move {
+            let res = http()
+                .get(url)
+                .bearer_auth(token("reader"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    // History after a cursor, the newest page, a page before a cursor, a long-poll: all from the
+    // writer's point of view, although the replica has none of it yet.
+    let after = get("/api/rooms/lag/messages?after=0").await;
+    assert_eq!(page_seqs(&after), vec![1, 2, 3, 4, 5], "?after=0: {after}");
+    assert_eq!(after["last_seq"], 5);
+    let newest = get("/api/rooms/lag/messages").await;
+    assert_eq!(
+        page_seqs(&newest),
+        vec![1, 2, 3, 4, 5],
+        "newest page: {newest}"
+    );
+    let before = get("/api/rooms/lag/messages?before=5&limit=2").await;
+    assert_eq!(page_seqs(&before), vec![3, 4], "?before=5: {before}");
+    let poll = get("/api/rooms/lag/poll?after=2&timeout=0").await;
+    assert_eq!(page_seqs(&poll), vec![3, 4, 5], "long-poll after 2: {poll}");
+    // A join with `since` (its backfill reads a range, which falls back the same way).
+    let mut ws = Ws::connect(node.addr(), &token("reader")).await;
+    ws.send(json!({"type": "join", "room": "lag", "since": 1}))
+        .await;
+    let joined = ws.recv_type("joined").await;
+    assert_eq!(joined["last_seq"], 5);
+    for want in 2..=5 {
+        let m = ws.recv_type("message").await;
+        assert_eq!(m["seq"], want, "backfill in order, none missing");
+    }
+    lagging("the end of the reads").await;
+    node.stop().await;
 }

@@ -139,6 +139,16 @@ impl Ws {
     }
 }
 
+/// The `seq`s of a history or poll page's `messages` (a page without them fails).
+pub fn page_seqs(page: &Value) -> Vec<i64> {
+    page["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no messages in {page}"))
+        .iter()
+        .map(|m| m["seq"].as_i64().expect("seq"))
+        .collect()
+}
+
 /// The `seq`s of `n` message frames read from `ws` (anything else but presence noise fails).
 pub async fn recv_seqs(ws: &mut Ws, n: usize) -> Vec<i64> {
     let mut seqs = Vec::with_capacity(n);
