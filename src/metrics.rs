@@ -70,6 +70,7 @@ pub const STORE_OPS: &[&str] = &[
     "mark_read",
     "read_state",
     "my_rooms",
+    "search",
     "ping",
 ];
 

@@ -12,6 +12,7 @@ pub mod listener;
 pub mod rest;
 pub mod room_log;
 mod routes;
+pub mod search;
 mod state;
 pub mod stream;
 pub mod ws;

@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 
 use super::error::{AccessUser, ApiError};
 use super::state::Shared;
-use super::{admin, demo, health, rest, room_log, stream, ws};
+use super::{admin, demo, health, rest, room_log, search, stream, ws};
 use crate::protocol::ErrorCode;
 
 /// Every route of a node. `cors_origins` are the origins allowed to call the API and load
@@ -106,6 +106,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     )
                     .route("/rooms/{room}/read", web::put().to(room_log::read))
                     .route("/me/rooms", web::get().to(room_log::my_rooms))
+                    .route("/search", web::get().to(search::search))
                     .route("/admin/webhooks", web::get().to(admin::webhooks))
                     .route("/admin/webhooks/dead", web::get().to(admin::dead))
                     .route(

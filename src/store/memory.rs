@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::search::{self, Hit, SearchCursor, SearchQuery};
 use super::{
     AppendOutcome, Appended, Change, Kind, Message, MyRoom, NewMessage, ReactOp, Reaction,
     ReadState, Refusal, RoomHead, RoomsCursor, Store, StoreError, now_ts,
@@ -402,6 +403,34 @@ impl Store for MemoryStore {
                 last_seq: log.head(),
             }
         })
+    }
+
+    async fn search(&self, q: &SearchQuery) -> Result<Vec<Hit>, StoreError> {
+        let words = search::words(&q.text);
+        let rooms = self
+            .rooms
+            .lock()
+            .map_err(|_| StoreError::Internal("memory store lock poisoned".into()))?;
+        let below = q.before.as_ref().map(SearchCursor::key);
+        let mut hits: Vec<Hit> = rooms
+            .iter()
+            .filter(|(room, _)| q.scope.admits(room))
+            .flat_map(|(_, log)| log.entries.iter())
+            .filter(|m| m.kind == Kind::Message && !m.deleted && search::matches(&words, &m.body))
+            .map(|m| Hit {
+                room: m.room.clone(),
+                seq: m.seq,
+                user: m.user.clone(),
+                name: m.name.clone(),
+                body: m.body.clone(),
+                ts: m.ts,
+                highlight: search::highlight(&m.body, &words),
+            })
+            .filter(|h| below.as_ref().is_none_or(|b| h.cursor().key() > *b))
+            .collect();
+        hits.sort_by_key(|h| h.cursor().key());
+        hits.truncate(q.limit);
+        Ok(hits)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

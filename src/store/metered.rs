@@ -6,6 +6,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::seam::{AppendOutcome, MyRoom, ReadState, RoomHead, RoomsCursor, Store, StoreError};
+use super::search::{Hit, SearchQuery};
 use crate::domain::{Message, NewMessage};
 use crate::ids::{Epoch, RoomId, Seq, UserId};
 use crate::metrics::Metrics;
@@ -124,6 +125,10 @@ impl<S: Store> Store for Metered<S> {
             .await
     }
 
+    async fn search(&self, q: &SearchQuery) -> Result<Vec<Hit>, StoreError> {
+        self.timed("search", self.inner.search(q)).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.timed("ping", self.inner.ping()).await
     }
@@ -165,6 +170,13 @@ mod tests {
             .await
             .expect("read_state");
         store.my_rooms(&user, None, 10).await.expect("my_rooms");
+        let q = crate::store::SearchQuery {
+            text: "hi".into(),
+            scope: crate::store::RoomScope::All,
+            before: None,
+            limit: 10,
+        };
+        assert_eq!(store.search(&q).await.expect("search").len(), 1);
         store.ping().await.expect("ping");
         let measured: BTreeSet<String> = metrics
             .registry

@@ -9,6 +9,7 @@ pub mod metered;
 pub mod migrate;
 pub mod postgres;
 pub mod seam;
+pub mod search;
 
 pub use crate::domain::{
     Change, Kind, Message, NewMessage, ReactOp, Reaction, Refusal, format_ts, now_ts,
@@ -20,3 +21,4 @@ pub use seam::{
     AppendOutcome, Appended, MyRoom, ReadState, RoomHead, RoomsCursor, Store, StoreError,
     check_range,
 };
+pub use search::{Hit, RoomScope, SearchCursor, SearchQuery};

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::search::{Hit, SearchQuery};
 use crate::domain::{Message, NewMessage, Refusal};
 use crate::ids::{Epoch, RoomId, Seq, UserId};
 
@@ -227,6 +228,11 @@ pub trait Store: Send + Sync + 'static {
     /// epoch can no longer be trusted). Returns the head afterwards; when another node already
     /// changed the epoch, that one is kept.
     async fn reset_epoch(&self, room: &RoomId, old: &Epoch) -> Result<RoomHead, StoreError>;
+
+    /// Messages matching `q.text` in `q.scope` (PROTOCOL §13): current text only (an edit is
+    /// found by its new words), never a deleted one, newest first, at most `q.limit`, below
+    /// `q.before` when given.
+    async fn search(&self, q: &SearchQuery) -> Result<Vec<Hit>, StoreError>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

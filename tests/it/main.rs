@@ -18,6 +18,7 @@ mod processes;
 mod rest;
 mod room_log;
 mod rooms;
+mod search;
 mod slow_consumer;
 mod store_conformance;
 mod support;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chorus::config;
 use chorus::ids::{RoomId, Seq};
 use chorus::store::{
-    Change, Kind, MemoryStore, Message, NewMessage, PostgresStore, ReactOp, Refusal, Store,
-    StoreError,
+    Change, Kind, MemoryStore, Message, NewMessage, PostgresStore, ReactOp, Refusal, RoomScope,
+    SearchQuery, Store, StoreError,
 };
 
 use crate::support::*;
@@ -572,6 +572,119 @@ async fn heads_ranges_and_epoch_resets(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
 
+/// Searches `text` in `scope`, every page of `limit`, and returns the hits as (room, seq, body)
+/// in the order the pages gave them, checking that order is newest first without repeats.
+async fn search_all(
+    store: &Arc<dyn Store>,
+    text: &str,
+    scope: RoomScope,
+    limit: usize,
+) -> Vec<(String, i64, String)> {
+    let (mut got, mut before, mut keys) = (Vec::new(), None, Vec::new());
+    loop {
+        let q = SearchQuery {
+            text: text.into(),
+            scope: scope.clone(),
+            before: before.clone(),
+            limit,
+        };
+        let page = store.search(&q).await.unwrap();
+        for h in &page {
+            assert!(h.highlight.contains("<mark>"), "{h:?}");
+            keys.push((h.ts, h.room.to_string(), h.seq));
+            got.push((h.room.to_string(), h.seq.get(), h.body.clone()));
+        }
+        if page.len() < limit {
+            break;
+        }
+        before = page.last().map(|h| h.cursor());
+    }
+    assert!(
+        keys.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats: {keys:?}"
+    );
+    got
+}
+
+async fn search_finds_current_text_in_scope_never_deleted(store: Arc<dyn Store>) {
+    let (a, b, t) = (room("srch-a"), room("srch-b"), room("team-srch"));
+    one(&store, &a, msg("ann", "Deploy on Friday", None))
+        .await
+        .unwrap(); // 1
+    one(&store, &a, msg("bob", "lunch on friday?", None))
+        .await
+        .unwrap(); // 2
+    one(&store, &a, msg("ann", "deploy monday <b>maybe</b>", None))
+        .await
+        .unwrap(); // 3
+    one(&store, &b, msg("cat", "deploy friday evening", None))
+        .await
+        .unwrap();
+    one(&store, &t, msg("dan", "deploy now", None))
+        .await
+        .unwrap();
+    let all = |text: &'static str| search_all(&store, text, RoomScope::All, 2);
+    let mut deploys: Vec<(String, i64)> = all("deploy")
+        .await
+        .into_iter()
+        .map(|(r, s, _)| (r, s))
+        .collect();
+    deploys.sort();
+    let want = |v: &[(&str, i64)]| {
+        v.iter()
+            .map(|(r, s)| (r.to_string(), *s))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        deploys,
+        want(&[
+            ("srch-a", 1),
+            ("srch-a", 3),
+            ("srch-b", 1),
+            ("team-srch", 1)
+        ]),
+        "every room, each hit once over pages of 2"
+    );
+    let scoped = RoomScope::Only {
+        rooms: vec![a.clone()],
+        prefixes: vec!["team-".into()],
+    };
+    let mut in_scope: Vec<(String, i64)> = search_all(&store, "deploy", scoped, 10)
+        .await
+        .into_iter()
+        .map(|(r, s, _)| (r, s))
+        .collect();
+    in_scope.sort();
+    assert_eq!(
+        in_scope,
+        want(&[("srch-a", 1), ("srch-a", 3), ("team-srch", 1)]),
+        "a token's rooms and prefixes only"
+    );
+    assert_eq!(all("deploy friday").await.len(), 2, "every word must match");
+    // An edit is found by its new words only; a deleted message never.
+    one(&store, &a, edit("ann", 1, "postponed to monday"))
+        .await
+        .unwrap();
+    one(&store, &a, delete("bob", 2)).await.unwrap();
+    assert_eq!(
+        all("postponed").await,
+        vec![("srch-a".to_string(), 1, "postponed to monday".to_string())]
+    );
+    let fridays: Vec<(String, i64)> = all("friday")
+        .await
+        .into_iter()
+        .map(|(r, s, _)| (r, s))
+        .collect();
+    assert_eq!(
+        fridays,
+        want(&[("srch-b", 1)]),
+        "not the old text, not the deleted"
+    );
+    assert!(all("lunch").await.is_empty(), "deleted");
+    // Operators only, or nothing that is a word: no hit, no error.
+    assert!(all("&& || !! ()").await.is_empty());
+}
+
 macro_rules! conformance {
     ($($check:ident),*) => {
         mod memory {
@@ -595,5 +708,6 @@ conformance!(
     read_cursors_are_monotonic_and_unread_counts_exact,
     heads_ranges_and_epoch_resets,
     a_deleted_message_shows_no_reactions_on_any_read,
-    a_users_rooms_page_by_activity_without_gaps_or_repeats
+    a_users_rooms_page_by_activity_without_gaps_or_repeats,
+    search_finds_current_text_in_scope_never_deleted
 );

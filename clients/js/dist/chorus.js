@@ -1212,6 +1212,19 @@ var Chorus = class extends Emitter {
     if (page.next) out.next = page.next;
     return out;
   }
+  /**
+   * Full-text search in the rooms this token may read (or in `room`), newest first: every word must
+   * match; `"a phrase"`, `or` and `-word` work as in a web search box. Pass a page's `next` as `before`.
+   */
+  async search(q, options = {}) {
+    const params = new URLSearchParams({ q, limit: String(options.limit ?? 20) });
+    if (options.room) params.set("room", options.room);
+    if (options.before) params.set("before", options.before);
+    const page = await this.api(`/api/search?${params}`, {}, options.room);
+    const out = { results: page.results };
+    if (page.next) out.next = page.next;
+    return out;
+  }
   ref(kind) {
     return `${kind}-${++this.refCounter}`;
   }

@@ -32,6 +32,7 @@ import type {
   PendingEntry,
   PresenceUser,
   ReadState,
+  SearchPage,
   TransportKind,
   WebSocketConstructor,
 } from "./types.js";
@@ -684,6 +685,20 @@ export class Chorus extends Emitter<ChorusEvents> {
     const q = new URLSearchParams({ after: options.after ?? "", limit: String(options.limit ?? 50) });
     const page = await this.api<{ rooms: WireMyRoom[]; next?: string }>(`/api/me/rooms?${q}`);
     const out: MyRoomsPage = { rooms: page.rooms.map(toMyRoom) };
+    if (page.next) out.next = page.next;
+    return out;
+  }
+
+  /**
+   * Full-text search in the rooms this token may read (or in `room`), newest first: every word must
+   * match; `"a phrase"`, `or` and `-word` work as in a web search box. Pass a page's `next` as `before`.
+   */
+  async search(q: string, options: { room?: string; before?: string; limit?: number } = {}): Promise<SearchPage> {
+    const params = new URLSearchParams({ q, limit: String(options.limit ?? 20) });
+    if (options.room) params.set("room", options.room);
+    if (options.before) params.set("before", options.before);
+    const page = await this.api<SearchPage>(`/api/search?${params}`, {}, options.room);
+    const out: SearchPage = { results: page.results };
     if (page.next) out.next = page.next;
     return out;
   }

@@ -106,6 +106,24 @@ export interface MyRoomsPage {
   next?: string;
 }
 
+/** A message `search()` found: its current text, and `highlight`, an HTML fragment of it (escaped by
+ * the server) with the matching words in `<mark>`. Insert `highlight` as HTML, never `body`. */
+export interface SearchHit {
+  room: string;
+  seq: number;
+  user: string;
+  name?: string;
+  body: string;
+  ts: string;
+  highlight: string;
+}
+
+/** A page of `search()`, newest first: pass `next` as `before` for the following one. */
+export interface SearchPage {
+  results: SearchHit[];
+  next?: string;
+}
+
 /** A send, edit, delete or react the client holds until the server acks it. */
 export interface PendingEntry {
   clientMsgId: string;

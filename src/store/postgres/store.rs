@@ -11,8 +11,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use super::super::{
-    AppendOutcome, Message, MyRoom, NewMessage, ReadState, RoomHead, RoomsCursor, Store,
-    StoreError, check_range,
+    AppendOutcome, Hit, Message, MyRoom, NewMessage, ReadState, RoomHead, RoomsCursor, SearchQuery,
+    Store, StoreError, check_range,
 };
 use super::errors::{pg_error, pool_error};
 use super::outbox::Outbox;
@@ -227,6 +227,11 @@ impl Store for PostgresStore {
         // The writer: a join must count what it goes live after, a replica may lag.
         self.bounded(cursors::read_state(&self.writer, room, user, upto))
             .await
+    }
+
+    async fn search(&self, q: &SearchQuery) -> Result<Vec<Hit>, StoreError> {
+        // The replica as it is: a search may be as stale as its lag (PROTOCOL §12).
+        self.bounded(reads::search(self.read_pool(), q)).await
     }
 
     async fn my_rooms(

@@ -1,4 +1,4 @@
-import type { Ack, ChorusEvents, ChorusOptions, ConnectionState, HistoryPage, Joined, MyRoom, MyRoomsPage, PendingEntry, PresenceUser, ReadState, TransportKind } from "./types.js";
+import type { Ack, ChorusEvents, ChorusOptions, ConnectionState, HistoryPage, Joined, MyRoom, MyRoomsPage, PendingEntry, PresenceUser, ReadState, SearchPage, TransportKind } from "./types.js";
 import { Emitter } from "./util.js";
 /** Room ids the server accepts (PROTOCOL.md §2). */
 export declare const ROOM_PATTERN: RegExp;
@@ -146,5 +146,14 @@ export declare class Chorus extends Emitter<ChorusEvents> {
         after?: string;
         limit?: number;
     }): Promise<MyRoomsPage>;
+    /**
+     * Full-text search in the rooms this token may read (or in `room`), newest first: every word must
+     * match; `"a phrase"`, `or` and `-word` work as in a web search box. Pass a page's `next` as `before`.
+     */
+    search(q: string, options?: {
+        room?: string;
+        before?: string;
+        limit?: number;
+    }): Promise<SearchPage>;
     private ref;
 }

@@ -140,3 +140,23 @@ test("the room log through the SDK on every transport: edit, react, delete, read
     bob.close();
   }
 });
+
+test("search through the SDK: the token's rooms, newest first, escaped highlights, pages by next", async () => {
+  const room = `find-${Date.now() % 100000}`;
+  const ann = new Chorus({ url: cluster.url(0), token: token("ann"), WebSocket });
+  await ann.connect();
+  await ann.join(room);
+  const word = `zeta${Date.now() % 100000}`;
+  const first = await ann.send(room, `${word} ships <b>today</b>`);
+  const second = await ann.send(room, `${word} again`);
+  await ann.send(room, "nothing to see");
+  const all = await ann.search(word);
+  assert.deepEqual(all.results.map((h) => [h.room, h.seq]), [[room, second.seq], [room, first.seq]]);
+  assert.equal(all.results[1].highlight, `<mark>${word}</mark> ships &lt;b&gt;today&lt;/b&gt;`);
+  assert.equal(all.next, undefined);
+  const page1 = await ann.search(word, { room, limit: 1 });
+  const page2 = await ann.search(word, { room, limit: 1, before: page1.next });
+  assert.deepEqual([...page1.results, ...page2.results].map((h) => h.seq), [second.seq, first.seq]);
+  await assert.rejects(ann.search(""), (e) => e.code === "bad_request" && /`q` is required/.test(e.message));
+  ann.close();
+});
