@@ -90,6 +90,7 @@ await part("sdk scripted chat in Chromium on a 2-node cluster", async () => {
     await demo.press("#token", "Enter");
     await waitFor(demo, "connected with a pasted token", () => document.getElementById("conn").dataset.state === "open");
     if ((await demo.textContent("#me")) !== "Signed in as Ann Lee") throw new Error(`header: ${await demo.textContent("#me")}`);
+    await waitFor(demo, "in the lobby", () => window.chorus.joinedRooms().some((r) => r.room === "lobby"));
     await demo.evaluate(() => window.chorus.close()); // offline, so the message stays pending
     await say(demo, "named");
     await waitFor(demo, "the pending message names Ann Lee", () => document.querySelector("#log .pending .who")?.textContent === "Ann Lee");
