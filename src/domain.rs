@@ -5,11 +5,12 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::ToSchema;
 
 use crate::ids::{RoomId, Seq, UserId};
 
 /// What a log entry is (PROTOCOL §7). On the wire, the frame's `type`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     #[default]
@@ -41,7 +42,7 @@ impl Kind {
 }
 
 /// A reaction's direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReactOp {
     Add,
@@ -66,7 +67,7 @@ impl ReactOp {
 }
 
 /// One reaction key on a message in its folded state: how many hold it, and up to 20 of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Reaction {
     pub key: String,
     pub count: i64,
@@ -80,7 +81,7 @@ pub const REACTION_USERS_MAX: usize = 20;
 /// the wire, so the entry itself is the frame. A `message` entry read from the store is in its
 /// current state: the last edit's body with `edited_ts`, or `deleted` with an empty body, and its
 /// `reactions`; an `edit` entry whose target was deleted is `deleted` with an empty body too.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Message {
     #[serde(rename = "type", default)]
     pub kind: Kind,
@@ -98,6 +99,7 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op: Option<ReactOp>,
     #[serde(serialize_with = "serialize_ts", deserialize_with = "deserialize_ts")]
+    #[schema(value_type = String, format = DateTime)]
     pub ts: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
@@ -107,6 +109,7 @@ pub struct Message {
         serialize_with = "serialize_opt_ts",
         deserialize_with = "deserialize_opt_ts"
     )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub edited_ts: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
@@ -294,7 +297,7 @@ pub enum Refusal {
 }
 
 /// Someone present in a room, as `presence` frames show them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct PresenceUser {
     pub user: UserId,
     #[serde(default, skip_serializing_if = "Option::is_none")]

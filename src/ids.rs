@@ -5,13 +5,51 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::ToSchema;
 
 /// A position in a room's log: starts at 1, gap-free, assigned in the commit; 0 is "before the
 /// first". A count of positions (how far apart two are, how many to read) is a plain `i64`:
 /// `Seq + i64 → Seq`, `Seq - i64 → Seq`, `Seq - Seq → i64`. On the wire and in Postgres, a bigint.
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
 #[serde(transparent)]
 pub struct Seq(i64);
+
+/// An integer, as JSON Schema counts them: `7` and `7.0` alike (a JSON number with no fraction),
+/// so a client whose JSON library writes every number as a double is not refused.
+impl<'de> Deserialize<'de> for Seq {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Seq;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a seq (an integer)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Seq, E> {
+                Ok(Seq(n))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Seq, E> {
+                i64::try_from(n)
+                    .map(Seq)
+                    .map_err(|_| E::custom("seq out of range"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Seq, E> {
+                // Exactly representable, no fraction, in range (2^63 itself is not).
+                if n.fract() == 0.0 && n >= i64::MIN as f64 && n < i64::MAX as f64 {
+                    Ok(Seq(n as i64))
+                } else {
+                    Err(E::custom("a seq is an integer"))
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Seq, E> {
+                // Query strings and headers carry numbers as text.
+                s.parse()
+                    .map(Seq)
+                    .map_err(|_| E::custom("a seq is an integer"))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
 
 impl Seq {
     /// Before the first message.
@@ -71,6 +109,9 @@ impl fmt::Debug for Seq {
     }
 }
 
+/// What [`RoomId::parse`] accepts, for API descriptions.
+pub const ROOM_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,128}$";
+
 /// A validated room id. Cheap to clone (shared string).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomId(Arc<str>);
@@ -115,6 +156,19 @@ impl Serialize for RoomId {
     }
 }
 
+/// In API descriptions (`/api/openapi.json`): a string of the id's pattern.
+impl utoipa::PartialSchema for RoomId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(ROOM_PATTERN))
+            .description(Some("A room id (PROTOCOL §2)"))
+            .into()
+    }
+}
+
+impl ToSchema for RoomId {}
+
 /// Parsed like every other boundary: an invalid id is a deserialisation error.
 impl<'de> Deserialize<'de> for RoomId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -141,8 +195,9 @@ pub fn storable(s: &str) -> bool {
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
         #[serde(transparent)]
+        #[schema(value_type = String)]
         pub struct $name(Arc<str>);
 
         impl $name {
@@ -255,6 +310,27 @@ pub fn entry_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seq_is_an_integer_written_either_way() {
+        let seq = |json: &str| serde_json::from_str::<Seq>(json).ok();
+        assert_eq!(seq("7"), Some(Seq(7)));
+        assert_eq!(seq("7.0"), Some(Seq(7)));
+        assert_eq!(seq("-3"), Some(Seq(-3)));
+        assert_eq!(seq("7.5"), None);
+        assert_eq!(seq("1e300"), None);
+        assert_eq!(seq("18446744073709551615"), None);
+        assert_eq!(seq("\"x\""), None);
+        let q: std::collections::HashMap<String, Seq> = serde_urlencoded_like("after=12");
+        assert_eq!(q["after"], Seq(12));
+    }
+
+    /// A query string as actix reads one (`web::Query`).
+    fn serde_urlencoded_like(q: &str) -> std::collections::HashMap<String, Seq> {
+        actix_web::web::Query::<std::collections::HashMap<String, Seq>>::from_query(q)
+            .unwrap()
+            .into_inner()
+    }
 
     #[test]
     fn random_ids_have_the_length_asked_for() {

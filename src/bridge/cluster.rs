@@ -39,7 +39,7 @@ enum PresenceOp {
 }
 
 /// A room someone is present in, somewhere in the cluster (`GET /api/admin/rooms`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ActiveRoom {
     pub room: RoomId,
     /// Distinct users present.

@@ -3,7 +3,9 @@
 
 use actix_web::http::StatusCode;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// On the wire, [`ErrorCode::as_str`] (serde's name for it is the same: a test checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
     InvalidRoom,
@@ -23,6 +25,21 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidRoom,
+        ErrorCode::InvalidBody,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::NotJoined,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+        ErrorCode::Unauthorized,
+        ErrorCode::NotFound,
+        ErrorCode::Gone,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
@@ -114,6 +131,19 @@ impl CloseCode {
             CloseCode::Forbidden => "4003",
             CloseCode::HeartbeatTimeout => "4008",
             CloseCode::Flooding => "4029",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_names_the_codes_as_the_wire_does() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
     }
 }

@@ -46,7 +46,7 @@ pub struct ReadState {
 }
 
 /// One of a user's rooms (`GET /api/me/rooms`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct MyRoom {
     pub room: RoomId,
     pub last_seq: Seq,
@@ -56,6 +56,7 @@ pub struct MyRoom {
     pub last_message: Option<Message>,
     /// How recently the room was active (higher = more recent; the backend's own scale).
     #[serde(skip)]
+    #[schema(ignore)]
     pub activity: i64,
 }
 

@@ -51,7 +51,7 @@ impl RoomScope {
 
 /// One message found: its current text, and `highlight`, an HTML fragment of it (escaped) with
 /// the matching words in `<mark>`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Hit {
     pub room: RoomId,
     pub seq: Seq,
@@ -60,6 +60,7 @@ pub struct Hit {
     pub name: Option<String>,
     pub body: String,
     #[serde(serialize_with = "serialize_ts")]
+    #[schema(value_type = String, format = DateTime)]
     pub ts: DateTime<Utc>,
     pub highlight: String,
 }

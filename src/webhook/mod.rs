@@ -87,7 +87,7 @@ pub struct Webhooks {
 }
 
 /// An endpoint as `GET /api/admin/webhooks` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EndpointStatus {
     pub name: String,
     /// Empty for an endpoint that is no longer configured but still has rows.

@@ -46,17 +46,18 @@ pub struct Event {
 }
 
 /// An endpoint's figures for `GET /api/admin/webhooks`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct EndpointStats {
     pub backlog: i64,
     pub dead: i64,
     /// When the oldest waiting event of the endpoint was committed.
     #[serde(serialize_with = "crate::domain::serialize_opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub oldest: Option<DateTime<Utc>>,
 }
 
 /// A dead letter (`GET /api/admin/webhooks/dead`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub id: i64,
     pub endpoint: String,
@@ -65,8 +66,10 @@ pub struct DeadLetter {
     pub attempts: i32,
     pub error: String,
     #[serde(serialize_with = "crate::domain::serialize_ts")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::domain::serialize_ts")]
+    #[schema(value_type = String, format = DateTime)]
     pub dead_at: DateTime<Utc>,
 }
 
