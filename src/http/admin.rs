@@ -3,15 +3,18 @@
 //! disconnecting a user from a room on every node (4003).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::error::answers::*;
 use super::{ApiError, Shared, authenticate};
 use crate::auth::Identity;
 use crate::bridge::ActiveRoom;
-use crate::ids::UserId;
+use crate::ids::{RoomId, UserId};
 use crate::protocol::ErrorCode;
 use crate::room::GetPresence;
+use crate::store::postgres::outbox::DeadLetter;
+use crate::webhook::EndpointStatus;
 
 /// Most rows one admin listing returns.
 const LIST_MAX: usize = 1000;
@@ -30,8 +33,11 @@ fn require_service(identity: &Identity) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Limit {
+    /// Rows to list (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -55,7 +61,18 @@ fn no_outbox() -> ApiError {
     )
 }
 
-/// `GET /api/admin/webhooks`
+#[derive(Serialize, ToSchema)]
+pub struct WebhookList {
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// The webhook endpoints: configuration, this node's circuit, backlog and dead letters.
+#[utoipa::path(
+    get,
+    path = "/api/admin/webhooks",
+    tag = "admin",
+    responses((status = 200, body = WebhookList), Unauthorized, Forbidden, Unavailable)
+)]
 pub async fn webhooks(
     req: HttpRequest,
     shared: web::Data<Shared>,
@@ -65,10 +82,26 @@ pub async fn webhooks(
         Some(w) => w.status().await?,
         None => Vec::new(),
     };
-    Ok(HttpResponse::Ok().json(json!({ "endpoints": endpoints })))
+    Ok(HttpResponse::Ok().json(WebhookList { endpoints }))
 }
 
-/// `GET /api/admin/webhooks/dead?limit=N`: newest first.
+#[derive(Serialize, ToSchema)]
+pub struct DeadList {
+    /// Newest first.
+    pub dead: Vec<DeadLetter>,
+}
+
+/// The dead letters: events whose every attempt failed, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/admin/webhooks/dead",
+    tag = "admin",
+    params(Limit),
+    responses(
+        (status = 200, body = DeadList),
+        BadRequest, Unauthorized, Forbidden, Unavailable,
+    )
+)]
 pub async fn dead(
     req: HttpRequest,
     query: web::Query<Limit>,
@@ -80,11 +113,21 @@ pub async fn dead(
         Some(w) => w.outbox().dead(limit).await?,
         None => Vec::new(),
     };
-    Ok(HttpResponse::Ok().json(json!({ "dead": dead })))
+    Ok(HttpResponse::Ok().json(DeadList { dead }))
 }
 
 /// `POST /api/admin/webhooks/dead/{id}/replay`: the event goes back to its queue, ahead of its
 /// room's later events, with fresh attempts.
+#[utoipa::path(
+    post,
+    path = "/api/admin/webhooks/dead/{id}/replay",
+    tag = "admin",
+    params(("id" = i64, Path, description = "a dead letter's `id`")),
+    responses(
+        (status = 200, body = Replayed),
+        BadRequest, Unauthorized, Forbidden, NotFound, Unavailable,
+    )
+)]
 pub async fn replay(
     req: HttpRequest,
     path: web::Path<i64>,
@@ -93,13 +136,35 @@ pub async fn replay(
     service_only(&req, &shared)?;
     let webhooks = shared.webhooks.as_ref().ok_or_else(no_outbox)?;
     match webhooks.outbox().replay(path.into_inner()).await? {
-        Some(letter) => Ok(HttpResponse::Ok().json(json!({ "replayed": letter }))),
+        Some(replayed) => Ok(HttpResponse::Ok().json(Replayed { replayed })),
         None => Err(ApiError::new(ErrorCode::NotFound, "no such dead letter")),
     }
 }
 
-/// `GET /api/admin/rooms?limit=N`: rooms with someone present, most members first. With a
-/// cluster, from the presence hashes every node keeps in Redis; on a single node, its own rooms.
+#[derive(Serialize, ToSchema)]
+pub struct Replayed {
+    /// The letter as it was; its event is queued again.
+    pub replayed: DeadLetter,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ActiveRooms {
+    /// Most members first.
+    pub rooms: Vec<ActiveRoom>,
+}
+
+/// Rooms with someone present, most members first. With a cluster, from the presence hashes
+/// every node keeps in Redis; on a single node, its own rooms.
+#[utoipa::path(
+    get,
+    path = "/api/admin/rooms",
+    tag = "admin",
+    params(Limit),
+    responses(
+        (status = 200, body = ActiveRooms),
+        BadRequest, Unauthorized, Forbidden, Unavailable,
+    )
+)]
 pub async fn rooms(
     req: HttpRequest,
     query: web::Query<Limit>,
@@ -132,18 +197,41 @@ pub async fn rooms(
         }
     };
     rooms.truncate(limit);
-    Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
+    Ok(HttpResponse::Ok().json(ActiveRooms { rooms }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Disconnect {
+    /// The user to disconnect (a token's `sub`).
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*$")]
     user: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Disconnected {
+    pub room: RoomId,
+    pub user: UserId,
+    /// Sessions closed on this node.
+    pub closed_here: usize,
+    /// Whether the other nodes were told (a cluster is configured).
+    pub cluster: bool,
 }
 
 /// `POST /api/admin/rooms/{room}/disconnect {"user"}`: closes that user's sessions in the room
 /// with 4003 on every node. `closed_here` counts this node's; the other nodes are told over the
 /// bus (at most once: a node that misses it while Redis is down keeps the session).
+#[utoipa::path(
+    post,
+    path = "/api/admin/rooms/{room}/disconnect",
+    tag = "admin",
+    params(("room" = RoomId, Path)),
+    request_body = Disconnect,
+    responses(
+        (status = 200, body = Disconnected),
+        BadRequest, Unauthorized, Forbidden,
+    )
+)]
 pub async fn disconnect(
     req: HttpRequest,
     path: web::Path<String>,
@@ -162,10 +250,10 @@ pub async fn disconnect(
     }
     let user = UserId::from(body.user.as_str());
     let closed = shared.session.reads.kick(&room, &user).await;
-    Ok(HttpResponse::Ok().json(json!({
-        "room": room,
-        "user": user,
-        "closed_here": closed,
-        "cluster": shared.cluster.is_some(),
-    })))
+    Ok(HttpResponse::Ok().json(Disconnected {
+        room,
+        user,
+        closed_here: closed,
+        cluster: shared.cluster.is_some(),
+    }))
 }

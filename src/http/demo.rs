@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::ApiError;
 use super::Shared;
+use super::error::answers::*;
 use crate::protocol::ErrorCode;
 
 const INDEX_HTML: &str = include_str!("web/index.html");
@@ -40,11 +41,34 @@ pub async fn client_js() -> HttpResponse {
         .body(CHORUS_JS)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Login {
+    /// 1-64 characters (not only spaces, no NUL): the token's user id and display name.
+    #[schema(max_length = 64, pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
     name: String,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct LoginToken<'a> {
+    /// A bearer token valid for 24 hours.
+    pub token: String,
+    pub user: &'a str,
+}
+
+/// Standalone mode only (no `auth.jwt_secret`): a token for any name, for the demo and scripts.
+#[utoipa::path(
+    post,
+    path = "/api/demo/login",
+    tag = "demo",
+    security(()),
+    request_body = Login,
+    responses(
+        (status = 200, body = LoginToken),
+        BadRequest,
+        (status = 404, description = "`not_found`: this node has a configured secret, so no demo login",
+            body = super::error::ErrorBody),
+    )
+)]
 pub async fn demo_login(
     body: web::Json<Login>,
     shared: web::Data<Shared>,
@@ -57,14 +81,14 @@ pub async fn demo_login(
         ));
     }
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 64 {
+    if name.is_empty() || name.chars().count() > 64 || !crate::ids::storable(name) {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
-            "name must be 1-64 characters",
+            "name must be 1-64 characters, no NUL",
         ));
     }
     let token = shared
         .auth
         .issue(name, Some(name), Duration::from_secs(24 * 3600), None, None);
-    Ok(HttpResponse::Ok().json(json!({"token": token, "user": name})))
+    Ok(HttpResponse::Ok().json(LoginToken { token, user: name }))
 }

@@ -54,10 +54,26 @@ impl ResponseError for ApiError {
         if let Some(s) = self.retry_after_s {
             res.insert_header((header::RETRY_AFTER, s.to_string()));
         }
-        res.json(
-            serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}}),
-        )
+        res.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+            },
+        })
     }
+}
+
+/// Every HTTP error's body (PROTOCOL §4).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people: what was wrong and what to do.
+    pub message: String,
 }
 
 /// The token from `Authorization: Bearer …` or, for browsers, `?access_token=…`.
@@ -89,3 +105,50 @@ pub fn authenticate(req: &HttpRequest, shared: &Shared) -> Result<Identity, ApiE
 
 /// The authenticated user of a request, for the access log.
 pub(super) struct AccessUser(pub(super) crate::ids::UserId);
+
+/// The error answers an operation can give, for its `responses(...)` in `/api/openapi.json`
+/// (each is `ErrorBody` with the status its codes imply, [`ErrorCode::http_status`]).
+pub mod answers {
+    use super::ErrorBody;
+
+    /// `bad_request`, `invalid_room` or `invalid_body`: the message says which field and why.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 400)]
+    pub struct BadRequest(#[allow(dead_code)] ErrorBody);
+
+    /// `unauthorized`: no bearer token, or one that is invalid, expired or revoked.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 401)]
+    pub struct Unauthorized(#[allow(dead_code)] ErrorBody);
+
+    /// `forbidden`: the token does not allow this room or action.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 403)]
+    pub struct Forbidden(#[allow(dead_code)] ErrorBody);
+
+    /// `not_found`: no such message, dead letter or feature on this node.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 404)]
+    pub struct NotFound(#[allow(dead_code)] ErrorBody);
+
+    /// `gone`: the target message is deleted.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 410)]
+    pub struct Gone(#[allow(dead_code)] ErrorBody);
+
+    /// `body_too_large`: the request body, or the message in it, is over the limit.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 413)]
+    pub struct TooLarge(#[allow(dead_code)] ErrorBody);
+
+    /// `rate_limited`: slow down; `Retry-After` says when to try again (seconds).
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 429, headers(("Retry-After" = u64, description = "seconds to wait")))]
+    pub struct RateLimited(#[allow(dead_code)] ErrorBody);
+
+    /// `unavailable`: the store (or the cluster bus) cannot answer now, or the node is draining;
+    /// retry (elsewhere). Nothing was committed.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 503)]
+    pub struct Unavailable(#[allow(dead_code)] ErrorBody);
+}

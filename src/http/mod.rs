@@ -9,6 +9,7 @@ pub mod drain;
 mod error;
 pub mod health;
 pub mod listener;
+pub mod openapi;
 pub mod rest;
 pub mod room_log;
 mod routes;

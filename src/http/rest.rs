@@ -5,12 +5,15 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use governor::clock::{Clock, DefaultClock};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::Shared;
+use super::error::answers::*;
 use super::{ApiError, authenticate};
 use crate::auth::Identity;
+use crate::domain::{Message, PresenceUser};
 use crate::ids::{RoomId, Seq};
 use crate::protocol::ErrorCode;
 use crate::protocol::client::{history_limit, validate_body, validate_client_msg_id};
@@ -60,6 +63,39 @@ pub(super) async fn read_body(
     Ok(body)
 }
 
+/// What `POST /api/rooms/{room}/messages` reads ([`body_of`], [`client_msg_id_of`]; the same
+/// checks as a WebSocket `send`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SendBody {
+    /// The text: 1 to `limits.max_body_bytes` bytes of UTF-8 (4096 by default), not only
+    /// whitespace, no NUL.
+    #[schema(pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
+    body: String,
+    /// Makes the send idempotent forever in its room (else the `Idempotency-Key` header).
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*$")]
+    client_msg_id: Option<String>,
+}
+
+/// Sends a message: it is committed with its seq before this answers, and delivered to every
+/// member on every node.
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/messages",
+    tag = "messages",
+    params(
+        ("room" = RoomId, Path),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128,
+            description = "the `client_msg_id`, when the body has none"),
+    ),
+    request_body = SendBody,
+    responses(
+        (status = 201, description = "committed", body = Message),
+        (status = 200, description = "a repeat of an earlier `client_msg_id`: the entry it made",
+            body = Message),
+        BadRequest, Unauthorized, Forbidden, TooLarge, RateLimited, Unavailable,
+    )
+)]
 pub async fn post_message(
     req: HttpRequest,
     path: web::Path<String>,
@@ -141,18 +177,28 @@ pub(super) fn body_of(
     Ok(body)
 }
 
-/// `client_msg_id` from the body, else the `Idempotency-Key` header.
+/// `client_msg_id` from the body, else the `Idempotency-Key` header (checked whenever it is
+/// sent: a malformed one is a client's bug even when the body's wins).
 pub(super) fn client_msg_id_of(
     req: &HttpRequest,
     obj: &serde_json::Map<String, Value>,
 ) -> Result<Option<String>, ApiError> {
+    let header = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let text = v.to_str().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    "`Idempotency-Key` must be visible ASCII",
+                )
+            })?;
+            validate_client_msg_id(text).map_err(|(c, m)| ApiError::new(c, m))?;
+            Some(text.to_owned())
+        }
+    };
     let client_msg_id = match obj.get("client_msg_id") {
         Some(Value::String(s)) => Some(s.clone()),
-        None | Some(Value::Null) => req
-            .headers()
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        None | Some(Value::Null) => header,
         Some(_) => {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
@@ -166,12 +212,43 @@ pub(super) fn client_msg_id_of(
     Ok(client_msg_id)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// The oldest page after this seq (a reconnect's cursor); with `before` too, the oldest
+    /// page between the two.
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<Seq>,
+    /// The page before this seq, newest last (absent: the newest page).
+    #[param(value_type = Option<i64>, minimum = 0)]
     before: Option<Seq>,
+    /// Entries per page (clamped to 1-200; default 50).
     limit: Option<i64>,
 }
+
+/// A page of a room's log.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPage {
+    pub room: RoomId,
+    /// Changes when the room's history is reset: drop what you hold (PROTOCOL §6).
+    pub epoch: crate::ids::Epoch,
+    /// The room's head: the seq of its newest entry.
+    pub last_seq: Seq,
+    /// In seq order.
+    pub messages: Vec<Message>,
+}
+
+/// History: a page of the room's entries, folded (edits applied, deletes empty, reactions).
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/messages",
+    tag = "messages",
+    params(("room" = RoomId, Path), HistoryQuery),
+    responses(
+        (status = 200, body = HistoryPage),
+        BadRequest, Unauthorized, Forbidden, Unavailable,
+    )
+)]
 
 pub async fn history(
     req: HttpRequest,
@@ -181,12 +258,6 @@ pub async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let (room, _) = authorize(&req, &shared, &path)?;
     let q = query.into_inner();
-    if q.after.is_some() && q.before.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "use either `after` or `before`, not both",
-        ));
-    }
     if q.after.is_some_and(|s| s < Seq::ZERO) || q.before.is_some_and(|s| s < Seq::ZERO) {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
@@ -195,18 +266,44 @@ pub async fn history(
     }
     let limit = history_limit(q.limit);
     let head = shared.store.head(&room).await?;
-    let messages = match q.after {
-        Some(after) => shared.store.after(&room, after, limit).await?,
-        None => shared.store.before(&room, q.before, limit).await?,
+    let messages = match (q.after, q.before) {
+        // A window: the oldest page after `after` that is still before `before`.
+        (Some(after), Some(before)) => {
+            let window = usize::try_from(before - after - 1).unwrap_or(0).min(limit);
+            match window {
+                0 => Vec::new(),
+                n => shared.store.after(&room, after, n).await?,
+            }
+        }
+        (Some(after), None) => shared.store.after(&room, after, limit).await?,
+        (None, before) => shared.store.before(&room, before, limit).await?,
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "room": room,
-        "epoch": head.epoch,
-        "last_seq": head.last_seq,
-        "messages": messages,
-    })))
+    Ok(HttpResponse::Ok().json(HistoryPage {
+        room,
+        epoch: head.epoch,
+        last_seq: head.last_seq,
+        messages,
+    }))
 }
 
+/// Who is in a room now, on every node.
+#[derive(Serialize, ToSchema)]
+pub struct PresenceList {
+    pub room: RoomId,
+    pub users: Vec<PresenceUser>,
+}
+
+/// Presence: the users with a live session in the room, on any node.
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/presence",
+    tag = "messages",
+    params(("room" = RoomId, Path)),
+    responses(
+        (status = 200, body = PresenceList),
+        BadRequest, Unauthorized, Forbidden, Unavailable,
+    )
+)]
 pub async fn presence(
     req: HttpRequest,
     path: web::Path<String>,
@@ -225,5 +322,5 @@ pub async fn presence(
         })?,
         (None, None) => Vec::new(),
     };
-    Ok(HttpResponse::Ok().json(json!({"room": room, "users": users})))
+    Ok(HttpResponse::Ok().json(PresenceList { room, users }))
 }

@@ -3,16 +3,27 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::error::answers::*;
 use super::rest::{authorize, body_of, client_msg_id_of, json_object, rate_limit};
 use super::{ApiError, Shared, authenticate};
 use crate::auth::Identity;
+use crate::domain::Message;
 use crate::ids::{RoomId, Seq};
 use crate::protocol::ErrorCode;
 use crate::protocol::client::{parse_cursor, validate_reaction_key};
-use crate::store::{Change, NewMessage, ReactOp, RoomsCursor};
+use crate::store::{Change, MyRoom, NewMessage, ReactOp, RoomsCursor};
+
+/// An edit, delete or react entry as committed, and whether it was a repeat.
+#[derive(Serialize, ToSchema)]
+pub struct Committed<'a> {
+    #[serde(flatten)]
+    pub entry: &'a Message,
+    /// True when the `client_msg_id` had already made this entry (nothing new committed).
+    pub duplicate: bool,
+}
 
 /// Commits one entry and answers 200 with it, plus `duplicate` (true when it already held).
 async fn commit(
@@ -30,14 +41,12 @@ async fn commit(
         moderator: identity.moderator,
     };
     let appended = shared.rooms.post(room, entry).await?;
-    let mut json = serde_json::to_value(&*appended.message)
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed"))?;
-    if let Value::Object(obj) = &mut json {
-        obj.insert("duplicate".into(), Value::Bool(appended.duplicate));
-    }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json))
+        .json(Committed {
+            entry: &appended.message,
+            duplicate: appended.duplicate,
+        }))
 }
 
 fn target(text: &str) -> Result<Seq, ApiError> {
@@ -51,7 +60,34 @@ fn target(text: &str) -> Result<Seq, ApiError> {
         })
 }
 
-/// `PATCH /api/rooms/{room}/messages/{seq}` `{"body","client_msg_id"?}`
+/// What an edit reads: the new text, checked like a send's.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EditBody {
+    /// The text: 1 to `limits.max_body_bytes` bytes of UTF-8 (4096 by default), not only
+    /// whitespace, no NUL.
+    #[schema(pattern = r"^[^\x00]*[^\s\x00][^\x00]*$")]
+    body: String,
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*$")]
+    client_msg_id: Option<String>,
+}
+
+/// Edits a message of yours: an `edit` entry in the room's log (PROTOCOL §7).
+#[utoipa::path(
+    patch,
+    path = "/api/rooms/{room}/messages/{seq}",
+    tag = "room log",
+    params(
+        ("room" = RoomId, Path),
+        ("seq" = i64, Path, minimum = 1, description = "the message to edit"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128),
+    ),
+    request_body = EditBody,
+    responses(
+        (status = 200, description = "the `edit` entry", body = Committed),
+        BadRequest, Unauthorized, Forbidden, NotFound, Gone, TooLarge, RateLimited, Unavailable,
+    )
+)]
 pub async fn edit(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -68,7 +104,21 @@ pub async fn edit(
     commit(&shared, &room, identity, Change::Edit { target, body }, cid).await
 }
 
-/// `DELETE /api/rooms/{room}/messages/{seq}` (`Idempotency-Key` optional)
+/// Deletes a message (yours, or any with a moderator's token): a `delete` entry.
+#[utoipa::path(
+    delete,
+    path = "/api/rooms/{room}/messages/{seq}",
+    tag = "room log",
+    params(
+        ("room" = RoomId, Path),
+        ("seq" = i64, Path, minimum = 1, description = "the message to delete"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128),
+    ),
+    responses(
+        (status = 200, description = "the `delete` entry", body = Committed),
+        BadRequest, Unauthorized, Forbidden, NotFound, Gone, RateLimited, Unavailable,
+    )
+)]
 pub async fn delete(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -81,7 +131,23 @@ pub async fn delete(
     commit(&shared, &room, identity, Change::Delete { target }, cid).await
 }
 
-/// `PUT` (add) and `DELETE` (remove) `/api/rooms/{room}/messages/{seq}/reactions/{key}`
+/// Adds (`PUT`) or removes (`DELETE`) your reaction `key` on a message: a `react` entry.
+#[utoipa::path(
+    method(put, delete),
+    path = "/api/rooms/{room}/messages/{seq}/reactions/{key}",
+    tag = "room log",
+    params(
+        ("room" = RoomId, Path),
+        ("seq" = i64, Path, minimum = 1, description = "the message reacted to"),
+        ("key" = String, Path, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]{1,32}$",
+            description = "1-32 characters, no whitespace or control characters"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128),
+    ),
+    responses(
+        (status = 200, description = "the `react` entry", body = Committed),
+        BadRequest, Unauthorized, Forbidden, NotFound, Gone, RateLimited, Unavailable,
+    )
+)]
 pub async fn react(
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
@@ -108,12 +174,35 @@ pub async fn react(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ReadBody {
+    /// Read up to here (a cursor never moves backwards).
+    #[schema(value_type = i64, minimum = 0)]
     seq: Seq,
 }
 
-/// `PUT /api/rooms/{room}/read` `{"seq"}` → `{"room","read_seq","unread","last_seq"}`
+/// A user's read cursor in a room, and what is unread after it.
+#[derive(Serialize, ToSchema)]
+pub struct ReadCursor {
+    pub room: RoomId,
+    pub read_seq: Seq,
+    /// Messages after `read_seq` up to `last_seq` (edits, deletes and reactions do not count).
+    pub unread: i64,
+    pub last_seq: Seq,
+}
+
+/// Moves your read cursor (every session of yours hears a `read` frame).
+#[utoipa::path(
+    put,
+    path = "/api/rooms/{room}/read",
+    tag = "room log",
+    params(("room" = RoomId, Path)),
+    request_body = ReadBody,
+    responses(
+        (status = 200, body = ReadCursor),
+        BadRequest, Unauthorized, Forbidden, RateLimited, Unavailable,
+    )
+)]
 pub async fn read(
     req: HttpRequest,
     path: web::Path<String>,
@@ -140,18 +229,36 @@ pub async fn read(
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "room": room,
-            "read_seq": state.read_seq,
-            "unread": state.unread,
-            "last_seq": state.last_seq,
-        })))
+        .json(ReadCursor {
+            room,
+            read_seq: state.read_seq,
+            unread: state.unread,
+            last_seq: state.last_seq,
+        }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MyRoomsQuery {
+    /// The `next` of the page before (empty for the first page). With it the answer is a page
+    /// object; without it, v2's bare array.
+    #[param(pattern = r"^(|-?[0-9]{1,18}\.[A-Za-z0-9_.:-]{1,128})$")]
     after: Option<String>,
+    /// Rooms per page (clamped to 1-1000; default 100).
     limit: Option<i64>,
+}
+
+/// `GET /api/me/rooms`'s answer: a page (with `after`) or v2's bare array (without).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum MyRooms {
+    Page {
+        rooms: Vec<MyRoom>,
+        /// The `after` of the next page; absent on the last.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+    },
+    Bare(Vec<MyRoom>),
 }
 
 /// Default and largest page of `GET /api/me/rooms`.
@@ -161,6 +268,16 @@ const MY_ROOMS_MAX: usize = 1000;
 /// `GET /api/me/rooms`: the user's rooms, most recently active first (PROTOCOL §7, §10). With
 /// `after` (empty for the first page) the answer is a page, `{"rooms", "next"?}`, where `next`
 /// is the `after` of the following page; without it, v2's bare array of the first `limit`.
+#[utoipa::path(
+    get,
+    path = "/api/me/rooms",
+    tag = "room log",
+    params(MyRoomsQuery),
+    responses(
+        (status = 200, description = "your rooms, most recently active first", body = MyRooms),
+        BadRequest, Unauthorized, Unavailable,
+    )
+)]
 pub async fn my_rooms(
     req: HttpRequest,
     query: web::Query<MyRoomsQuery>,
@@ -193,16 +310,11 @@ pub async fn my_rooms(
         .into_iter()
         .filter(|r| identity.may_access(&r.room))
         .collect();
-    if query.after.is_some() {
-        let mut body = serde_json::json!({ "rooms": rooms });
-        if let Some(next) = next {
-            body["next"] = next.into();
-        }
-        return Ok(HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(body));
-    }
+    let body = match query.after {
+        Some(_) => MyRooms::Page { rooms, next },
+        None => MyRooms::Bare(rooms),
+    };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(rooms))
+        .json(body))
 }

@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 
 use super::error::{AccessUser, ApiError};
 use super::state::Shared;
-use super::{admin, demo, health, rest, room_log, search, stream, ws};
+use super::{admin, demo, health, openapi, rest, room_log, search, stream, ws};
 use crate::protocol::ErrorCode;
 
 /// Every route of a node. `cors_origins` are the origins allowed to call the API and load
@@ -84,6 +84,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             .service(
                 web::scope("/api")
                     .wrap(cors(cors_origins))
+                    .route("/openapi.json", web::get().to(openapi::openapi_json))
                     .route("/demo/login", web::post().to(demo::demo_login))
                     .route("/rooms/{room}/messages", web::post().to(rest::post_message))
                     .route("/rooms/{room}/messages", web::get().to(rest::history))
@@ -137,8 +138,21 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
-async fn not_found() -> HttpResponse {
-    ApiError::new(ErrorCode::NotFound, "no such route").error_response()
+/// No route took the request: 405 with `Allow` when the path is an operation of the API
+/// document under another method (the document lists every route: its tests check), else 404.
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    match openapi::methods_of(req.path()) {
+        Some(methods) => {
+            let allow = methods.join(", ");
+            HttpResponse::build(actix_web::http::StatusCode::METHOD_NOT_ALLOWED)
+                .insert_header((header::ALLOW, allow.clone()))
+                .json(serde_json::json!({"error": {
+                    "code": ErrorCode::BadRequest.as_str(),
+                    "message": format!("{} is not served here; use {allow}", req.method()),
+                }}))
+        }
+        None => ApiError::new(ErrorCode::NotFound, "no such route").error_response(),
+    }
 }
 
 fn cors(origins: &[String]) -> Cors {

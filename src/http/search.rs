@@ -4,14 +4,15 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::error::answers::*;
 use super::rest::authorize;
 use super::{ApiError, Shared, authenticate};
 use crate::auth::Identity;
 use crate::protocol::ErrorCode;
-use crate::store::{RoomScope, SearchCursor, SearchQuery};
+use crate::store::{Hit, RoomScope, SearchCursor, SearchQuery};
 
 /// The longest `q`, in characters: a search is a few words, and a long text of operators would
 /// only make Postgres work for nothing.
@@ -20,12 +21,30 @@ pub const QUERY_MAX_CHARS: usize = 256;
 const PAGE_DEFAULT: usize = 20;
 const PAGE_MAX: usize = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
+    /// The words to look for, all of them, at most 256 characters (with Postgres: `"a phrase"`,
+    /// `-word` and `or` as in web search).
+    #[param(required = true, max_length = 256, pattern = r"\S")]
     q: Option<String>,
+    /// Only this room (else every room your token may read).
+    #[param(value_type = Option<crate::ids::RoomId>)]
     room: Option<String>,
+    /// The `next` of the page before.
+    #[param(pattern = r"^(|[0-9]{1,16}\.[0-9]{1,18}\.[A-Za-z0-9_.:-]{1,128})$")]
     before: Option<String>,
+    /// Results per page (clamped to 1-100; default 20).
     limit: Option<i64>,
+}
+
+/// A page of search results, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct SearchPage {
+    pub results: Vec<Hit>,
+    /// The `before` of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// Every room `identity` may read: its token's `rooms` patterns (PROTOCOL §2), all for a service.
@@ -45,6 +64,18 @@ fn scope_of(identity: &Identity) -> RoomScope {
     }
 }
 
+/// Full-text search over the messages of the rooms your token may read now (PROTOCOL §13): edits
+/// are found by their new text, deleted messages never.
+#[utoipa::path(
+    get,
+    path = "/api/search",
+    tag = "search",
+    params(SearchParams),
+    responses(
+        (status = 200, body = SearchPage),
+        BadRequest, Unauthorized, Forbidden, Unavailable,
+    )
+)]
 pub async fn search(
     req: HttpRequest,
     params: web::Query<SearchParams>,
@@ -87,13 +118,10 @@ pub async fn search(
         limit,
     };
     let results = shared.store.search(&query).await?;
-    let mut body = json!({ "results": results });
-    if results.len() == limit
-        && let Some(last) = results.last()
-    {
-        body["next"] = last.cursor().encode().into();
-    }
+    let next = (results.len() == limit)
+        .then(|| results.last().map(|last| last.cursor().encode()))
+        .flatten();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body))
+        .json(SearchPage { results, next }))
 }

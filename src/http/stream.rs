@@ -24,12 +24,14 @@ use std::time::Duration;
 use actix::Actor;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
+use utoipa::{IntoParams, ToSchema};
 
 use super::Shared;
 use super::drain::StreamGuard;
+use super::error::answers::*;
 use super::listener::{Event, Listener};
 use super::rest::authorize;
 use super::{ApiError, admission};
@@ -66,15 +68,45 @@ struct SseStream {
     _open: StreamGuard,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Resume after this seq (as a WebSocket `since`); `Last-Event-ID` wins when both are sent.
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<Seq>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PollQuery {
+    /// Entries after this seq (absent: only what comes next).
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<Seq>,
+    /// Seconds to wait for something new (default 30, at most 60; 0 answers at once).
     timeout: Option<u64>,
+}
+
+/// One server-sent event as a client's EventSource parses it (its `data` is the JSON of the
+/// frame `event` names; see `/api/asyncapi.json`). Heartbeats are comments, not events.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SseEvent {
+    /// `joined`, an entry's type (`message`, `edit`, `delete`, `react`), `reset` or `draining`.
+    event: String,
+    /// The entry's seq (entries only): EventSource's `Last-Event-ID` on reconnect.
+    id: Option<String>,
+    data: String,
+    /// Milliseconds EventSource waits before reconnecting (`draining` only).
+    retry: Option<String>,
+}
+
+/// A long-poll's answer: what came after the cursor, and the cursor of the next poll.
+#[derive(Serialize, ToSchema)]
+pub struct PollPage {
+    /// In seq order; empty when the wait ended with nothing new.
+    pub messages: Vec<crate::store::Message>,
+    /// The `after` of the next poll.
+    pub last_seq: Seq,
 }
 
 fn listen(
@@ -113,6 +145,24 @@ fn cursor(value: Option<Seq>) -> Result<Option<Seq>, ApiError> {
     }
 }
 
+/// Server-sent events: the room's entries live, from the cursor on (`id:` is the seq; the event
+/// names and data are described in `/api/asyncapi.json`).
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/events",
+    tag = "streams",
+    params(
+        ("room" = RoomId, Path),
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0,
+            description = "EventSource's resume cursor"),
+        EventsQuery,
+    ),
+    responses(
+        (status = 200, description = "an event stream that lasts until the client leaves or the node drains",
+            body = SseEvent, content_type = "text/event-stream"),
+        BadRequest, Unauthorized, Forbidden, RateLimited, Unavailable,
+    )
+)]
 pub async fn events(
     req: HttpRequest,
     path: web::Path<String>,
@@ -129,7 +179,9 @@ pub async fn events(
         })?),
         None => None,
     };
-    let since = cursor(last_event_id.or(query.after))?;
+    // Both checked, whichever wins: a malformed cursor is a client's bug either way.
+    let after = cursor(query.after)?;
+    let since = cursor(last_event_id)?.or(after);
     refuse_while_draining(&shared)?;
     let permit = admission::admit(&shared.admission, &req, &identity.user)?;
     let conn = ConnSocket::of(&req);
@@ -190,6 +242,18 @@ pub async fn events(
         .streaming(body))
 }
 
+/// Long-poll: answers at once when something is after the cursor, else when something comes or
+/// `timeout` passes.
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/poll",
+    tag = "streams",
+    params(("room" = RoomId, Path), PollQuery),
+    responses(
+        (status = 200, body = PollPage),
+        BadRequest, Unauthorized, Forbidden, RateLimited, Unavailable,
+    )
+)]
 pub async fn poll(
     req: HttpRequest,
     path: web::Path<String>,
@@ -211,7 +275,7 @@ pub async fn poll(
         if shared.draining() {
             res.force_close(); // the next poll should reach another node
         }
-        res.json(json!({"messages": messages, "last_seq": last_seq}))
+        res.json(PollPage { messages, last_seq })
     };
     let messages = shared.store.after(&room, after, POLL_PAGE).await?;
     if !messages.is_empty() || timeout.is_zero() || shared.draining() {

@@ -225,7 +225,29 @@ async fn rest_history_pages_with_after_and_before() {
     let page: Value = get("?limit=2").await.unwrap().json().await.unwrap();
     assert_eq!(seqs(&page), vec![29, 30]);
     assert_eq!(get("?after=x").await.unwrap().status(), 400);
-    assert_eq!(get("?after=1&before=3").await.unwrap().status(), 400);
+    // Both: the oldest page of the window between them (a window can be empty).
+    let page: Value = get("?after=10&before=20&limit=3")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seqs(&page), vec![11, 12, 13]);
+    let page: Value = get("?after=10&before=13")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seqs(&page), vec![11, 12]);
+    let page: Value = get("?after=10&before=11")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seqs(&page), Vec::<i64>::new());
+    assert_eq!(get("?after=-1").await.unwrap().status(), 400);
     node.stop().await;
 }
 
@@ -340,5 +362,45 @@ async fn postgres_unreachable_means_unavailable_never_an_ack_and_a_retry_lands_o
         .await;
     assert_eq!(ws.recv_type("ack").await["duplicate"], true);
     wait_ready(&node, true).await;
+    node.stop().await;
+}
+
+#[actix_web::test]
+async fn the_api_document_is_served_and_a_wrong_method_is_405_with_allow() {
+    let node = TestNode::start(&fresh_db().await, &[]).await;
+    let res = http()
+        .get(node.http("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let doc: Value = res.json().await.unwrap();
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    assert!(doc["paths"]["/api/rooms/{room}/messages"]["post"].is_object());
+
+    let res = http()
+        .delete(node.http("/api/rooms/lobby/messages"))
+        .bearer_auth(token("u"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    let allow = res
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(allow.as_deref(), Some("GET, POST"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+    let res = http()
+        .get(node.http("/api/rooms/lobby/nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
     node.stop().await;
 }
