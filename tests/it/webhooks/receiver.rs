@@ -176,6 +176,11 @@ impl Receiver {
         self.got().into_iter().filter(|g| g.accepted).collect()
     }
 
+    /// Requests being answered now (a `Slow` receiver holds each for its delay).
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::SeqCst)
+    }
+
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
