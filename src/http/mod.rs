@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod asyncapi;
 pub mod demo;
 pub mod drain;
 mod error;

@@ -46,6 +46,7 @@ use super::{admin, demo, health, rest, room_log, search, stream};
         health::readyz,
         health::metrics,
         openapi_json,
+        super::asyncapi::asyncapi_json,
     ),
     modifiers(&Auth),
     security(("bearer" = []), ("access_token" = [])),
@@ -264,6 +265,34 @@ mod tests {
         );
         let stale: Vec<_> = documented.difference(&routed).collect();
         assert!(stale.is_empty(), "operations without a route: {stale:?}");
+    }
+
+    /// `docs/api/openapi.json` and `docs/api/asyncapi.json` are these documents as the code
+    /// makes them, for readers and tools that do not run a node (the SDK's tests read the
+    /// AsyncAPI one). `UPDATE_API_DOCS=1 cargo test --lib api_documents` rewrites them.
+    #[test]
+    fn the_committed_api_documents_are_current() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api");
+        let asyncapi = serde_json::to_string_pretty(super::super::asyncapi::document()).unwrap();
+        for (file, made) in [
+            ("openapi.json", document()),
+            ("asyncapi.json", asyncapi.as_str()),
+        ] {
+            let path = dir.join(file);
+            let made = format!("{made}\n");
+            if std::env::var_os("UPDATE_API_DOCS").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &made).unwrap();
+                continue;
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == made,
+                "{} is not what the code makes: run `UPDATE_API_DOCS=1 cargo test --lib \
+                 api_documents` and commit it",
+                path.display()
+            );
+        }
     }
 
     #[test]

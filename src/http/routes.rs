@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 
 use super::error::{AccessUser, ApiError};
 use super::state::Shared;
-use super::{admin, demo, health, openapi, rest, room_log, search, stream, ws};
+use super::{admin, asyncapi, demo, health, openapi, rest, room_log, search, stream, ws};
 use crate::protocol::ErrorCode;
 
 /// Every route of a node. `cors_origins` are the origins allowed to call the API and load
@@ -85,6 +85,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 web::scope("/api")
                     .wrap(cors(cors_origins))
                     .route("/openapi.json", web::get().to(openapi::openapi_json))
+                    .route("/asyncapi.json", web::get().to(asyncapi::asyncapi_json))
                     .route("/demo/login", web::post().to(demo::demo_login))
                     .route("/rooms/{room}/messages", web::post().to(rest::post_message))
                     .route("/rooms/{room}/messages", web::get().to(rest::history))

@@ -25,7 +25,6 @@ use actix::Actor;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 
@@ -98,6 +97,24 @@ pub struct SseEvent {
     data: String,
     /// Milliseconds EventSource waits before reconnecting (`draining` only).
     retry: Option<String>,
+}
+
+/// The `data` of an SSE `joined` event: where the stream starts (`recovered: false` after a
+/// cursor means the missed entries cannot all be replayed: reload through history).
+#[derive(Serialize, ToSchema)]
+pub struct SseJoined<'a> {
+    pub room: &'a RoomId,
+    pub epoch: &'a str,
+    pub last_seq: Seq,
+    pub recovered: bool,
+}
+
+/// The `data` of an SSE `draining` event: the node is leaving; reconnect (to another).
+#[derive(Serialize, ToSchema)]
+pub struct SseDraining {
+    /// 1012, as the WebSocket's close code.
+    pub code: u16,
+    pub reason: &'static str,
 }
 
 /// A long-poll's answer: what came after the cursor, and the cursor of the next poll.
@@ -209,7 +226,11 @@ pub async fn events(
         };
         let Some(event) = event else {
             st.ended = true;
-            let data = json!({"code": 1012, "reason": "node draining; reconnect"});
+            let data = SseDraining {
+                code: crate::protocol::CloseCode::Draining.code(),
+                reason: "node draining; reconnect",
+            };
+            let data = serde_json::to_string(&data).unwrap_or_default();
             let text = format!("event: draining\nretry: {DRAIN_RETRY_MS}\ndata: {data}\n\n");
             return Some((Ok::<_, Infallible>(Bytes::from(text)), st));
         };
@@ -224,7 +245,13 @@ pub async fn events(
                 last_seq,
                 epoch,
             } => {
-                let data = json!({"room": room, "epoch": epoch, "last_seq": last_seq, "recovered": recovered});
+                let data = SseJoined {
+                    room,
+                    epoch: &epoch,
+                    last_seq,
+                    recovered,
+                };
+                let data = serde_json::to_string(&data).unwrap_or_default();
                 format!("event: joined\ndata: {data}\n\n")
             }
             Event::Reset { frame } => format!("event: reset\ndata: {frame}\n\n"),

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod codes;
+pub mod schema;
 pub mod server;
 
 pub use crate::domain::PresenceUser;

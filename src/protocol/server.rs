@@ -7,7 +7,9 @@ use serde::Serialize;
 use crate::domain::{Message, PresenceUser};
 use crate::ids::{RoomId, Seq};
 
-#[derive(Debug, Serialize)]
+/// Its schema (`utoipa`) is the AsyncAPI document's description of these frames
+/// (`/api/asyncapi.json`); the integration suite validates every frame it receives against it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame<'a> {
     Hello {

@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::support::*;
+use chorus::http::asyncapi::Frames;
 
 /// A minimal SSE reader: events as (event name, id, data); comments as ("comment", None, text).
 struct Sse {
@@ -48,6 +49,9 @@ impl Sse {
                         _ => {}
                     }
                 }
+                // Every event the suite reads must match /api/asyncapi.json.
+                let parsed: Value = serde_json::from_str(&data).expect("SSE data is JSON");
+                conforms(Frames::Sse, &json!({"event": event, "data": parsed}));
                 return (event, id, data);
             }
             let chunk = tokio::time::timeout_at(deadline, self.stream.next())

@@ -1,6 +1,36 @@
-//! A WebSocket client that reads with deadlines and fails loudly.
+//! A WebSocket client that reads with deadlines and fails loudly, and the check that every
+//! frame it (or the SSE reader) receives matches `/api/asyncapi.json`.
+
+use std::sync::OnceLock;
+
+use chorus::http::asyncapi::{Frames, frame_schema};
 
 use super::*;
+
+/// Fails the test unless `frame` matches `/api/asyncapi.json` (every frame the suite's
+/// WebSocket and SSE readers receive goes through here, so the document cannot drift from what
+/// the node sends).
+pub fn conforms(frames: Frames, frame: &Value) {
+    static CHECKS: OnceLock<Vec<(Frames, jsonschema::Validator)>> = OnceLock::new();
+    let checks = CHECKS.get_or_init(|| {
+        [Frames::Client, Frames::Server, Frames::Sse]
+            .into_iter()
+            .map(|f| {
+                (
+                    f,
+                    jsonschema::draft202012::new(&frame_schema(f)).expect("schema"),
+                )
+            })
+            .collect()
+    });
+    let (_, v) = checks
+        .iter()
+        .find(|(f, _)| *f == frames)
+        .expect("a validator");
+    if let Err(e) = v.validate(frame) {
+        panic!("{frames:?} frame does not match /api/asyncapi.json: {e}\n{frame}");
+    }
+}
 
 /// A WebSocket client that reads with deadlines and fails loudly.
 pub struct Ws {
@@ -50,6 +80,12 @@ impl Ws {
             .expect("ws send");
     }
 
+    /// Sends a frame the protocol accepts, checked against `/api/asyncapi.json` first.
+    pub async fn send_valid(&mut self, v: Value) {
+        conforms(Frames::Client, &v);
+        self.send(v).await;
+    }
+
     pub async fn send_raw(&mut self, m: WsMessage) {
         self.stream.send(m).await.expect("ws send");
     }
@@ -73,7 +109,11 @@ impl Ws {
                 .expect("connection ended")
                 .expect("ws error");
             match msg {
-                WsMessage::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
+                WsMessage::Text(t) => {
+                    let frame: Value = serde_json::from_str(&t).expect("server sends JSON");
+                    conforms(Frames::Server, &frame);
+                    return frame;
+                }
                 WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
             }
@@ -98,7 +138,7 @@ impl Ws {
 
     /// Joins and returns the `joined` frame (and consumes the presence snapshot).
     pub async fn join(&mut self, room: &str) -> Value {
-        self.send(json!({"type":"join","room":room,"ref":"j"}))
+        self.send_valid(json!({"type":"join","room":room,"ref":"j"}))
             .await;
         let joined = self.recv_type("joined").await;
         assert_eq!(self.recv().await["type"], "presence");
@@ -107,7 +147,7 @@ impl Ws {
 
     /// Sends a message and returns its ack.
     pub async fn post(&mut self, room: &str, body: &str) -> Value {
-        self.send(json!({"type":"send","room":room,"body":body,"ref":"s"}))
+        self.send_valid(json!({"type":"send","room":room,"body":body,"ref":"s"}))
             .await;
         // The protocol's order: the ack first, then the sender's own copy of the message
         // (use this helper only where this client is the room's only writer).

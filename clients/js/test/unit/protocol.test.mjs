@@ -46,3 +46,40 @@ test("every server frame and field of PROTOCOL.md is in the SDK's frame table, a
     assert.ok(documented.has(type), `the SDK knows a "${type}" frame that PROTOCOL.md does not have`);
   }
 });
+
+// The same table against docs/api/asyncapi.json, the AsyncAPI document the node serves at
+// /api/asyncapi.json (a Rust test keeps that file equal to what the code generates, and the
+// integration suite validates every frame it receives against it).
+const asyncapi = JSON.parse(readFileSync(new URL("../../../../docs/api/asyncapi.json", import.meta.url), "utf8"));
+
+/** type → { fields, required } of every frame the node sends on the WebSocket. */
+function asyncapiServerFrames() {
+  const resolve = (schema) => {
+    const ref = schema?.$ref;
+    return ref ? asyncapi.components.schemas[ref.split("/").pop()] : schema;
+  };
+  const frames = new Map();
+  for (const { $ref } of asyncapi.operations.nodeSends.messages) {
+    const payload = resolve(asyncapi.components.messages[$ref.split("/").pop()].payload);
+    const fields = Object.keys(payload.properties).filter((f) => f !== "type");
+    const required = (payload.required ?? []).filter((f) => f !== "type");
+    const kinds = payload.properties.type.enum ?? resolve(payload.properties.type).enum;
+    for (const kind of kinds) frames.set(kind, { fields, required });
+  }
+  return frames;
+}
+
+test("the SDK's frame table agrees with the AsyncAPI document: the same frames, no field the node does not send, every field it always sends", () => {
+  const documented = asyncapiServerFrames();
+  assert.ok(documented.size >= 16, `read ${documented.size} frames from asyncapi.json`);
+  assert.deepEqual([...documented.keys()].sort(), Object.keys(SERVER_FRAME_FIELDS).sort());
+  const entries = new Set(["message", "edit", "delete", "react"]);
+  for (const [type, { fields, required }] of documented) {
+    const known = SERVER_FRAME_FIELDS[type];
+    for (const field of known) assert.ok(fields.includes(field), `the SDK reads "${type}".${field}, which the node never sends`);
+    // An entry's schema is the log entry's, shared by its four types: a delete or a react
+    // always has an empty body, which the SDK leaves out.
+    const always = entries.has(type) && type !== "message" && type !== "edit" ? required.filter((f) => f !== "body") : required;
+    for (const field of always) assert.ok(known.includes(field), `the node always sends "${type}".${field}; the SDK does not know it`);
+  }
+});
