@@ -104,7 +104,8 @@ pub async fn edit(
     commit(&shared, &room, identity, Change::Edit { target, body }, cid).await
 }
 
-/// Deletes a message (yours, or any with a moderator's token): a `delete` entry.
+/// Deletes a message (yours, or any with a moderator's token): a `delete` entry. Deleting it
+/// again answers the `delete` entry that deleted it.
 #[utoipa::path(
     delete,
     path = "/api/rooms/{room}/messages/{seq}",
@@ -116,7 +117,7 @@ pub async fn edit(
     ),
     responses(
         (status = 200, description = "the `delete` entry", body = Committed),
-        BadRequest, Unauthorized, Forbidden, NotFound, Gone, RateLimited, Unavailable,
+        BadRequest, Unauthorized, Forbidden, NotFound, RateLimited, Unavailable,
     )
 )]
 pub async fn delete(
